@@ -1,0 +1,5 @@
+//! The syscall layer: the only place with `unsafe`. Each wrapper turns a raw call into a
+//! `std::io::Result`, and each `unsafe` block says why it is sound.
+
+pub mod fs;
+pub mod ns;

@@ -1,0 +1,1 @@
+//! Process, namespace, mount and signal syscalls.
