@@ -1,0 +1,80 @@
+# oci2bin — build, test, bench. `make` on a fresh Debian machine installs what it needs.
+SHELL := /bin/bash
+CARGO ?= cargo
+MUSL := x86_64-unknown-linux-musl
+TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),target))
+OCI2BIN := $(TARGET_DIR)/release/oci2bin
+PREFIX ?= /usr/local
+# Debian packages the build, the tests and the benchmarks use (see ../shared/TESTING.md).
+APT_PACKAGES := musl-tools busybox-static skopeo umoci mmdebstrap podman runc uidmap zstd \
+  docker-registry apache2-utils openssl slirp4netns passt hyperfine bubblewrap charliecloud \
+  python3 util-linux tar
+# The loader: static musl when the target can be added, else static glibc (crt-static).
+LOADER_TRIPLE := $(shell rustup target list --installed 2>/dev/null | grep -qx $(MUSL) && echo $(MUSL) || echo x86_64-unknown-linux-gnu)
+LOADER := $(TARGET_DIR)/$(LOADER_TRIPLE)/loader/loader
+export OCI2BIN_EMBED_LOADER := $(LOADER)
+
+.PHONY: all deps loader packager test test-unit test-e2e bench demo install clean kernel lint
+
+all: deps loader packager
+
+# Idempotent: installs only what is missing; needs root (or sudo) only when something is.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@rustup target list --installed 2>/dev/null | grep -qx $(MUSL) || rustup target add $(MUSL) || \
+	  echo "warning: cannot add $(MUSL); the loader will be a static glibc build"
+
+loader:
+	@if rustup target list --installed 2>/dev/null | grep -qx $(MUSL); then \
+	  $(CARGO) build -p loader --bin loader --profile loader --target $(MUSL); \
+	else \
+	  RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build -p loader --bin loader --profile loader --target x86_64-unknown-linux-gnu; \
+	fi
+	@if readelf -l $(LOADER) | grep -q INTERP; then echo "error: loader is not static" >&2; exit 1; fi
+	@echo "loader: $(LOADER) ($$(stat -c %s $(LOADER)) bytes, static)"
+
+packager: loader
+	OCI2BIN_EMBED_LOADER=$(LOADER) $(CARGO) build --release -p oci2bin
+	@echo "packager: $(OCI2BIN)"
+
+# The main job on an embedded default image that needs no network: Debian's busybox-static as a
+# rootfs, packaged and run.
+demo: all
+	@rm -rf out/demo-rootfs && mkdir -p out/demo-rootfs/bin out/demo-rootfs/etc out/demo-rootfs/tmp
+	@cp /bin/busybox out/demo-rootfs/bin/ && for a in $$(/bin/busybox --list); do ln -sf busybox out/demo-rootfs/bin/$$a; done
+	@printf 'root:x:0:0:root:/root:/bin/sh\n' > out/demo-rootfs/etc/passwd
+	$(OCI2BIN) --cmd '["sh","-c","echo hello from $$(hostname), a rootless container; uname -a; id; ls /"]' --tag busybox:demo dir:out/demo-rootfs out/busybox
+	./out/busybox
+	$(OCI2BIN) inspect out/busybox
+
+test: all test-unit test-e2e
+
+test-unit:
+	$(CARGO) test --release -p loader -p oci2bin
+
+# End-to-end: real fixtures, real consumers; the runtime suite runs as an unprivileged user.
+test-e2e:
+	@tests/setup-test-user.sh
+	OCI2BIN=$(OCI2BIN) $(CARGO) test --release -p e2e -- --test-threads=2
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+bench: all
+	OCI2BIN=$(OCI2BIN) tests/bench/run.sh
+
+install: all
+	install -D -m 0755 $(OCI2BIN) $(DESTDIR)$(PREFIX)/bin/oci2bin
+
+kernel:
+	@echo "VM mode (R11) is not built yet: kernel/ holds only its README" >&2; exit 2
+
+clean:
+	$(CARGO) clean
+	rm -rf out

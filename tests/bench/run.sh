@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# `make bench`: loader size, polyglot overhead, cold and warm start of `FILE /bin/true` for the
+# busybox and the Debian fixtures, side by side with bwrap, ch-run and `unshare -r chroot` on the
+# same extracted rootfs, `podman run --rm` (vfs) and `docker run --rm`, all in one run.
+# Medians of repeated runs (hyperfine). Our file, bwrap, ch-run and unshare run as an unprivileged
+# user (the test user when run as root); podman and docker run as root.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+OCI2BIN=${OCI2BIN:-$top/target/release/oci2bin}
+RUNS=${BENCH_RUNS:-20}
+COLD_RUNS=${BENCH_COLD_RUNS:-5}
+cache=${FIXTURE_CACHE:-$HOME/.cache/oci2bin-fixtures}
+work=$(mktemp -d /tmp/o2b-bench.XXXXXX)
+chmod 755 "$work"
+cleanup() { chmod -R u+rwX "$work" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+as_user=()
+if [ "$(id -u)" = 0 ]; then
+  "$top/tests/setup-test-user.sh" >/dev/null
+  u=${OCI2BIN_TEST_USER:-o2btest}
+  as_user=(setpriv "--reuid=$u" "--regid=$u" --clear-groups --)
+  user_env="env -i PATH=/usr/bin:/bin HOME=$work/home USER=$u XDG_CACHE_HOME=$work/home/.cache"
+else
+  user_env="env -i PATH=/usr/bin:/bin HOME=$work/home USER=$USER XDG_CACHE_HOME=$work/home/.cache"
+fi
+mkdir -p "$work/home"
+[ "$(id -u)" != 0 ] || chown "${u}:" "$work/home"
+run_user() { "${as_user[@]}" $user_env "$@"; }
+userq=$(printf '%q ' "${as_user[@]}")
+
+# json FILE -> median seconds
+median() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"])' "$1"; }
+ms() { python3 -c 'import sys; print(f"{float(sys.argv[1])*1000:8.1f} ms")' "$1"; }
+hf() { # name runs prepare cmd
+  local name=$1 runs=$2 prep=$3 cmd=$4
+  if hyperfine -N --style none --runs "$runs" ${prep:+--prepare "$prep"} --export-json "$work/$name.json" "$cmd" >/dev/null 2>"$work/$name.err"; then
+    ms "$(median "$work/$name.json")"
+  else
+    echo "  failed ($(tail -1 "$work/$name.err"))"
+  fi
+}
+
+mkdir -p "$top/target/e2e-fixtures"
+[ -f "$top/target/e2e-fixtures/busybox-v1/index.json" ] || bash "$top/tests/fixtures/busybox.sh" "$top/target/e2e-fixtures/busybox-v1"
+[ -f "$cache/debian-layout-v1/index.json" ] || FIXTURE_CACHE=$cache bash "$top/tests/fixtures/debian.sh" "$cache/debian-layout-v1"
+
+loader=$(python3 -c 'import os,sys; print(os.environ.get("OCI2BIN_EMBED_LOADER",""))')
+echo "== oci2bin benchmarks ($(date -u +%F), $(nproc) cores, kernel $(uname -r), ${RUNS} warm / ${COLD_RUNS} cold runs, medians)"
+[ -n "$loader" ] && [ -f "$loader" ] && echo "loader size: $(stat -c %s "$loader") bytes ($(( $(stat -c %s "$loader") / 1024 )) KiB, static)"
+
+docker_ok=0; docker info >/dev/null 2>&1 && docker_ok=1
+for img in busybox debian; do
+  case $img in
+    busybox) layout=$top/target/e2e-fixtures/busybox-v1 ;;
+    debian) layout=$cache/debian-layout-v1 ;;
+  esac
+  f=$work/$img
+  "$OCI2BIN" -q "oci:$layout:latest" "$f" --tag "o2bbench/$img:latest" >/dev/null
+  chmod 755 "$f"
+  read -r size overhead <<<"$(python3 "$here/overhead.py" "$f")"
+  echo
+  echo "-- $img: file $((size / 1024)) KiB, polyglot overhead $overhead bytes (file minus image archive)"
+  # Cold: empty cache every run (extraction included).
+  printf '  %-34s' "oci2bin cold start"; hf "$img-cold" "$COLD_RUNS" "rm -rf $work/home/.cache/oci2bin" "${userq}$user_env $f /bin/true"
+  run_user "$f" /bin/true
+  printf '  %-34s' "oci2bin warm start"; hf "$img-warm" "$RUNS" "" "${userq}$user_env $f /bin/true"
+  rootfs=$(ls -d "$work"/home/.cache/oci2bin/rootfs/*)
+  printf '  %-34s' "bwrap (extracted rootfs)"
+  hf "$img-bwrap" "$RUNS" "" "${userq}$user_env bwrap --unshare-user --unshare-pid --unshare-uts --unshare-ipc --uid 0 --gid 0 --bind $rootfs / --proc /proc --dev /dev /bin/true"
+  printf '  %-34s' "unshare -r chroot (extracted)"
+  hf "$img-unshare" "$RUNS" "" "${userq}$user_env unshare -r -m -p -f -u -i chroot $rootfs /bin/true"
+  if command -v ch-run >/dev/null; then
+    printf '  %-34s' "ch-run (extracted rootfs)"
+    hf "$img-chrun" "$RUNS" "" "${userq}$user_env ch-run $rootfs -- /bin/true"
+  fi
+  if command -v podman >/dev/null; then
+    P="podman --root $work/podman/root --runroot $work/podman/run --storage-driver vfs --runtime runc --cgroup-manager cgroupfs --events-backend none"
+    $P load -q -i "$f" >/dev/null 2>&1 || true
+    printf '  %-34s' "podman run --rm (vfs)"
+    hf "$img-podman" "$((RUNS / 4 + 1))" "" "$P run --rm --net none --ulimit nofile=4096:4096 --ulimit nproc=4096:4096 o2bbench/$img:latest /bin/true"
+  fi
+  if [ $docker_ok = 1 ]; then
+    docker load -q <"$f" >/dev/null
+    printf '  %-34s' "docker run --rm"
+    hf "$img-docker" "$((RUNS / 4 + 1))" "" "docker run --rm --net none o2bbench/$img:latest /bin/true"
+    docker rmi -f "o2bbench/$img:latest" >/dev/null 2>&1 || true
+  fi
+  python3 "$here/ratios.py" "$work" "$img"
+done

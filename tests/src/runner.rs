@@ -1,0 +1,112 @@
+//! Starts our executables the way a user would: as an unprivileged user (when the tests run as
+//! root, through `setpriv` as the test user that `tests/setup-test-user.sh` creates), with a clean
+//! environment and a cache directory of the test's own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Runner {
+    /// (uid, gid) to switch to, when running as root.
+    ids: Option<(u32, u32)>,
+    home: tempfile::TempDir,
+}
+
+fn test_user_ids() -> (u32, u32) {
+    let user = std::env::var("OCI2BIN_TEST_USER").unwrap_or_else(|_| "o2btest".into());
+    let id = |flag: &str| -> u32 {
+        let o = Command::new("id").args([flag, &user]).output().unwrap();
+        assert!(
+            o.status.success(),
+            "test user {user} missing: run tests/setup-test-user.sh (make test does)"
+        );
+        crate::text(&o.stdout).trim().parse().unwrap()
+    };
+    (id("-u"), id("-g"))
+}
+
+impl Default for Runner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Runner {
+    /// A runner with an empty cache of its own.
+    pub fn new() -> Runner {
+        // SAFETY: geteuid has no preconditions.
+        let ids = (unsafe { libc::geteuid() } == 0).then(test_user_ids);
+        let home = crate::world_tempdir();
+        if let Some((u, g)) = ids {
+            std::os::unix::fs::chown(home.path(), Some(u), Some(g)).unwrap();
+        }
+        Runner { ids, home }
+    }
+
+    pub fn uid(&self) -> u32 {
+        // SAFETY: geteuid has no preconditions.
+        self.ids.map(|(u, _)| u).unwrap_or_else(|| unsafe { libc::geteuid() })
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// `$XDG_CACHE_HOME/oci2bin` of this runner.
+    pub fn cache(&self) -> PathBuf {
+        self.home.path().join(".cache/oci2bin")
+    }
+
+    /// The command that runs `file ARGS…` as the test user; the caller may add env or stdio.
+    pub fn command(&self, file: &Path, args: &[&str]) -> Command {
+        let mut c = match self.ids {
+            Some((u, g)) => {
+                let mut c = Command::new("setpriv");
+                c.args([&format!("--reuid={u}"), &format!("--regid={g}"), "--clear-groups", "--"]);
+                c.arg(file);
+                c
+            }
+            None => Command::new(file),
+        };
+        c.args(args)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", self.home.path())
+            .env("XDG_CACHE_HOME", self.home.path().join(".cache"))
+            .env("USER", "o2btest")
+            .current_dir(self.home.path());
+        c
+    }
+
+    pub fn run(&self, file: &Path, args: &[&str]) -> Output {
+        self.command(file, args).output().unwrap()
+    }
+
+    /// Runs and asserts exit 0; returns stdout.
+    pub fn ok(&self, file: &Path, args: &[&str]) -> String {
+        let o = self.run(file, args);
+        assert!(
+            o.status.success(),
+            "{} {args:?} exited {:?}\nstdout: {}\nstderr: {}",
+            file.display(),
+            o.status.code(),
+            crate::text(&o.stdout),
+            crate::text(&o.stderr)
+        );
+        crate::text(&o.stdout)
+    }
+
+    /// Entries of a subdirectory of this runner's cache (`rootfs`, `tmp`, …).
+    pub fn files_under_cache(&self, sub: &str) -> Vec<PathBuf> {
+        match std::fs::read_dir(self.cache().join(sub)) {
+            Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+// Extracted trees may hold 0555 dirs: make them removable for the tempdir cleanup.
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = Command::new("chmod").args(["-R", "u+rwX"]).arg(self.home.path()).status();
+    }
+}
