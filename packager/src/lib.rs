@@ -1,0 +1,20 @@
+//! oci2bin, the packager: turns an OCI/Docker image into one executable file that is also an
+//! image archive.
+//!
+//! Shape (go-containerregistry's): [`source`]s yield one in-memory [`model::Image`], [`mutate`]
+//! functions map images to images, [`sink`]s consume them. The on-disk contract lives in
+//! `loader::format`.
+
+pub mod cli;
+pub mod error;
+pub mod inspect;
+pub mod loader_bin;
+pub mod metadata;
+pub mod model;
+pub mod mutate;
+pub mod platform;
+pub mod reference;
+pub mod sink;
+pub mod source;
+
+pub use error::{Error, Result};
