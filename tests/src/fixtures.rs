@@ -74,3 +74,56 @@ pub fn package(layout: &Path, name: &str, extra: &[&str]) -> (tempfile::TempDir,
     crate::build(&format!("oci:{}:latest", layout.display()), &out, extra);
     (dir, out)
 }
+
+/// The Debian image without its zstd layer, for consumers that cannot read zstd (Docker engines
+/// before 23 fail `docker load` on such layers). Blobs are shared with the full layout.
+pub fn debian_without_zstd_bin() -> &'static Path {
+    static P: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &P.get_or_init(|| {
+        let src = debian();
+        let tmp = tempfile::tempdir().unwrap();
+        let dst = tmp.path().join("layout");
+        std::fs::create_dir_all(dst.join("blobs/sha256")).unwrap();
+        for e in std::fs::read_dir(src.join("blobs/sha256")).unwrap() {
+            let e = e.unwrap();
+            std::os::unix::fs::symlink(e.path(), dst.join("blobs/sha256").join(e.file_name()))
+                .unwrap();
+        }
+        std::fs::copy(src.join("oci-layout"), dst.join("oci-layout")).unwrap();
+        let blob = |d: &str| std::fs::read(src.join("blobs/sha256").join(&d[7..])).unwrap();
+        let put = |b: &[u8]| {
+            use sha2::Digest;
+            let hex = hex::encode(sha2::Sha256::digest(b));
+            let p = dst.join("blobs/sha256").join(&hex);
+            let _ = std::fs::remove_file(&p);
+            std::fs::write(p, b).unwrap();
+            format!("sha256:{hex}")
+        };
+        let mut index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(src.join("index.json")).unwrap()).unwrap();
+        let entry = &mut index["manifests"][0];
+        let mut m: serde_json::Value =
+            serde_json::from_slice(&blob(entry["digest"].as_str().unwrap())).unwrap();
+        let mut c: serde_json::Value =
+            serde_json::from_slice(&blob(m["config"]["digest"].as_str().unwrap())).unwrap();
+        let layers = m["layers"].as_array().unwrap().clone();
+        let diffs = c["rootfs"]["diff_ids"].as_array().unwrap().clone();
+        let keep: Vec<usize> = (0..layers.len())
+            .filter(|&i| !layers[i]["mediaType"].as_str().unwrap().ends_with("zstd"))
+            .collect();
+        m["layers"] = keep.iter().map(|&i| layers[i].clone()).collect();
+        c["rootfs"]["diff_ids"] = keep.iter().map(|&i| diffs[i].clone()).collect();
+        c.as_object_mut().unwrap().remove("history");
+        let cb = serde_json::to_vec(&c).unwrap();
+        m["config"]["digest"] = put(&cb).into();
+        m["config"]["size"] = cb.len().into();
+        let mb = serde_json::to_vec(&m).unwrap();
+        entry["digest"] = put(&mb).into();
+        entry["size"] = mb.len().into();
+        std::fs::write(dst.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+        let out = package(&dst, "debian-gz", &[]);
+        drop(tmp);
+        out
+    })
+    .1
+}
