@@ -5,3 +5,23 @@ pub mod format;
 
 #[cfg(feature = "runtime")]
 pub mod sys;
+#[cfg(feature = "runtime")]
+pub mod args;
+#[cfg(feature = "runtime")]
+pub mod copy;
+#[cfg(feature = "runtime")]
+pub mod exec;
+#[cfg(feature = "runtime")]
+pub mod host;
+#[cfg(feature = "runtime")]
+pub mod init;
+#[cfg(feature = "runtime")]
+pub mod patch;
+#[cfg(feature = "runtime")]
+pub mod plan;
+#[cfg(feature = "runtime")]
+pub mod selfexe;
+#[cfg(feature = "runtime")]
+pub mod shim;
+#[cfg(feature = "runtime")]
+pub mod users;

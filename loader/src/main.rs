@@ -1,1 +1,103 @@
-fn main() {}
+//! The loader: the program at the head of every oci2bin file. Reads its own trailer, parses the
+//! runtime flags, gets the image's root filesystem from the cache, plans the run and executes it,
+//! and exits with the container's status (125 for a failure of its own).
+
+use loader::format::{FORMAT_MAJOR, FORMAT_MINOR};
+use loader::{args, cache, exec, extract, host, plan, selfexe, shim};
+use std::error::Error;
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::process::exit;
+
+fn main() {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    // Bind-mounted over gosu/su-exec/setpriv inside a container: act as that program.
+    if let Some(name) = argv.first().and_then(|a| shim::shim_name(a)) {
+        exit(run_shim(name, &argv[1..]));
+    }
+    match run(argv) {
+        Ok(code) => exit(code),
+        Err(e) => {
+            eprintln!("oci2bin: {e}");
+            exit(exec::EXIT_OURS)
+        }
+    }
+}
+
+fn version() -> String {
+    format!(
+        "oci2bin loader {} (format {FORMAT_MAJOR}.{FORMAT_MINOR})",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
+    let me = match selfexe::open() {
+        Ok(me) => me,
+        Err(_) if argv.get(1).is_some_and(|a| a == "--version") => {
+            println!("{}", version());
+            return Ok(0);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let rt = &me.runtime;
+    let program = argv
+        .first()
+        .map_or("oci2bin".into(), |a| a.to_string_lossy().into_owned());
+    let all = rt
+        .default_args
+        .iter()
+        .map(OsString::from)
+        .chain(argv.into_iter().skip(1));
+    let flags = match args::parse(all)? {
+        args::Parsed::Help => {
+            print!("{}", args::help_text(&program, &rt.name));
+            return Ok(0);
+        }
+        args::Parsed::Version => {
+            println!("{}", version());
+            return Ok(0);
+        }
+        args::Parsed::Run(flags) => flags,
+    };
+    let env_files = args::read_env_files(&flags)?;
+    let prepared = cache::prepare(&me.file, rt)?;
+    let result = host::gather(prepared.rootfs.clone(), prepared.scratch.clone(), env_files)
+        .map_err(|e| format!("gather host facts: {e}").into())
+        .and_then(|facts| Ok(plan::plan(rt, &flags, &facts)?))
+        .and_then(|steps| Ok(exec::run(&steps)?));
+    if let Some(dir) = &prepared.cleanup {
+        if let Err(e) = extract::remove_tree(dir) {
+            eprintln!("oci2bin: warning: remove {}: {e}", dir.display());
+        }
+    }
+    result
+}
+
+/// Runs as gosu/su-exec/setpriv: execs the command without changing identity.
+fn run_shim(name: &str, args: &[OsString]) -> i32 {
+    let cmd = match shim::command(name, args) {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let to_c = |v: Vec<u8>| CString::new(v).unwrap_or_default();
+    let argv: Vec<CString> = cmd.into_iter().map(|a| to_c(a.into_vec())).collect();
+    let mut path = plan::DEFAULT_PATH.as_bytes().to_vec();
+    let env: Vec<CString> = std::env::vars_os()
+        .map(|(k, v)| {
+            if k == "PATH" {
+                path = v.as_bytes().to_vec();
+            }
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            to_c(kv)
+        })
+        .collect();
+    let e = exec::exec_command(&argv, &env, &path);
+    eprintln!("oci2bin: {e}");
+    e.code
+}

@@ -1,1 +1,430 @@
 //! Process, namespace, mount and signal syscalls.
+//!
+//! Thin wrappers: each turns one raw call into an `io::Result`, so the runtime above stays free
+//! of `unsafe`. Paths are converted to C strings here; callers pass `&Path`.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+pub use libc::pid_t;
+
+/// Namespace flags for [`unshare`].
+pub const NEW_USER: i32 = libc::CLONE_NEWUSER;
+pub const NEW_NS: i32 = libc::CLONE_NEWNS;
+pub const NEW_PID: i32 = libc::CLONE_NEWPID;
+pub const NEW_UTS: i32 = libc::CLONE_NEWUTS;
+pub const NEW_IPC: i32 = libc::CLONE_NEWIPC;
+
+/// Mount flags, re-exported so callers need no libc.
+pub const MS_RDONLY: u64 = libc::MS_RDONLY;
+pub const MS_NOSUID: u64 = libc::MS_NOSUID;
+pub const MS_NODEV: u64 = libc::MS_NODEV;
+pub const MS_NOEXEC: u64 = libc::MS_NOEXEC;
+pub const MS_BIND: u64 = libc::MS_BIND;
+pub const MS_REC: u64 = libc::MS_REC;
+pub const MS_PRIVATE: u64 = libc::MS_PRIVATE;
+pub const MS_REMOUNT: u64 = libc::MS_REMOUNT;
+pub const MS_STRICTATIME: u64 = libc::MS_STRICTATIME;
+pub const MNT_DETACH: i32 = libc::MNT_DETACH;
+
+/// `si_code` of a signal the kernel raised itself, e.g. a terminal's ^C to its foreground group.
+pub const SI_KERNEL: i32 = 0x80;
+
+fn check(ret: libc::c_int) -> io::Result<()> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn cpath(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+fn cstr(s: &str) -> io::Result<CString> {
+    CString::new(s)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "string contains a NUL byte"))
+}
+
+pub fn unshare(flags: i32) -> io::Result<()> {
+    // SAFETY: unshare takes a plain integer and touches no memory of ours.
+    check(unsafe { libc::unshare(flags) })
+}
+
+/// Which side of a [`fork`] we are on.
+pub enum Forked {
+    Child,
+    Parent(pid_t),
+}
+
+/// Forks. The caller must make sure the child only does what is safe after a fork (this crate
+/// forks only from a single-threaded loader, or from tests that immediately exec or exit).
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: fork has no memory arguments; libc's fork keeps its own state (malloc, tid) usable
+    // in the child.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// Ends the process at once: no destructors, no atexit handlers (right for a forked child).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+pub fn mount(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: u64,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let source = source.map(cpath).transpose()?;
+    let target = cpath(target)?;
+    let fstype = fstype.map(cstr).transpose()?;
+    let data = data.map(cstr).transpose()?;
+    let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: every pointer is either null (allowed by mount(2) for these arguments) or points to
+    // a NUL-terminated string that lives until the call returns.
+    check(unsafe {
+        libc::mount(
+            ptr(&source),
+            target.as_ptr(),
+            ptr(&fstype),
+            flags as libc::c_ulong,
+            ptr(&data) as *const libc::c_void,
+        )
+    })
+}
+
+/// Creates an empty regular file (one mknod, where open+close would take three syscalls).
+pub fn create_file(path: &Path, mode: u32) -> io::Result<()> {
+    let path = cpath(path)?;
+    // SAFETY: path is a valid C string; S_IFREG with dev 0 creates a plain file.
+    check(unsafe { libc::mknod(path.as_ptr(), libc::S_IFREG | mode as libc::mode_t, 0) })
+}
+
+pub fn umount2(target: &Path, flags: i32) -> io::Result<()> {
+    let target = cpath(target)?;
+    // SAFETY: target is a valid C string for the duration of the call.
+    check(unsafe { libc::umount2(target.as_ptr(), flags) })
+}
+
+pub fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
+    let new_root = cpath(new_root)?;
+    let put_old = cpath(put_old)?;
+    // SAFETY: both arguments are valid C strings; pivot_root has no libc wrapper, so syscall.
+    let ret = unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) };
+    check(ret as libc::c_int)
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+/// Makes the mount at `path` and every mount below it read-only (mount_setattr, Linux 5.12+).
+pub fn make_readonly_recursive(path: &Path) -> io::Result<()> {
+    let path = cpath(path)?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: path is a valid C string and attr a properly laid out struct mount_attr whose size
+    // we pass; the kernel only reads it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check(ret as libc::c_int)
+}
+
+/// The `MS_*` flags a mount carries now (from statvfs), to keep locked flags on a remount.
+pub fn mount_flags(path: &Path) -> io::Result<u64> {
+    let path = cpath(path)?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: path is a valid C string and st points to writable memory of the right type.
+    check(unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) })?;
+    // SAFETY: statvfs succeeded, so it filled st.
+    let f = unsafe { st.assume_init() }.f_flag;
+    let mut out = 0;
+    // The kernel's ST_* values (musl's libc crate lacks some of the names).
+    for (st_flag, ms_flag) in [
+        (0x1, libc::MS_RDONLY),
+        (0x2, libc::MS_NOSUID),
+        (0x4, libc::MS_NODEV),
+        (0x8, libc::MS_NOEXEC),
+        (0x400, libc::MS_NOATIME),
+        (0x800, libc::MS_NODIRATIME),
+        (0x1000, libc::MS_RELATIME),
+    ] {
+        if f & st_flag != 0 {
+            out |= ms_flag;
+        }
+    }
+    Ok(out)
+}
+
+pub fn sethostname(name: &str) -> io::Result<()> {
+    // SAFETY: the pointer and length describe the bytes of `name`, which outlive the call.
+    check(unsafe { libc::sethostname(name.as_ptr() as *const libc::c_char, name.len()) })
+}
+
+/// Asks the kernel to SIGKILL us when our parent dies, so a container never outlives its loader.
+pub fn kill_with_parent() -> io::Result<()> {
+    // SAFETY: PR_SET_PDEATHSIG takes an integer signal number and no pointers.
+    check(unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    })
+}
+
+pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: the pointer and length describe the unfilled tail of `buf`.
+        let n = unsafe {
+            libc::getrandom(
+                buf[done..].as_mut_ptr() as *mut libc::c_void,
+                buf.len() - done,
+                0,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        } else {
+            done += n as usize;
+        }
+    }
+    Ok(())
+}
+
+pub fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail and takes no arguments.
+    unsafe { libc::geteuid() }
+}
+
+pub fn egid() -> u32 {
+    // SAFETY: getegid cannot fail and takes no arguments.
+    unsafe { libc::getegid() }
+}
+
+/// Replaces the process image. Returns only on failure.
+pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut av: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    av.push(std::ptr::null());
+    let mut ev: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    ev.push(std::ptr::null());
+    // SAFETY: path is a C string; av and ev are NULL-terminated arrays of pointers to C strings
+    // owned by argv/envp, all alive across the call.
+    unsafe { libc::execve(path.as_ptr(), av.as_ptr(), ev.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// A set of signals.
+#[derive(Clone, Copy)]
+pub struct SigSet(libc::sigset_t);
+
+impl SigSet {
+    pub fn empty() -> SigSet {
+        let mut s = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigemptyset initialises the set it is given.
+        unsafe {
+            libc::sigemptyset(s.as_mut_ptr());
+            SigSet(s.assume_init())
+        }
+    }
+
+    pub fn with(mut self, signals: &[i32]) -> SigSet {
+        for &sig in signals {
+            // SAFETY: self.0 is an initialised sigset; an invalid number only makes it fail.
+            unsafe { libc::sigaddset(&mut self.0, sig) };
+        }
+        self
+    }
+
+    pub fn contains(&self, sig: i32) -> bool {
+        // SAFETY: self.0 is an initialised sigset.
+        unsafe { libc::sigismember(&self.0, sig) == 1 }
+    }
+}
+
+/// Sets the signal mask of the calling thread; returns the old one.
+pub fn set_signal_mask(set: &SigSet) -> io::Result<SigSet> {
+    let mut old = SigSet::empty();
+    // SAFETY: both pointers point to initialised sigsets.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &set.0, &mut old.0) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(old)
+}
+
+/// Blocks `set` in addition to what is blocked already.
+pub fn block_signals(set: &SigSet) -> io::Result<()> {
+    // SAFETY: set points to an initialised sigset; the old mask is not wanted.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set.0, std::ptr::null_mut()) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(())
+}
+
+/// Restores default dispositions a program expects after exec: Rust's runtime ignores SIGPIPE,
+/// and ignored dispositions survive exec.
+pub fn reset_signal_dispositions() {
+    // SAFETY: setting SIG_DFL for SIGPIPE installs no handler of ours.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
+/// A signal taken by [`wait_signal`].
+pub struct Received {
+    pub signo: i32,
+    pub code: i32,
+}
+
+/// Waits for one of the (blocked) signals in `set`.
+pub fn wait_signal(set: &SigSet) -> io::Result<Received> {
+    loop {
+        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::uninit();
+        // SAFETY: set is an initialised sigset and info writable memory for a siginfo_t.
+        let signo = unsafe { libc::sigwaitinfo(&set.0, info.as_mut_ptr()) };
+        if signo == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        // SAFETY: sigwaitinfo succeeded, so it filled info.
+        let code = unsafe { info.assume_init() }.si_code;
+        return Ok(Received { signo, code });
+    }
+}
+
+pub fn kill(pid: pid_t, sig: i32) -> io::Result<()> {
+    // SAFETY: kill takes plain integers.
+    check(unsafe { libc::kill(pid, sig) })
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    /// The shell convention: the exit code, or 128 + the signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// Reaps one child that has ended (`pid` -1 for any), without blocking. `Ok(None)` when none
+/// has (or there are no children left).
+pub fn reap(pid: pid_t) -> io::Result<Option<(pid_t, Exit)>> {
+    let mut status = 0;
+    loop {
+        // SAFETY: status is a valid out-pointer for the call.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == -1 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::ECHILD) => return Ok(None),
+                _ => return Err(e),
+            }
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        let exit = if libc::WIFSIGNALED(status) {
+            Exit::Signal(libc::WTERMSIG(status))
+        } else {
+            Exit::Code(libc::WEXITSTATUS(status))
+        };
+        return Ok(Some((r, exit)));
+    }
+}
+
+/// Blocks until `pid` ends (for tests and short helpers; the runtime uses [`wait_signal`]).
+pub fn wait_for(pid: pid_t) -> io::Result<Exit> {
+    let mut status = 0;
+    loop {
+        // SAFETY: status is a valid out-pointer for the call.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(if libc::WIFSIGNALED(status) {
+            Exit::Signal(libc::WTERMSIG(status))
+        } else {
+            Exit::Code(libc::WEXITSTATUS(status))
+        });
+    }
+}
+
+/// The signal numbers a supervisor forwards to the container: everything a user or a terminal
+/// may send that a program could handle, but not SIGCHLD (ours), SIGKILL/SIGSTOP (uncatchable)
+/// nor faults (SEGV, BUS, …) that are about the supervisor itself.
+pub const FORWARDED: &[i32] = &[
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGPIPE,
+    libc::SIGALRM,
+    libc::SIGTERM,
+    libc::SIGCONT,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+    libc::SIGURG,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+    libc::SIGVTALRM,
+    libc::SIGPROF,
+    libc::SIGWINCH,
+    libc::SIGIO,
+    libc::SIGPWR,
+];
+
+pub const SIGCHLD: i32 = libc::SIGCHLD;

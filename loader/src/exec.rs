@@ -1,0 +1,495 @@
+//! The executor: applies a plan's [`Step`]s in order. It decides nothing; every choice was made
+//! by [`crate::plan`].
+//!
+//! Process shape: the calling process (the supervisor) enters the user/pid/uts/ipc namespaces,
+//! maps its ids and forks at [`Step::Fork`]; it then only forwards signals and waits, and
+//! [`run`] returns the container's exit status there. The child is PID 1 of the new pid
+//! namespace: it builds the root in its own mount namespace and execs the command (or, with
+//! `--init`, becomes its reaper). It never returns from [`run`]: on error it prints
+//! `oci2bin: …` and exits 125, 126 or 127.
+//!
+//! [`run`] must be called from a single-threaded process (unshare of a user namespace demands
+//! it); tests fork first.
+
+use crate::copy;
+use crate::init;
+use crate::plan::Step;
+use crate::sys::ns;
+use std::ffi::CString;
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+/// Exit code for a failure of the loader itself (Docker's 125).
+pub const EXIT_OURS: i32 = 125;
+/// The command exists but cannot be executed.
+pub const EXIT_CANNOT_EXEC: i32 = 126;
+/// The command was not found.
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// A failed step, with the exit code it maps to.
+#[derive(Debug)]
+pub struct ExecError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl fmt::Display for ExecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ExecError {}
+
+fn fail(what: impl fmt::Display, e: io::Error) -> ExecError {
+    ExecError {
+        code: EXIT_OURS,
+        message: format!("{what}: {e}"),
+    }
+}
+
+fn warn(msg: impl fmt::Display) {
+    let _ = writeln!(io::stderr(), "oci2bin: warning: {msg}");
+}
+
+/// Applies `steps`. Returns (in the supervisor) how the container ended as an exit code:
+/// its own code, or 128 + N when a signal killed it.
+pub fn run(steps: &[Step]) -> Result<i32, ExecError> {
+    let mut in_child = false;
+    for step in steps {
+        if *step == Step::Fork {
+            match fork_supervised()? {
+                Some(code) => return Ok(code),
+                None => in_child = true,
+            }
+            continue;
+        }
+        if let Err(e) = apply(step) {
+            if !in_child {
+                return Err(e);
+            }
+            die(&e);
+        }
+    }
+    if in_child {
+        // A plan always ends in exec; reaching here means it did not.
+        die(&ExecError {
+            code: EXIT_OURS,
+            message: "plan ended without a command".into(),
+        });
+    }
+    Ok(0)
+}
+
+/// The child reports and exits; it must not unwind into the caller's frames.
+fn die(e: &ExecError) -> ! {
+    let _ = writeln!(io::stderr(), "oci2bin: {e}");
+    ns::exit_now(e.code)
+}
+
+/// Blocks the supervised signals and forks. `Some(code)` in the parent once the child has ended;
+/// `None` in the child.
+fn fork_supervised() -> Result<Option<i32>, ExecError> {
+    ns::block_signals(&init::supervised_signals()).map_err(|e| fail("block signals", e))?;
+    match ns::fork().map_err(|e| fail("fork", e))? {
+        ns::Forked::Child => Ok(None),
+        ns::Forked::Parent(pid) => {
+            let exit = init::supervise(pid).map_err(|e| fail("wait for the container", e))?;
+            Ok(Some(exit.code()))
+        }
+    }
+}
+
+fn apply(step: &Step) -> Result<(), ExecError> {
+    match step {
+        Step::Warn(msg) => warn(msg),
+        Step::Unshare(flags) => ns::unshare(*flags).map_err(|e| fail("unshare", e))?,
+        Step::MapIds {
+            uid,
+            host_uid,
+            gid,
+            host_gid,
+        } => {
+            write_proc("/proc/self/setgroups", "deny")?;
+            write_proc("/proc/self/uid_map", &format!("{uid} {host_uid} 1\n"))?;
+            write_proc("/proc/self/gid_map", &format!("{gid} {host_gid} 1\n"))?;
+        }
+        Step::Fork => unreachable!("handled by run"),
+        Step::DieWithParent => ns::kill_with_parent().map_err(|e| fail("prctl", e))?,
+        Step::MakeRootPrivate => ns::mount(
+            None,
+            Path::new("/"),
+            None,
+            ns::MS_REC | ns::MS_PRIVATE,
+            None,
+        )
+        .map_err(|e| fail("make / private", e))?,
+        Step::Tmpfs {
+            target,
+            flags,
+            options,
+        } => ns::mount(
+            Some(Path::new("tmpfs")),
+            target,
+            Some("tmpfs"),
+            *flags,
+            Some(options),
+        )
+        .map_err(|e| fail(format_args!("mount tmpfs on {}", target.display()), e))?,
+        Step::Mkdir { path, mode } => mkdir(path, *mode)?,
+        Step::Overlay {
+            lower,
+            upper,
+            work,
+            target,
+        } => overlay(lower, upper, work, target)?,
+        Step::RealDir { path } => real_dir(path)?,
+        Step::BindFile { source, target } => {
+            ns::create_file(target, 0o666)
+                .map_err(|e| fail(format_args!("create {}", target.display()), e))?;
+            ns::mount(Some(source), target, None, ns::MS_BIND, None)
+                .map_err(|e| fail(format_args!("bind {}", source.display()), e))?;
+        }
+        Step::Devpts { target } => ns::mount(
+            Some(Path::new("devpts")),
+            target,
+            Some("devpts"),
+            ns::MS_NOSUID | ns::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=0620"),
+        )
+        .map_err(|e| fail("mount devpts", e))?,
+        Step::Symlink { target, link } => symlink(target, link)
+            .map_err(|e| fail(format_args!("symlink {}", link.display()), e))?,
+        Step::Proc { target } => ns::mount(
+            Some(Path::new("proc")),
+            target,
+            Some("proc"),
+            ns::MS_NOSUID | ns::MS_NODEV | ns::MS_NOEXEC,
+            None,
+        )
+        .map_err(|e| fail("mount /proc", e))?,
+        Step::SysReadOnly { target } => sys_read_only(target),
+        Step::Hostname(name) => ns::sethostname(name).map_err(|e| fail("sethostname", e))?,
+        Step::PivotRoot { new_root } => pivot(new_root)?,
+        Step::WriteFile { path, contents } => write_file(path, contents)
+            .map_err(|e| fail(format_args!("write {}", path.display()), e))?,
+        Step::AppendFile { path, contents } => fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o644)
+            .open(path)
+            .and_then(|mut f| f.write_all(contents.as_bytes()))
+            .map_err(|e| fail(format_args!("append to {}", path.display()), e))?,
+        Step::BindSelf { root, path } => {
+            if let Err(e) = bind_self(root, path) {
+                warn(format_args!("cannot stand in for {path}: {e}"));
+            }
+        }
+        Step::Chdir(dir) => chdir(dir)?,
+        Step::Exec { argv, env, init } => {
+            let argv = cstrings(argv)?;
+            let env = cstrings(env)?;
+            let path = env
+                .iter()
+                .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
+                .unwrap_or(b"")
+                .to_vec();
+            if *init {
+                ns::exit_now(init_run(&argv, &env, &path));
+            }
+            let e = exec_command(&argv, &env, &path);
+            die(&e);
+        }
+    }
+    Ok(())
+}
+
+fn cstrings(v: &[String]) -> Result<Vec<CString>, ExecError> {
+    v.iter()
+        .map(|s| {
+            CString::new(s.as_bytes()).map_err(|_| ExecError {
+                code: EXIT_OURS,
+                message: format!("argument or variable contains a NUL byte: {s:?}"),
+            })
+        })
+        .collect()
+}
+
+fn write_proc(path: &str, text: &str) -> Result<(), ExecError> {
+    // One write(2): the kernel takes id maps in a single write only.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|mut f| f.write(text.as_bytes()).map(drop))
+        .map_err(|e| fail(format_args!("write {path}"), e))
+}
+
+fn mkdir(path: &Path, mode: u32) -> Result<(), ExecError> {
+    use std::os::unix::fs::DirBuilderExt;
+    match fs::DirBuilder::new().mode(mode).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(fail(format_args!("create directory {}", path.display()), e)),
+    }
+}
+
+/// Overlay options escape `\`, `,` and `:` in paths with a backslash.
+pub fn overlay_escape(p: &Path) -> String {
+    let mut s = String::new();
+    for c in p.to_string_lossy().chars() {
+        if matches!(c, '\\' | ',' | ':') {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s
+}
+
+fn overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> Result<(), ExecError> {
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        overlay_escape(lower),
+        overlay_escape(upper),
+        overlay_escape(work)
+    );
+    let Err(e) = ns::mount(
+        Some(Path::new("overlay")),
+        target,
+        Some("overlay"),
+        0,
+        Some(&opts),
+    ) else {
+        return Ok(());
+    };
+    warn(format_args!(
+        "overlayfs is not available here ({e}); copying the image into memory for this run"
+    ));
+    copy::copy_tree(lower, target).map_err(|e| fail("copy the rootfs", e))?;
+    // pivot_root needs a mount point.
+    ns::mount(Some(target), target, None, ns::MS_BIND | ns::MS_REC, None)
+        .map_err(|e| fail("bind the rootfs copy", e))
+}
+
+/// Replaces whatever is at `path` (a symlink, a file) with a real directory.
+fn real_dir(path: &Path) -> Result<(), ExecError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) => fs::remove_file(path)
+            .map_err(|e| fail(format_args!("replace {}", path.display()), e))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(fail(format_args!("stat {}", path.display()), e)),
+    }
+    mkdir(path, 0o755)
+}
+
+/// /sys: a recursive bind of the host's, read-only. Failing that, a plain read-only remount that
+/// keeps the flags the kernel locked; failing that, no /sys at all.
+fn sys_read_only(target: &Path) {
+    if let Err(e) = ns::mount(
+        Some(Path::new("/sys")),
+        target,
+        None,
+        ns::MS_BIND | ns::MS_REC,
+        None,
+    ) {
+        warn(format_args!("/sys is not available in the container: {e}"));
+        return;
+    }
+    if ns::make_readonly_recursive(target).is_ok() {
+        return;
+    }
+    let remount = ns::mount_flags(target).and_then(|locked| {
+        ns::mount(
+            None,
+            target,
+            None,
+            ns::MS_REMOUNT | ns::MS_BIND | ns::MS_RDONLY | locked,
+            None,
+        )
+    });
+    if let Err(e) = remount {
+        let _ = ns::umount2(target, ns::MNT_DETACH);
+        warn(format_args!("/sys left out: cannot make it read-only: {e}"));
+    }
+}
+
+fn pivot(new_root: &Path) -> Result<(), ExecError> {
+    std::env::set_current_dir(new_root)
+        .map_err(|e| fail(format_args!("chdir {}", new_root.display()), e))?;
+    // With both arguments ".", the old root ends up stacked under the new one and is detached
+    // right away: no directory for it is needed in the image.
+    ns::pivot_root(Path::new("."), Path::new(".")).map_err(|e| fail("pivot_root", e))?;
+    ns::umount2(Path::new("."), ns::MNT_DETACH).map_err(|e| fail("detach the old root", e))?;
+    std::env::set_current_dir("/").map_err(|e| fail("chdir /", e))
+}
+
+fn write_file(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let open = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+    };
+    let mut f = match open() {
+        // ELOOP: a symlink is there; replace it rather than write through it.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            fs::remove_file(path)?;
+            open()?
+        }
+        r => r?,
+    };
+    f.write_all(contents)
+}
+
+fn bind_self(root: &Path, path: &str) -> io::Result<()> {
+    let rel = Path::new(path.trim_start_matches('/'));
+    let mut target = root.to_path_buf();
+    for dir in rel.parent().into_iter().flat_map(Path::components) {
+        target.push(dir);
+        if !fs::symlink_metadata(&target)?.is_dir() {
+            return Err(io::Error::other(format!(
+                "{} is not a directory",
+                target.display()
+            )));
+        }
+    }
+    target.push(rel.file_name().unwrap_or_default());
+    let target = target.as_path();
+    if fs::symlink_metadata(target)?.file_type().is_symlink() {
+        // A link would send the bind to its target (busybox, say); shadow the link itself.
+        fs::remove_file(target)?;
+        fs::File::create(target)?;
+    }
+    // /proc/self/exe itself cannot be the source: it names our file on a mount of the namespace
+    // we were started in, and mount(2) only binds from our own. Its path is the same file here
+    // (this namespace is a copy) unless it was replaced since; the inode check catches that.
+    let exe = fs::read_link("/proc/self/exe")?;
+    let (a, b) = (fs::metadata(&exe)?, fs::metadata("/proc/self/exe")?);
+    if (a.dev(), a.ino()) != (b.dev(), b.ino()) {
+        return Err(io::Error::other(format!(
+            "{} was replaced since it started",
+            exe.display()
+        )));
+    }
+    ns::mount(Some(&exe), target, None, ns::MS_BIND, None)
+}
+
+fn chdir(dir: &str) -> Result<(), ExecError> {
+    match std::env::set_current_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir).map_err(|e| fail(format_args!("create workdir {dir}"), e))?;
+            std::env::set_current_dir(dir)
+        }
+        r => r,
+    }
+    .map_err(|e| fail(format_args!("chdir {dir}"), e))
+}
+
+/// `--init`: fork the command, forward signals to it, reap everything, return its status.
+fn init_run(argv: &[CString], env: &[CString], path: &[u8]) -> i32 {
+    match ns::fork() {
+        Err(e) => {
+            die(&fail("fork", e));
+        }
+        Ok(ns::Forked::Child) => {
+            let e = exec_command(argv, env, path);
+            die(&e);
+        }
+        Ok(ns::Forked::Parent(pid)) => match init::supervise(pid) {
+            Ok(exit) => exit.code(),
+            Err(e) => die(&fail("init: wait", e)),
+        },
+    }
+}
+
+/// Execs `argv` with `env`, looking the program up in `path` (the container's `PATH`) unless it
+/// contains a `/`. Resets the signal mask and dispositions first. Returns only on failure, with
+/// Docker's codes: 127 not found, 126 found but not executable.
+pub fn exec_command(argv: &[CString], env: &[CString], path: &[u8]) -> ExecError {
+    let Some(prog) = argv.first() else {
+        return ExecError {
+            code: EXIT_OURS,
+            message: "no command specified".into(),
+        };
+    };
+    let _ = ns::set_signal_mask(&ns::SigSet::empty());
+    ns::reset_signal_dispositions();
+    let name = String::from_utf8_lossy(prog.as_bytes()).into_owned();
+    let failed = |code: i32, why: &str| ExecError {
+        code,
+        message: format!("exec: {name:?}: {why}"),
+    };
+    if prog.as_bytes().contains(&b'/') {
+        let e = ns::execve(prog, argv, env);
+        return explain(
+            Path::new(std::ffi::OsStr::from_bytes(prog.as_bytes())),
+            e,
+            &failed,
+        );
+    }
+    let mut denied = None;
+    for dir in path.split(|&b| b == b':') {
+        let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+        let mut full = dir.to_vec();
+        full.push(b'/');
+        full.extend_from_slice(prog.as_bytes());
+        let Ok(full) = CString::new(full) else {
+            continue;
+        };
+        let e = ns::execve(&full, argv, env);
+        match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ESTALE) => {
+                // A file that exists but "is not found" lacks its interpreter.
+                let p = Path::new(std::ffi::OsStr::from_bytes(full.as_bytes()));
+                if fs::metadata(p).is_ok_and(|m| m.is_file()) {
+                    return explain(p, e, &failed);
+                }
+            }
+            Some(libc::EACCES) => denied = Some(e),
+            _ => {
+                return explain(
+                    Path::new(std::ffi::OsStr::from_bytes(full.as_bytes())),
+                    e,
+                    &failed,
+                )
+            }
+        }
+    }
+    match denied {
+        Some(_) => failed(EXIT_CANNOT_EXEC, "permission denied"),
+        None => failed(EXIT_NOT_FOUND, "executable file not found in $PATH"),
+    }
+}
+
+fn explain(path: &Path, e: io::Error, failed: &dyn Fn(i32, &str) -> ExecError) -> ExecError {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) if path.is_file() => failed(
+            EXIT_NOT_FOUND,
+            "no such file or directory (is the interpreter on its #! line missing?)",
+        ),
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => {
+            failed(EXIT_NOT_FOUND, "no such file or directory")
+        }
+        Some(libc::EACCES) => failed(EXIT_CANNOT_EXEC, "permission denied"),
+        Some(libc::ENOEXEC) => failed(EXIT_CANNOT_EXEC, "exec format error"),
+        _ => failed(EXIT_CANNOT_EXEC, &e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_paths_escape_separators() {
+        assert_eq!(overlay_escape(Path::new("/a,b:c\\d")), "/a\\,b\\:c\\\\d");
+        assert_eq!(overlay_escape(Path::new("/plain/path")), "/plain/path");
+    }
+}
