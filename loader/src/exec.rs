@@ -61,7 +61,7 @@ fn warn(msg: impl fmt::Display) {
 pub fn run(steps: &[Step]) -> Result<i32, ExecError> {
     let mut in_child = false;
     for step in steps {
-        if *step == Step::Fork {
+        if matches!(step, Step::Fork) {
             match fork_supervised()? {
                 Some(code) => return Ok(code),
                 None => in_child = true,
