@@ -6,6 +6,12 @@ pub mod format;
 #[cfg(feature = "runtime")]
 pub mod sys;
 #[cfg(feature = "runtime")]
+pub mod tar;
+#[cfg(feature = "runtime")]
+pub mod extract;
+#[cfg(feature = "runtime")]
+pub mod cache;
+#[cfg(feature = "runtime")]
 pub mod args;
 #[cfg(feature = "runtime")]
 pub mod copy;
