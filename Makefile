@@ -12,6 +12,10 @@ APT_PACKAGES := musl-tools busybox-static skopeo umoci mmdebstrap podman runc ui
 # The loader: static musl when the target can be added, else static glibc (crt-static).
 LOADER_TRIPLE := $(shell rustup target list --installed 2>/dev/null | grep -qx $(MUSL) && echo $(MUSL) || echo x86_64-unknown-linux-gnu)
 LOADER := $(TARGET_DIR)/$(LOADER_TRIPLE)/loader/loader
+# Size flags for the musl loader beyond .cargo/config.toml: rust-lld (from the toolchain) with
+# identical-code folding, and no unwind tables (loader/link/no-unwind.ld).
+GCC_LD := $(shell rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/gcc-ld
+LOADER_LINK := --config "target.$(MUSL).rustflags=['-C','link-arg=-fuse-ld=lld','-C','link-arg=-B$(GCC_LD)','-C','link-arg=-Wl,--icf=all','-C','link-arg=-Wl,--no-eh-frame-hdr','-C','link-arg=-Wl,-T,$(CURDIR)/loader/link/no-unwind.ld']"
 export OCI2BIN_EMBED_LOADER := $(LOADER)
 
 .PHONY: all deps loader packager test test-unit test-e2e bench demo install clean kernel lint
@@ -31,12 +35,13 @@ deps:
 
 loader:
 	@if rustup target list --installed 2>/dev/null | grep -qx $(MUSL); then \
-	  $(CARGO) build -p loader --bin loader --profile loader --target $(MUSL); \
+	  $(CARGO) build -p loader --bin loader --profile loader --target $(MUSL) $(LOADER_LINK); \
 	else \
 	  RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build -p loader --bin loader --profile loader --target x86_64-unknown-linux-gnu; \
 	fi
 	@if readelf -l $(LOADER) | grep -q INTERP; then echo "error: loader is not static" >&2; exit 1; fi
-	@echo "loader: $(LOADER) ($$(stat -c %s $(LOADER)) bytes, static)"
+	@size=$$(stat -c %s $(LOADER)); echo "loader: $(LOADER) ($$size bytes, static)"; \
+	if [ $$size -gt 655360 ]; then echo "error: loader exceeds 640 KiB" >&2; exit 1; fi
 
 packager: loader
 	OCI2BIN_EMBED_LOADER=$(LOADER) $(CARGO) build --release -p oci2bin
