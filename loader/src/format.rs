@@ -76,7 +76,12 @@ pub enum FormatError {
     /// A trailer of a format version this code does not know.
     UnsupportedVersion { major: u16, minor: u16 },
     /// A span that points outside the file or overlaps what it must not.
-    BadSpan { what: &'static str, offset: u64, len: u64, file_len: u64 },
+    BadSpan {
+        what: &'static str,
+        offset: u64,
+        len: u64,
+        file_len: u64,
+    },
     /// The metadata and runtime record do not hash to the trailer's sha256.
     MetadataDigest,
     /// The runtime record is malformed.
@@ -145,7 +150,10 @@ impl Trailer {
         b[8..10].copy_from_slice(&self.major.to_le_bytes());
         b[10..12].copy_from_slice(&self.minor.to_le_bytes());
         b[12..16].copy_from_slice(&self.flags.to_le_bytes());
-        for (i, s) in [self.tar, self.metadata, self.runtime, self.signature].iter().enumerate() {
+        for (i, s) in [self.tar, self.metadata, self.runtime, self.signature]
+            .iter()
+            .enumerate()
+        {
             let at = 16 + i * 16;
             b[at..at + 8].copy_from_slice(&s.offset.to_le_bytes());
             b[at + 8..at + 16].copy_from_slice(&s.len.to_le_bytes());
@@ -184,7 +192,12 @@ impl Trailer {
         let check = |what: &'static str, s: Span, not_before: u64| {
             if s.offset < not_before || s.offset.checked_add(s.len).is_none() || s.end() > body_end
             {
-                Err(FormatError::BadSpan { what, offset: s.offset, len: s.len, file_len })
+                Err(FormatError::BadSpan {
+                    what,
+                    offset: s.offset,
+                    len: s.len,
+                    file_len,
+                })
             } else {
                 Ok(())
             }
@@ -391,7 +404,10 @@ impl Runtime {
             }
         }
         let id = r.image_id.strip_prefix("sha256:").unwrap_or("");
-        if id.len() != 64 || !id.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        if id.len() != 64
+            || !id
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         {
             return Err(FormatError::BadRecord("image id is not a sha256 digest"));
         }
@@ -462,7 +478,13 @@ pub fn elf_info(elf: &[u8]) -> Result<ElfInfo, FormatError> {
     if !max_align.is_power_of_two() || max_align > 1 << 24 {
         return Err(FormatError::BadElf("unreasonable segment alignment"));
     }
-    Ok(ElfInfo { phoff, phnum, shoff, max_align, has_interp })
+    Ok(ElfInfo {
+        phoff,
+        phnum,
+        shoff,
+        max_align,
+        has_interp,
+    })
 }
 
 /// Writes the ustar checksum of a 512-byte header (checksum field counted as spaces).
@@ -520,7 +542,9 @@ pub fn pad_to_block(n: u64) -> u64 {
 pub fn build_head(loader: &[u8], mtime: u64) -> Result<Vec<u8>, FormatError> {
     let info = elf_info(loader)?;
     if info.has_interp {
-        return Err(FormatError::BadElf("it needs an interpreter (PT_INTERP): build it static"));
+        return Err(FormatError::BadElf(
+            "it needs an interpreter (PT_INTERP): build it static",
+        ));
     }
     let p = info.max_align.max(4096);
     let mut image = loader.to_vec();
@@ -603,7 +627,11 @@ mod tests {
         for cut in 0..b.len() {
             // Every prefix is either rejected or decodes to something without the full layer list.
             if let Ok(r) = Runtime::decode(&b[..cut]) {
-                assert_ne!(r, sample_runtime(), "prefix {cut} decoded to the full record");
+                assert_ne!(
+                    r,
+                    sample_runtime(),
+                    "prefix {cut} decoded to the full record"
+                );
             }
         }
     }
@@ -623,7 +651,10 @@ mod tests {
         let b = t.encode();
         assert_eq!(&b[0..8], b"OCI2BIN\0");
         assert_eq!(&b[8..16], &[1, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(&b[16..32], &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            &b[16..32],
+            &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0]
+        );
         assert_eq!(&b[32..40], &[0, 0x10, 0, 0, 0, 0, 0, 0]);
         assert_eq!(&b[80..112], &[0xaa; 32]);
         assert_eq!(&b[112..120], &[0; 8]);
@@ -654,7 +685,10 @@ mod tests {
             Trailer::decode(&t.encode(), 1 << 20),
             Err(FormatError::UnsupportedVersion { major: 2, minor: 0 })
         );
-        assert_eq!(Trailer::decode(&[0u8; 128], 1 << 20), Err(FormatError::NoTrailer));
+        assert_eq!(
+            Trailer::decode(&[0u8; 128], 1 << 20),
+            Err(FormatError::NoTrailer)
+        );
     }
 
     fn fake_elf() -> Vec<u8> {

@@ -4,19 +4,15 @@
 pub mod format;
 
 #[cfg(feature = "runtime")]
-pub mod sys;
-#[cfg(feature = "runtime")]
-pub mod tar;
-#[cfg(feature = "runtime")]
-pub mod extract;
+pub mod args;
 #[cfg(feature = "runtime")]
 pub mod cache;
-#[cfg(feature = "runtime")]
-pub mod args;
 #[cfg(feature = "runtime")]
 pub mod copy;
 #[cfg(feature = "runtime")]
 pub mod exec;
+#[cfg(feature = "runtime")]
+pub mod extract;
 #[cfg(feature = "runtime")]
 pub mod host;
 #[cfg(feature = "runtime")]
@@ -29,5 +25,9 @@ pub mod plan;
 pub mod selfexe;
 #[cfg(feature = "runtime")]
 pub mod shim;
+#[cfg(feature = "runtime")]
+pub mod sys;
+#[cfg(feature = "runtime")]
+pub mod tar;
 #[cfg(feature = "runtime")]
 pub mod users;

@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 const VERSION: &str = "v1";
 
 fn cache_root() -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/tmp".into());
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/tmp".into());
     std::env::var_os("FIXTURE_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| home.join(".cache/oci2bin-fixtures"))
@@ -44,7 +46,9 @@ fn build_once(script: &str, out: PathBuf) -> PathBuf {
 pub fn busybox() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| {
-        let dir = crate::workspace().join("target/e2e-fixtures").join(format!("busybox-{VERSION}"));
+        let dir = crate::workspace()
+            .join("target/e2e-fixtures")
+            .join(format!("busybox-{VERSION}"));
         build_once("busybox.sh", dir)
     })
 }
@@ -53,7 +57,12 @@ pub fn busybox() -> &'static Path {
 /// /etc/debian_version, a zstd layer making /usr/share/doc opaque, an uncompressed layer.
 pub fn debian() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| build_once("debian.sh", cache_root().join(format!("debian-layout-{VERSION}"))))
+    P.get_or_init(|| {
+        build_once(
+            "debian.sh",
+            cache_root().join(format!("debian-layout-{VERSION}")),
+        )
+    })
 }
 
 /// Our executable built from a fixture, once per test process.

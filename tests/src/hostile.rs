@@ -49,6 +49,12 @@ impl RawTar {
         self
     }
 
+    pub fn executable(mut self, name: &str, data: &[u8]) -> Self {
+        self.header(name, b'0', data.len() as u64, "", 0o755);
+        self.data(data);
+        self
+    }
+
     pub fn dir(mut self, name: &str) -> Self {
         self.header(name, b'5', 0, "", 0o755);
         self
@@ -109,7 +115,7 @@ pub fn layout(dir: &Path, layers: &[(Vec<u8>, bool)]) {
     let busybox = std::fs::read("/bin/busybox").unwrap();
     let base = RawTar::default()
         .dir("bin/")
-        .file("bin/busybox", &busybox)
+        .executable("bin/busybox", &busybox)
         .symlink("bin/sh", "busybox")
         .dir("tmp/")
         .finish();
@@ -124,7 +130,9 @@ pub fn layout(dir: &Path, layers: &[(Vec<u8>, bool)]) {
         } else {
             (tar.clone(), "application/vnd.oci.image.layer.v1.tar")
         };
-        descs.push(serde_json::json!({"mediaType": mt, "digest": put(dir, &blob), "size": blob.len()}));
+        descs.push(
+            serde_json::json!({"mediaType": mt, "digest": put(dir, &blob), "size": blob.len()}),
+        );
     }
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64", "os": "linux",

@@ -15,7 +15,10 @@ pub use runner::Runner;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The packager under test, built by `make` (it embeds the static loader).
@@ -23,7 +26,11 @@ pub fn oci2bin() -> PathBuf {
     let p = std::env::var_os("OCI2BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target/release/oci2bin"));
-    assert!(p.exists(), "{} does not exist: run `make` first (or set OCI2BIN)", p.display());
+    assert!(
+        p.exists(),
+        "{} does not exist: run `make` first (or set OCI2BIN)",
+        p.display()
+    );
     p
 }
 
@@ -36,7 +43,10 @@ pub fn require(ok: bool, reason: &str) -> bool {
     if ok {
         return true;
     }
-    assert!(!must_work(), "required on this machine (OCI2BIN_E2E_MUST_WORK=1): {reason}");
+    assert!(
+        !must_work(),
+        "required on this machine (OCI2BIN_E2E_MUST_WORK=1): {reason}"
+    );
     eprintln!("SKIP: {reason}");
     false
 }
@@ -51,14 +61,21 @@ pub fn have(cmd: &str) -> bool {
 /// A temp dir every user can read and enter (the unprivileged runner must reach files in it).
 pub fn world_tempdir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
-    let d = tempfile::Builder::new().prefix("o2b-e2e-").tempdir_in("/tmp").unwrap();
+    let d = tempfile::Builder::new()
+        .prefix("o2b-e2e-")
+        .tempdir_in("/tmp")
+        .unwrap();
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     d
 }
 
 /// Runs `oci2bin ARGS…`, returning its output.
 pub fn oci2bin_cmd(args: &[&str]) -> Output {
-    Command::new(oci2bin()).args(args).env("SOURCE_DATE_EPOCH", "1700000000").output().unwrap()
+    Command::new(oci2bin())
+        .args(args)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap()
 }
 
 /// Builds `source` into `out` and asserts success.
@@ -67,7 +84,11 @@ pub fn build(source: &str, out: &Path, extra: &[&str]) {
     args.push(source);
     args.push(out.to_str().unwrap());
     let o = oci2bin_cmd(&args);
-    assert!(o.status.success(), "oci2bin {args:?} failed:\n{}", text(&o.stderr));
+    assert!(
+        o.status.success(),
+        "oci2bin {args:?} failed:\n{}",
+        text(&o.stderr)
+    );
 }
 
 pub fn text(b: &[u8]) -> String {
@@ -77,7 +98,10 @@ pub fn text(b: &[u8]) -> String {
 /// Asserts a command failed with a single-line message containing `needle` on stderr.
 pub fn assert_one_line_error(o: &Output, needle: &str) {
     let err = text(&o.stderr);
-    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
+    assert!(
+        !o.status.success(),
+        "expected failure, got success; stderr: {err}"
+    );
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected a one-line error, got:\n{err}");
     assert!(

@@ -44,7 +44,9 @@ impl Runner {
 
     pub fn uid(&self) -> u32 {
         // SAFETY: geteuid has no preconditions.
-        self.ids.map(|(u, _)| u).unwrap_or_else(|| unsafe { libc::geteuid() })
+        self.ids
+            .map(|(u, _)| u)
+            .unwrap_or_else(|| unsafe { libc::geteuid() })
     }
 
     pub fn home(&self) -> &Path {
@@ -61,7 +63,12 @@ impl Runner {
         let mut c = match self.ids {
             Some((u, g)) => {
                 let mut c = Command::new("setpriv");
-                c.args([&format!("--reuid={u}"), &format!("--regid={g}"), "--clear-groups", "--"]);
+                c.args([
+                    &format!("--reuid={u}"),
+                    &format!("--regid={g}"),
+                    "--clear-groups",
+                    "--",
+                ]);
                 c.arg(file);
                 c
             }
@@ -107,6 +114,9 @@ impl Runner {
 // Extracted trees may hold 0555 dirs: make them removable for the tempdir cleanup.
 impl Drop for Runner {
     fn drop(&mut self) {
-        let _ = Command::new("chmod").args(["-R", "u+rwX"]).arg(self.home.path()).status();
+        let _ = Command::new("chmod")
+            .args(["-R", "u+rwX"])
+            .arg(self.home.path())
+            .status();
     }
 }

@@ -6,7 +6,11 @@ use e2e::{assert_one_line_error, fixtures, oci2bin_cmd, text, world_tempdir};
 fn unknown_flag_is_rejected() {
     let o = oci2bin_cmd(&["--entrypint", "x", "oci:/nowhere"]);
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("--entrypint"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("--entrypint"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]
@@ -26,7 +30,11 @@ fn output_name_follows_the_reference() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(dir.path().join("busybox-v1_latest").exists(), "{:?}", std::fs::read_dir(dir.path()).unwrap().collect::<Vec<_>>());
+    assert!(
+        dir.path().join("busybox-v1_latest").exists(),
+        "{:?}",
+        std::fs::read_dir(dir.path()).unwrap().collect::<Vec<_>>()
+    );
     assert!(text(&o.stdout).contains("image digest:") || text(&o.stderr).contains("image digest:"));
 }
 

@@ -6,14 +6,21 @@ use std::path::Path;
 use std::process::Command;
 
 fn outputs() -> Vec<(&'static str, &'static Path)> {
-    vec![("busybox", fixtures::busybox_bin()), ("debian", fixtures::debian_bin())]
+    vec![
+        ("busybox", fixtures::busybox_bin()),
+        ("debian", fixtures::debian_bin()),
+    ]
 }
 
 #[test]
 fn gnu_tar_lists_an_oci_layout_and_a_docker_manifest() {
     for (name, f) in outputs() {
         let o = Command::new("tar").arg("tf").arg(f).output().unwrap();
-        assert!(o.status.success(), "{name}: tar tf failed: {}", text(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{name}: tar tf failed: {}",
+            text(&o.stderr)
+        );
         let list = text(&o.stdout);
         for want in ["oci-layout", "index.json", "manifest.json", "blobs/sha256/"] {
             assert!(list.contains(want), "{name}: tar tf lacks {want}:\n{list}");
@@ -23,10 +30,17 @@ fn gnu_tar_lists_an_oci_layout_and_a_docker_manifest() {
 
 #[test]
 fn the_file_is_a_static_elf_without_interpreter() {
-    let o = Command::new("readelf").arg("-lh").arg(fixtures::busybox_bin()).output().unwrap();
+    let o = Command::new("readelf")
+        .arg("-lh")
+        .arg(fixtures::busybox_bin())
+        .output()
+        .unwrap();
     let out = text(&o.stdout);
     assert!(o.status.success(), "readelf: {}", text(&o.stderr));
-    assert!(!out.contains("INTERP"), "the head must be a static loader:\n{out}");
+    assert!(
+        !out.contains("INTERP"),
+        "the head must be a static loader:\n{out}"
+    );
 }
 
 fn skopeo_inspect(transport: &str, f: &Path) -> serde_json::Value {
@@ -35,7 +49,11 @@ fn skopeo_inspect(transport: &str, f: &Path) -> serde_json::Value {
         .arg(format!("{transport}:{}", f.display()))
         .output()
         .unwrap();
-    assert!(o.status.success(), "skopeo inspect {transport}: {}", text(&o.stderr));
+    assert!(
+        o.status.success(),
+        "skopeo inspect {transport}: {}",
+        text(&o.stderr)
+    );
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
@@ -56,7 +74,11 @@ fn skopeo_reads_docker_archive_and_oci_archive() {
             .arg(format!("docker-archive:{}", f.display()))
             .output()
             .unwrap();
-        assert!(o.status.success(), "{name}: skopeo inspect: {}", text(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{name}: skopeo inspect: {}",
+            text(&o.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(v["Os"], "linux");
         assert_eq!(v["Architecture"], "amd64");
@@ -75,43 +97,88 @@ fn podman_loads_and_runs_it() {
             .arg(tmp.path().join("root"))
             .arg("--runroot")
             .arg(tmp.path().join("runroot"))
-            .args(["--storage-driver", "vfs", "--runtime", "runc", "--cgroup-manager", "cgroupfs"])
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--runtime",
+                "runc",
+                "--cgroup-manager",
+                "cgroupfs",
+            ])
             .args(args)
             .output()
             .unwrap()
     };
     for (name, f) in outputs() {
         let o = podman(&["load", "-i", f.to_str().unwrap()]);
-        assert!(o.status.success(), "{name}: podman load: {}", text(&o.stderr));
-        assert!(text(&o.stdout).contains("Loaded image"), "{name}: {}", text(&o.stdout));
+        assert!(
+            o.status.success(),
+            "{name}: podman load: {}",
+            text(&o.stderr)
+        );
+        assert!(
+            text(&o.stdout).contains("Loaded image"),
+            "{name}: {}",
+            text(&o.stdout)
+        );
     }
     let o = podman(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     let images = text(&o.stdout);
-    let busybox = images.lines().find(|l| l.contains("busybox")).expect("busybox tag loaded");
+    let busybox = images
+        .lines()
+        .find(|l| l.contains("busybox"))
+        .expect("busybox tag loaded");
     let o = podman(&[
-        "run", "--rm", "--net", "none", "--ulimit", "nofile=4096:4096", "--ulimit",
-        "nproc=4096:4096", busybox, "cat", "/etc/issue",
+        "run",
+        "--rm",
+        "--net",
+        "none",
+        "--ulimit",
+        "nofile=4096:4096",
+        "--ulimit",
+        "nproc=4096:4096",
+        busybox,
+        "cat",
+        "/etc/issue",
     ]);
     assert!(o.status.success(), "podman run: {}", text(&o.stderr));
     assert_eq!(text(&o.stdout), "busybox fixture\n");
 }
 
 fn docker_answers() -> bool {
-    Command::new("docker").arg("info").output().is_ok_and(|o| o.status.success())
+    Command::new("docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[test]
 fn docker_loads_and_runs_it() {
-    if !require(have("docker") && docker_answers(), "no Docker engine answers `docker info`") {
+    if !require(
+        have("docker") && docker_answers(),
+        "no Docker engine answers `docker info`",
+    ) {
         return;
     }
     // Engines before 23 cannot load zstd layers (the 20.10 engine on our CI machines fails `docker load` on them); the
     // Debian fixture has one, so such an engine gets the same image without it.
-    let server = Command::new("docker").args(["version", "-f", "{{.Server.Version}}"]).output().unwrap();
-    let major: u32 = text(&server.stdout).split('.').next().unwrap_or("0").trim().parse().unwrap_or(0);
+    let server = Command::new("docker")
+        .args(["version", "-f", "{{.Server.Version}}"])
+        .output()
+        .unwrap();
+    let major: u32 = text(&server.stdout)
+        .split('.')
+        .next()
+        .unwrap_or("0")
+        .trim()
+        .parse()
+        .unwrap_or(0);
     let mut images = outputs();
     if major < 23 {
-        eprintln!("note: docker engine {} predates zstd support: loading debian without its zstd layer", text(&server.stdout).trim());
+        eprintln!(
+            "note: docker engine {} predates zstd support: loading debian without its zstd layer",
+            text(&server.stdout).trim()
+        );
         images[1].1 = fixtures::debian_without_zstd_bin();
     }
     for (name, f) in images {
@@ -120,7 +187,11 @@ fn docker_loads_and_runs_it() {
             .arg(format!("docker load < '{}'", f.display()))
             .output()
             .unwrap();
-        assert!(o.status.success(), "{name}: docker load: {}", text(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{name}: docker load: {}",
+            text(&o.stderr)
+        );
         let out = text(&o.stdout);
         let tag = out
             .lines()
@@ -138,8 +209,16 @@ fn docker_loads_and_runs_it() {
             .output()
             .unwrap();
         let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
-        assert!(o.status.success(), "{name}: docker run: {}", text(&o.stderr));
-        let want = if name == "busybox" { "busybox fixture\n" } else { "hello from layer2\n" };
+        assert!(
+            o.status.success(),
+            "{name}: docker run: {}",
+            text(&o.stderr)
+        );
+        let want = if name == "busybox" {
+            "busybox fixture\n"
+        } else {
+            "hello from layer2\n"
+        };
         assert_eq!(text(&o.stdout), want, "{name}");
     }
 }

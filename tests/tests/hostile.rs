@@ -14,7 +14,10 @@ struct Trap {
 
 impl Trap {
     fn new() -> Trap {
-        let dir = tempfile::Builder::new().prefix("o2b-trap-").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("o2b-trap-")
+            .tempdir_in("/tmp")
+            .unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         Trap { dir }
     }
@@ -23,11 +26,17 @@ impl Trap {
     }
     /// Relative form that climbs from any depth up to `/` and down into the trap.
     fn climb(&self) -> String {
-        format!("{}{}", "../".repeat(30), self.path().strip_prefix("/").unwrap().display())
+        format!(
+            "{}{}",
+            "../".repeat(30),
+            self.path().strip_prefix("/").unwrap().display()
+        )
     }
     fn assert_untouched(&self) {
-        let left: Vec<PathBuf> =
-            std::fs::read_dir(self.path()).unwrap().map(|e| e.unwrap().path()).collect();
+        let left: Vec<PathBuf> = std::fs::read_dir(self.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         assert!(left.is_empty(), "bytes written outside the root: {left:?}");
     }
 }
@@ -39,33 +48,63 @@ fn refused(tar: Vec<u8>, gz: bool, needle: &str, trap: &Trap) {
     let work = world_tempdir();
     layout(&work.path().join("layout"), &[(tar, gz)]);
     let bin = work.path().join("hostile");
-    e2e::build(&format!("oci:{}", work.path().join("layout").display()), &bin, &[]);
+    e2e::build(
+        &format!("oci:{}", work.path().join("layout").display()),
+        &bin,
+        &[],
+    );
     let r = Runner::new();
     let o = r.run(&bin, &[]);
-    assert_eq!(o.status.code(), Some(125), "stderr: {}", e2e::text(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(125),
+        "stderr: {}",
+        e2e::text(&o.stderr)
+    );
     assert_one_line_error(&o, needle);
     trap.assert_untouched();
-    assert!(r.files_under_cache("rootfs").is_empty(), "no cache entry for a failed extraction");
-    assert!(r.files_under_cache("tmp").is_empty(), "no half-written staging left");
+    assert!(
+        r.files_under_cache("rootfs").is_empty(),
+        "no cache entry for a failed extraction"
+    );
+    assert!(
+        r.files_under_cache("tmp").is_empty(),
+        "no half-written staging left"
+    );
 }
 
 #[test]
 fn dotdot_entry() {
     let t = Trap::new();
-    refused(RawTar::default().file(&format!("{}/pwned", t.climb()), b"x").finish(), true, "..", &t);
+    refused(
+        RawTar::default()
+            .file(&format!("{}/pwned", t.climb()), b"x")
+            .finish(),
+        true,
+        "..",
+        &t,
+    );
 }
 
 #[test]
 fn absolute_entry() {
     let t = Trap::new();
     let name = format!("{}/pwned", t.path().display());
-    refused(RawTar::default().file(&name, b"x").finish(), false, "absolute", &t);
+    refused(
+        RawTar::default().file(&name, b"x").finish(),
+        false,
+        "absolute",
+        &t,
+    );
 }
 
 #[test]
 fn symlink_then_write_through_it() {
     let t = Trap::new();
-    let tar = RawTar::default().symlink("evil", &t.climb()).file("evil/pwned", b"x").finish();
+    let tar = RawTar::default()
+        .symlink("evil", &t.climb())
+        .file("evil/pwned", b"x")
+        .finish();
     refused(tar, true, "evil", &t);
 }
 
@@ -73,13 +112,22 @@ fn symlink_then_write_through_it() {
 fn hardlink_to_a_path_outside() {
     let t = Trap::new();
     std::fs::write(t.path().join("target"), b"secret").unwrap();
-    std::fs::set_permissions(t.path().join("target"), std::fs::Permissions::from_mode(0o666))
-        .unwrap();
-    let tar = RawTar::default().hardlink("link", &format!("{}/target", t.climb())).finish();
+    std::fs::set_permissions(
+        t.path().join("target"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let tar = RawTar::default()
+        .hardlink("link", &format!("{}/target", t.climb()))
+        .finish();
     let work = world_tempdir();
     layout(&work.path().join("layout"), &[(tar, true)]);
     let bin = work.path().join("hostile");
-    e2e::build(&format!("oci:{}", work.path().join("layout").display()), &bin, &[]);
+    e2e::build(
+        &format!("oci:{}", work.path().join("layout").display()),
+        &bin,
+        &[],
+    );
     let r = Runner::new();
     let o = r.run(&bin, &[]);
     assert_eq!(o.status.code(), Some(125));
@@ -87,7 +135,11 @@ fn hardlink_to_a_path_outside() {
     assert_eq!(std::fs::read(t.path().join("target")).unwrap(), b"secret");
     assert_eq!(std::fs::metadata(t.path().join("target")).unwrap().len(), 6);
     use std::os::unix::fs::MetadataExt;
-    assert_eq!(std::fs::metadata(t.path().join("target")).unwrap().nlink(), 1, "no link made");
+    assert_eq!(
+        std::fs::metadata(t.path().join("target")).unwrap().nlink(),
+        1,
+        "no link made"
+    );
 }
 
 #[test]
@@ -112,26 +164,45 @@ fn symlink_chain_that_climbs_out() {
 #[test]
 fn symlink_loop() {
     let t = Trap::new();
-    let tar = RawTar::default().symlink("a", "b").symlink("b", "a").file("a/x", b"x").finish();
+    let tar = RawTar::default()
+        .symlink("a", "b")
+        .symlink("b", "a")
+        .file("a/x", b"x")
+        .finish();
     refused(tar, true, "a/x", &t);
 }
 
 #[test]
 fn device_node() {
     let t = Trap::new();
-    refused(RawTar::default().device("dev/evil").finish(), true, "device", &t);
+    refused(
+        RawTar::default().device("dev/evil").finish(),
+        true,
+        "device",
+        &t,
+    );
 }
 
 #[test]
 fn oversized_pax_header() {
     let t = Trap::new();
-    refused(RawTar::default().huge_pax(1 << 30).finish(), true, "too large", &t);
+    refused(
+        RawTar::default().huge_pax(1 << 30).finish(),
+        true,
+        "too large",
+        &t,
+    );
 }
 
 #[test]
 fn oversized_long_name() {
     let t = Trap::new();
-    refused(RawTar::default().huge_longname(64 << 20).finish(), true, "too large", &t);
+    refused(
+        RawTar::default().huge_longname(64 << 20).finish(),
+        true,
+        "too large",
+        &t,
+    );
 }
 
 #[test]
@@ -153,7 +224,11 @@ fn absolute_symlink_then_write_lands_inside_the_root() {
     let work = world_tempdir();
     layout(&work.path().join("layout"), &[(tar, true)]);
     let bin = work.path().join("ok");
-    e2e::build(&format!("oci:{}", work.path().join("layout").display()), &bin, &[]);
+    e2e::build(
+        &format!("oci:{}", work.path().join("layout").display()),
+        &bin,
+        &[],
+    );
     let r = Runner::new();
     let inside = format!("{}/inside", t.path().display());
     assert_eq!(r.ok(&bin, &["/bin/busybox", "cat", &inside]), "x");
@@ -188,7 +263,10 @@ fn flipped_byte_in_a_layer_is_a_digest_mismatch() {
     let o = r.run(&f, &["true"]);
     assert_eq!(o.status.code(), Some(125));
     assert_one_line_error(&o, "digest");
-    assert!(r.files_under_cache("rootfs").is_empty(), "a tampered layer is never cached");
+    assert!(
+        r.files_under_cache("rootfs").is_empty(),
+        "a tampered layer is never cached"
+    );
     assert!(r.files_under_cache("tmp").is_empty());
 }
 
@@ -196,7 +274,10 @@ fn flipped_byte_in_a_layer_is_a_digest_mismatch() {
 fn packager_refuses_a_tampered_source_blob_and_writes_nothing() {
     let work = world_tempdir();
     let l = work.path().join("layout");
-    layout(&l, &[(RawTar::default().file("ok", b"fine").finish(), true)]);
+    layout(
+        &l,
+        &[(RawTar::default().file("ok", b"fine").finish(), true)],
+    );
     // Corrupt the biggest blob (the busybox layer) in place.
     let biggest = std::fs::read_dir(l.join("blobs/sha256"))
         .unwrap()
@@ -210,6 +291,13 @@ fn packager_refuses_a_tampered_source_blob_and_writes_nothing() {
     let out = work.path().join("out");
     let o = e2e::oci2bin_cmd(&[&format!("oci:{}", l.display()), out.to_str().unwrap()]);
     assert_one_line_error(&o, "digest");
-    let left: Vec<_> = std::fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(left, vec![std::ffi::OsString::from("layout")], "no output or temp file left");
+    let left: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("layout")],
+        "no output or temp file left"
+    );
 }

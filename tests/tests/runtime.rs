@@ -20,10 +20,17 @@ fn shared() -> &'static Runner {
 fn runs_the_image_cmd_and_args_replace_it() {
     let r = shared();
     // Default Cmd is `sh`: with no tty and empty stdin it exits 0 at once.
-    let o = r.command(bb(), &[]).stdin(std::process::Stdio::null()).output().unwrap();
+    let o = r
+        .command(bb(), &[])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
     assert!(o.status.success(), "default cmd: {}", text(&o.stderr));
     assert_eq!(r.ok(bb(), &["echo", "hello", "world"]), "hello world\n");
-    assert_eq!(r.ok(bb(), &["--", "echo", "--not-a-flag"]), "--not-a-flag\n");
+    assert_eq!(
+        r.ok(bb(), &["--", "echo", "--not-a-flag"]),
+        "--not-a-flag\n"
+    );
 }
 
 #[test]
@@ -31,7 +38,12 @@ fn entrypoint_and_cmd_follow_docker_rules() {
     let (_d, f) = fixtures::package(
         fixtures::busybox(),
         "ep",
-        &["--entrypoint", r#"["echo","ep"]"#, "--cmd", r#"["default"]"#],
+        &[
+            "--entrypoint",
+            r#"["echo","ep"]"#,
+            "--cmd",
+            r#"["default"]"#,
+        ],
     );
     let r = shared();
     assert_eq!(r.ok(&f, &[]), "ep default\n");
@@ -47,15 +59,28 @@ fn environment_flags_files_and_precedence() {
     let r = shared();
     assert_eq!(r.ok(bb(), &["sh", "-c", "echo $FIXTURE"]), "busybox\n");
     assert_eq!(r.ok(bb(), &["-e", "A=1", "sh", "-c", "echo $A"]), "1\n");
-    assert_eq!(r.ok(bb(), &["--env=FIXTURE=over", "sh", "-c", "echo $FIXTURE"]), "over\n");
+    assert_eq!(
+        r.ok(bb(), &["--env=FIXTURE=over", "sh", "-c", "echo $FIXTURE"]),
+        "over\n"
+    );
     // `-e K` takes the host's value.
-    let o = r.command(bb(), &["-e", "FROMHOST", "sh", "-c", "echo $FROMHOST"]).env("FROMHOST", "h").output().unwrap();
+    let o = r
+        .command(bb(), &["-e", "FROMHOST", "sh", "-c", "echo $FROMHOST"])
+        .env("FROMHOST", "h")
+        .output()
+        .unwrap();
     assert_eq!(text(&o.stdout), "h\n");
     // Env files apply first; -e wins whatever the order on the command line.
     let envf = r.home().join("env.list");
     std::fs::write(&envf, "# comment\n\nA=file\nB=file\n").unwrap();
     let e = envf.to_str().unwrap();
-    assert_eq!(r.ok(bb(), &["-e", "A=flag", "--env-file", e, "sh", "-c", "echo $A $B"]), "flag file\n");
+    assert_eq!(
+        r.ok(
+            bb(),
+            &["-e", "A=flag", "--env-file", e, "sh", "-c", "echo $A $B"]
+        ),
+        "flag file\n"
+    );
     // Docker's defaults are present.
     let env = r.ok(bb(), &["env"]);
     for k in ["PATH=/bin", "HOME=/root", "HOSTNAME="] {
@@ -75,8 +100,39 @@ fn workdir_is_set_and_created() {
 fn exit_codes_are_forwarded() {
     let r = shared();
     assert_eq!(r.run(bb(), &["sh", "-c", "exit 3"]).status.code(), Some(3));
-    assert_eq!(r.run(bb(), &["sh", "-c", "kill -9 $$"]).status.code(), Some(137));
-    assert_eq!(r.run(bb(), &["--init", "sh", "-c", "kill -15 $$"]).status.code(), Some(143));
+    // Under --init the command is not PID 1, so it can die of its own signal: 128+N.
+    assert_eq!(
+        r.run(bb(), &["--init", "sh", "-c", "kill -9 $$"])
+            .status
+            .code(),
+        Some(137)
+    );
+    assert_eq!(
+        r.run(bb(), &["--init", "sh", "-c", "kill -15 $$"])
+            .status
+            .code(),
+        Some(143)
+    );
+    // Without it the command is PID 1; killed from the host it reports 128+9 too.
+    let mut c = r.command(bb(), &["sleep", "30"]).spawn().unwrap();
+    let children = format!("/proc/{0}/task/{0}/children", c.id());
+    let mut pid1 = String::new();
+    for _ in 0..100 {
+        pid1 = std::fs::read_to_string(&children)
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        if !pid1.is_empty()
+            && std::fs::read_to_string(format!("/proc/{pid1}/comm"))
+                .is_ok_and(|c| c.trim() == "sleep")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill on the container's init, a descendant of our child.
+    unsafe { libc::kill(pid1.parse().unwrap(), libc::SIGKILL) };
+    assert_eq!(c.wait().unwrap().code(), Some(137));
     let o = r.run(bb(), &["no-such-command"]);
     assert_eq!(o.status.code(), Some(127), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("no-such-command"));
@@ -99,7 +155,15 @@ fn help_lists_the_runtime_flags() {
     let o = shared().run(bb(), &["--help"]);
     assert!(o.status.success());
     let help = text(&o.stdout);
-    for flag in ["--entrypoint", "--workdir", "--env", "--env-file", "--init", "--user", "--"] {
+    for flag in [
+        "--entrypoint",
+        "--workdir",
+        "--env",
+        "--env-file",
+        "--init",
+        "--user",
+        "--",
+    ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
 }
@@ -114,7 +178,14 @@ fn signals_reach_the_container() {
     let r = shared();
     // Without --init the command is PID 1: it gets the signals it handles.
     let mut c = r
-        .command(bb(), &["sh", "-c", "trap 'exit 42' TERM; while :; do sleep 0.1; done"])
+        .command(
+            bb(),
+            &[
+                "sh",
+                "-c",
+                "trap 'exit 42' TERM; while :; do sleep 0.1; done",
+            ],
+        )
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(700));
@@ -137,12 +208,28 @@ fn namespaces_pid1_root_hostname_proc_dev_sys() {
     assert_eq!(r.ok(bb(), &["--user", "1000", "id", "-u"]), "1000\n");
     assert_eq!(r.ok(bb(), &["-u", "app", "id", "-un"]), "app\n");
     let ps = r.ok(bb(), &["ps", "-o", "pid"]);
-    assert!(ps.lines().count() <= 4, "only our processes are visible:\n{ps}");
+    assert!(
+        ps.lines().count() <= 4,
+        "only our processes are visible:\n{ps}"
+    );
     let host = r.ok(bb(), &["hostname"]);
     assert_eq!(host.trim().len(), 12, "docker-like hostname: {host}");
-    r.ok(bb(), &["sh", "-c", "echo x > /dev/null && head -c 4 /dev/urandom | wc -c"]);
-    let sys = r.ok(bb(), &["awk", "$2 == \"/sys\" { print $4 }", "/proc/mounts"]);
-    assert!(sys.starts_with("ro"), "/sys must be mounted read-only: {sys:?}");
+    r.ok(
+        bb(),
+        &[
+            "sh",
+            "-c",
+            "echo x > /dev/null && head -c 4 /dev/urandom | wc -c",
+        ],
+    );
+    let sys = r.ok(
+        bb(),
+        &["awk", "$2 == \"/sys\" { print $4 }", "/proc/mounts"],
+    );
+    assert!(
+        sys.starts_with("ro"),
+        "/sys must be mounted read-only: {sys:?}"
+    );
     assert!(r.ok(bb(), &["cat", "/proc/1/cmdline"]).starts_with("cat"));
 }
 
@@ -150,7 +237,11 @@ fn namespaces_pid1_root_hostname_proc_dev_sys() {
 fn whiteouts_are_honoured_busybox() {
     let r = shared();
     let o = r.run(bb(), &["test", "-e", "/etc/motd"]);
-    assert_eq!(o.status.code(), Some(1), "/etc/motd was whited out in layer 2");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "/etc/motd was whited out in layer 2"
+    );
     assert_eq!(r.ok(bb(), &["cat", "/etc/issue"]), "busybox fixture\n");
 }
 
@@ -160,22 +251,67 @@ fn debian_multilayer_whiteouts_opaque_dirs_and_all_compressions() {
     let d = fixtures::debian_bin();
     // gzip base + umoci whiteout + zstd opaque dir + uncompressed layer.
     assert_eq!(r.ok(d, &["/opt/fixture/hello.sh"]), "hello from layer2\n");
-    assert_eq!(r.run(d, &["test", "-e", "/etc/debian_version"]).status.code(), Some(1));
+    assert_eq!(
+        r.run(d, &["test", "-e", "/etc/debian_version"])
+            .status
+            .code(),
+        Some(1)
+    );
     assert_eq!(r.ok(d, &["ls", "/usr/share/doc"]), "README.fixture\n");
     assert!(r.ok(d, &["cat", "/etc/os-release"]).contains("bookworm"));
     // apt works in a one-uid namespace thanks to the sandbox patch.
-    let o = r.run(d, &["apt-get", "-s", "-o", "Debug::NoLocking=1", "install", "nothing-at-all"]);
-    assert!(!text(&o.stderr).contains("setgroups"), "{}", text(&o.stderr));
+    let o = r.run(
+        d,
+        &[
+            "apt-get",
+            "-s",
+            "-o",
+            "Debug::NoLocking=1",
+            "install",
+            "nothing-at-all",
+        ],
+    );
+    assert!(
+        !text(&o.stderr).contains("setgroups"),
+        "{}",
+        text(&o.stderr)
+    );
     // The setpriv shim: identity changes are no-ops, the command still runs.
-    assert_eq!(r.ok(d, &["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "echo", "shim"]), "shim\n");
+    assert_eq!(
+        r.ok(
+            d,
+            &[
+                "setpriv",
+                "--reuid=1000",
+                "--regid=1000",
+                "--clear-groups",
+                "echo",
+                "shim"
+            ]
+        ),
+        "shim\n"
+    );
 }
 
 #[test]
 fn writes_do_not_leak_into_the_cache_or_the_next_run() {
     let r = Runner::new();
-    r.ok(bb(), &["sh", "-c", "echo leak > /etc/leak && rm /bin/ls && mkdir /newdir"]);
-    assert_eq!(r.run(bb(), &["test", "-e", "/etc/leak"]).status.code(), Some(1));
-    assert_eq!(r.run(bb(), &["test", "-e", "/newdir"]).status.code(), Some(1));
+    r.ok(
+        bb(),
+        &[
+            "sh",
+            "-c",
+            "echo leak > /etc/leak && rm /bin/ls && mkdir /newdir",
+        ],
+    );
+    assert_eq!(
+        r.run(bb(), &["test", "-e", "/etc/leak"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(
+        r.run(bb(), &["test", "-e", "/newdir"]).status.code(),
+        Some(1)
+    );
     r.ok(bb(), &["ls", "/"]);
     let entries = r.files_under_cache("rootfs");
     assert_eq!(entries.len(), 1, "one cache entry: {entries:?}");
