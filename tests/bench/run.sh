@@ -43,18 +43,18 @@ hf() { # name runs prepare cmd
 }
 
 mkdir -p "$top/target/e2e-fixtures"
-[ -f "$top/target/e2e-fixtures/busybox-v1/index.json" ] || bash "$top/tests/fixtures/busybox.sh" "$top/target/e2e-fixtures/busybox-v1"
-[ -f "$cache/debian-layout-v1/index.json" ] || FIXTURE_CACHE=$cache bash "$top/tests/fixtures/debian.sh" "$cache/debian-layout-v1"
+[ -f "$top/target/e2e-fixtures/busybox-v3/index.json" ] || bash "$top/tests/fixtures/busybox.sh" "$top/target/e2e-fixtures/busybox-v3"
+[ -f "$cache/debian-layout-v3/index.json" ] || FIXTURE_CACHE=$cache bash "$top/tests/fixtures/debian.sh" "$cache/debian-layout-v3"
 
-loader=$(python3 -c 'import os,sys; print(os.environ.get("OCI2BIN_EMBED_LOADER",""))')
+loader=${OCI2BIN_EMBED_LOADER:-$top/target/x86_64-unknown-linux-musl/loader/loader}
 echo "== oci2bin benchmarks ($(date -u +%F), $(nproc) cores, kernel $(uname -r), ${RUNS} warm / ${COLD_RUNS} cold runs, medians)"
 [ -n "$loader" ] && [ -f "$loader" ] && echo "loader size: $(stat -c %s "$loader") bytes ($(( $(stat -c %s "$loader") / 1024 )) KiB, static)"
 
 docker_ok=0; docker info >/dev/null 2>&1 && docker_ok=1
 for img in busybox debian; do
   case $img in
-    busybox) layout=$top/target/e2e-fixtures/busybox-v1 ;;
-    debian) layout=$cache/debian-layout-v1 ;;
+    busybox) layout=$top/target/e2e-fixtures/busybox-v3 ;;
+    debian) layout=$cache/debian-layout-v3 ;;
   esac
   f=$work/$img
   "$OCI2BIN" -q "oci:$layout:latest" "$f" --tag "o2bbench/$img:latest" >/dev/null
@@ -65,12 +65,14 @@ for img in busybox debian; do
   # Cold: empty cache every run (extraction included).
   printf '  %-34s' "oci2bin cold start"; hf "$img-cold" "$COLD_RUNS" "rm -rf $work/home/.cache/oci2bin" "${userq}$user_env $f /bin/true"
   run_user "$f" /bin/true
+  printf '  %-34s' "GNU tar -x of the same layers"
+  hf "$img-tar" "$COLD_RUNS" "rm -rf $work/tarx" "bash $here/extract_layers.sh $layout $work/tarx"
   printf '  %-34s' "oci2bin warm start"; hf "$img-warm" "$RUNS" "" "${userq}$user_env $f /bin/true"
   rootfs=$(ls -d "$work"/home/.cache/oci2bin/rootfs/*)
   printf '  %-34s' "bwrap (extracted rootfs)"
   hf "$img-bwrap" "$RUNS" "" "${userq}$user_env bwrap --unshare-user --unshare-pid --unshare-uts --unshare-ipc --uid 0 --gid 0 --bind $rootfs / --proc /proc --dev /dev /bin/true"
   printf '  %-34s' "unshare -r chroot (extracted)"
-  hf "$img-unshare" "$RUNS" "" "${userq}$user_env unshare -r -m -p -f -u -i chroot $rootfs /bin/true"
+  hf "$img-unshare" "$RUNS" "" "${userq}$user_env unshare -r -m -p -f -u -i /usr/sbin/chroot $rootfs /bin/true"
   if command -v ch-run >/dev/null; then
     printf '  %-34s' "ch-run (extracted rootfs)"
     hf "$img-chrun" "$RUNS" "" "${userq}$user_env ch-run $rootfs -- /bin/true"
@@ -82,9 +84,12 @@ for img in busybox debian; do
     hf "$img-podman" "$((RUNS / 4 + 1))" "" "$P run --rm --net none --ulimit nofile=4096:4096 --ulimit nproc=4096:4096 o2bbench/$img:latest /bin/true"
   fi
   if [ $docker_ok = 1 ]; then
-    docker load -q <"$f" >/dev/null
     printf '  %-34s' "docker run --rm"
-    hf "$img-docker" "$((RUNS / 4 + 1))" "" "docker run --rm --net none o2bbench/$img:latest /bin/true"
+    if docker load -q <"$f" >/dev/null 2>"$work/docker-load.err"; then
+      hf "$img-docker" "$((RUNS / 4 + 1))" "" "docker run --rm --net none o2bbench/$img:latest /bin/true"
+    else
+      echo "  docker load failed: $(tail -1 "$work/docker-load.err") (engine $(docker version -f '{{.Server.Version}}'); zstd layers need a newer engine)"
+    fi
     docker rmi -f "o2bbench/$img:latest" >/dev/null 2>&1 || true
   fi
   python3 "$here/ratios.py" "$work" "$img"

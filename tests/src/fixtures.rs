@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-const VERSION: &str = "v1";
+const VERSION: &str = "v3";
 
 fn cache_root() -> PathBuf {
     let home = std::env::var_os("HOME")

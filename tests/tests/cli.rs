@@ -31,7 +31,7 @@ fn output_name_follows_the_reference() {
         .unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(
-        dir.path().join("busybox-v1_latest").exists(),
+        dir.path().join("busybox-v3_latest").exists(),
         "{:?}",
         std::fs::read_dir(dir.path()).unwrap().collect::<Vec<_>>()
     );
