@@ -51,7 +51,7 @@ packager: loader
 # rootfs, packaged and run.
 demo: all
 	@rm -rf out/demo-rootfs && mkdir -p out/demo-rootfs/bin out/demo-rootfs/etc out/demo-rootfs/tmp
-	@cp /bin/busybox out/demo-rootfs/bin/ && for a in $$(/bin/busybox --list); do ln -sf busybox out/demo-rootfs/bin/$$a; done
+	@cp /bin/busybox out/demo-rootfs/bin/ && for a in $$(/bin/busybox --list); do [ $$a = busybox ] || ln -sf busybox out/demo-rootfs/bin/$$a; done
 	@printf 'root:x:0:0:root:/root:/bin/sh\n' > out/demo-rootfs/etc/passwd
 	$(OCI2BIN) --cmd '["sh","-c","echo hello from $$(hostname), a rootless container; uname -a; id; ls /"]' --tag busybox:demo dir:out/demo-rootfs out/busybox
 	./out/busybox
