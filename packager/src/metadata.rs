@@ -1,9 +1,9 @@
 //! The metadata JSON of an oci2bin file: what `oci2bin inspect` and other tools read (the loader
 //! reads the compact runtime record instead).
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
+
+use crate::model::RunConfig;
 
 /// The metadata block, written between the tar's end and the runtime record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,7 +27,7 @@ pub struct Metadata {
     pub created: String,
     pub layers: Vec<LayerMeta>,
     pub loader: LoaderMeta,
-    pub config: ConfigMeta,
+    pub config: RunConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,18 +46,6 @@ pub struct LoaderMeta {
     pub sha256: String,
     /// Where the (shifted) loader image starts in the file.
     pub offset: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConfigMeta {
-    pub entrypoint: Option<Vec<String>>,
-    pub cmd: Option<Vec<String>>,
-    pub env: Vec<String>,
-    pub workdir: String,
-    pub user: String,
-    #[serde(default)]
-    pub stop_signal: String,
-    pub labels: BTreeMap<String, String>,
 }
 
 /// Seconds since the epoch, now.

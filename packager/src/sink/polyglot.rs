@@ -20,7 +20,7 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
-use crate::metadata::{self, ConfigMeta, LayerMeta, LoaderMeta, Metadata};
+use crate::metadata::{self, LayerMeta, LoaderMeta, Metadata};
 use crate::model::{Digest, Image};
 use crate::source::layout::{ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME};
 
@@ -248,15 +248,7 @@ pub fn write_to<W: Write>(image: &Image, opts: &WriteOptions, out: W) -> Result<
             sha256: hex::encode(Sha256::digest(opts.loader)),
             offset: loader_offset,
         },
-        config: ConfigMeta {
-            entrypoint: rc.entrypoint,
-            cmd: rc.cmd,
-            env: rc.env,
-            workdir: rc.workdir,
-            user: rc.user,
-            stop_signal: rc.stop_signal,
-            labels: rc.labels,
-        },
+        config: rc,
     };
     let meta_bytes = serde_json::to_vec(&meta).expect("metadata serializes");
     let record = runtime.encode();
