@@ -120,3 +120,33 @@ impl Drop for Runner {
             .status();
     }
 }
+
+/// Whether the test user can create a user namespace (and mount inside it); a runtime test
+/// without it skips with the reason, or fails under `OCI2BIN_E2E_MUST_WORK=1`.
+pub fn userns() -> bool {
+    static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *OK.get_or_init(|| {
+        let r = Runner::new();
+        let mut c = match r.ids {
+            Some((u, g)) => {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    &format!("--reuid={u}"),
+                    &format!("--regid={g}"),
+                    "--clear-groups",
+                    "--",
+                ]);
+                c.arg("unshare");
+                c
+            }
+            None => Command::new("unshare"),
+        };
+        c.args(["-Urm", "--", "true"])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    crate::require(
+        ok,
+        "unprivileged user namespaces are not available to the test user",
+    )
+}

@@ -18,6 +18,9 @@ fn shared() -> &'static Runner {
 
 #[test]
 fn runs_the_image_cmd_and_args_replace_it() {
+    if !e2e::runner::userns() {
+        return;
+    }
     let r = shared();
     // Default Cmd is `sh`: with no tty and empty stdin it exits 0 at once.
     let o = r
@@ -35,6 +38,9 @@ fn runs_the_image_cmd_and_args_replace_it() {
 
 #[test]
 fn entrypoint_and_cmd_follow_docker_rules() {
+    if !e2e::runner::userns() {
+        return;
+    }
     let (_d, f) = fixtures::package(
         fixtures::busybox(),
         "ep",
@@ -56,6 +62,9 @@ fn entrypoint_and_cmd_follow_docker_rules() {
 
 #[test]
 fn environment_flags_files_and_precedence() {
+    if !e2e::runner::userns() {
+        return;
+    }
     let r = shared();
     assert_eq!(r.ok(bb(), &["sh", "-c", "echo $FIXTURE"]), "busybox\n");
     assert_eq!(r.ok(bb(), &["-e", "A=1", "sh", "-c", "echo $A"]), "1\n");
@@ -90,6 +99,9 @@ fn environment_flags_files_and_precedence() {
 
 #[test]
 fn workdir_is_set_and_created() {
+    if !e2e::runner::userns() {
+        return;
+    }
     let r = shared();
     assert_eq!(r.ok(bb(), &["pwd"]), "/\n");
     assert_eq!(r.ok(bb(), &["-w", "/tmp", "pwd"]), "/tmp\n");
@@ -98,6 +110,9 @@ fn workdir_is_set_and_created() {
 
 #[test]
 fn exit_codes_are_forwarded() {
+    if !e2e::runner::userns() {
+        return;
+    }
     let r = shared();
     assert_eq!(r.run(bb(), &["sh", "-c", "exit 3"]).status.code(), Some(3));
     // Under --init the command is not PID 1, so it can die of its own signal: 128+N.
@@ -142,6 +157,9 @@ fn exit_codes_are_forwarded() {
 
 #[test]
 fn runtime_flag_typos_are_clear_errors() {
+    if !e2e::runner::userns() {
+        return;
+    }
     let o = shared().run(bb(), &["--wrokdir", "/tmp", "pwd"]);
     assert_eq!(o.status.code(), Some(125));
     assert_one_line_error(&o, "--wrokdir");
@@ -152,6 +170,9 @@ fn runtime_flag_typos_are_clear_errors() {
 
 #[test]
 fn help_lists_the_runtime_flags() {
+    if !e2e::runner::userns() {
+        return;
+    }
     let o = shared().run(bb(), &["--help"]);
     assert!(o.status.success());
     let help = text(&o.stdout);
@@ -175,6 +196,9 @@ fn term(child: &std::process::Child) {
 
 #[test]
 fn signals_reach_the_container() {
+    if !e2e::runner::userns() {
+        return;
+    }
     let r = shared();
     // Without --init the command is PID 1: it gets the signals it handles.
     let mut c = r
@@ -202,6 +226,9 @@ fn signals_reach_the_container() {
 
 #[test]
 fn namespaces_pid1_root_hostname_proc_dev_sys() {
+    if !e2e::runner::userns() {
+        return;
+    }
     let r = shared();
     assert_eq!(r.ok(bb(), &["sh", "-c", "echo $$"]), "1\n");
     assert_eq!(r.ok(bb(), &["id", "-u"]), "0\n");
@@ -235,6 +262,9 @@ fn namespaces_pid1_root_hostname_proc_dev_sys() {
 
 #[test]
 fn whiteouts_are_honoured_busybox() {
+    if !e2e::runner::userns() {
+        return;
+    }
     let r = shared();
     let o = r.run(bb(), &["test", "-e", "/etc/motd"]);
     assert_eq!(
@@ -247,6 +277,9 @@ fn whiteouts_are_honoured_busybox() {
 
 #[test]
 fn debian_multilayer_whiteouts_opaque_dirs_and_all_compressions() {
+    if !e2e::runner::userns() {
+        return;
+    }
     let r = shared();
     let d = fixtures::debian_bin();
     // gzip base + umoci whiteout + zstd opaque dir + uncompressed layer.
@@ -295,6 +328,9 @@ fn debian_multilayer_whiteouts_opaque_dirs_and_all_compressions() {
 
 #[test]
 fn writes_do_not_leak_into_the_cache_or_the_next_run() {
+    if !e2e::runner::userns() {
+        return;
+    }
     let r = Runner::new();
     r.ok(
         bb(),
@@ -321,6 +357,9 @@ fn writes_do_not_leak_into_the_cache_or_the_next_run() {
 
 #[test]
 fn two_parallel_first_starts_share_one_cache_entry() {
+    if !e2e::runner::userns() {
+        return;
+    }
     let r = Runner::new();
     let d = fixtures::debian_bin();
     let a = r.command(d, &["true"]).spawn().unwrap();
