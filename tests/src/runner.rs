@@ -60,20 +60,7 @@ impl Runner {
 
     /// The command that runs `file ARGS…` as the test user; the caller may add env or stdio.
     pub fn command(&self, file: &Path, args: &[&str]) -> Command {
-        let mut c = match self.ids {
-            Some((u, g)) => {
-                let mut c = Command::new("setpriv");
-                c.args([
-                    &format!("--reuid={u}"),
-                    &format!("--regid={g}"),
-                    "--clear-groups",
-                    "--",
-                ]);
-                c.arg(file);
-                c
-            }
-            None => Command::new(file),
-        };
+        let mut c = self.as_user(file.as_os_str());
         c.args(args)
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -82,6 +69,24 @@ impl Runner {
             .env("USER", "o2btest")
             .current_dir(self.home.path());
         c
+    }
+
+    /// `program`, started as the test user when we are root.
+    fn as_user(&self, program: &std::ffi::OsStr) -> Command {
+        match self.ids {
+            Some((u, g)) => {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    &format!("--reuid={u}"),
+                    &format!("--regid={g}"),
+                    "--clear-groups",
+                    "--",
+                ]);
+                c.arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
     }
 
     pub fn run(&self, file: &Path, args: &[&str]) -> Output {
@@ -127,20 +132,7 @@ pub fn userns() -> bool {
     static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let ok = *OK.get_or_init(|| {
         let r = Runner::new();
-        let mut c = match r.ids {
-            Some((u, g)) => {
-                let mut c = Command::new("setpriv");
-                c.args([
-                    &format!("--reuid={u}"),
-                    &format!("--regid={g}"),
-                    "--clear-groups",
-                    "--",
-                ]);
-                c.arg("unshare");
-                c
-            }
-            None => Command::new("unshare"),
-        };
+        let mut c = r.as_user("unshare".as_ref());
         c.args(["-Urm", "--", "true"])
             .status()
             .is_ok_and(|s| s.success())
