@@ -2,6 +2,7 @@
 //! a test can say exactly which malformed entry it feeds the loader, and a minimal OCI layout
 //! around them.
 
+use loader::format::{tar_checksum, tar_number};
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::Path;
@@ -12,28 +13,20 @@ pub struct RawTar {
     pub bytes: Vec<u8>,
 }
 
-fn octal(field: &mut [u8], v: u64) {
-    let w = field.len() - 1;
-    let s = format!("{v:0w$o}\0");
-    field.copy_from_slice(s.as_bytes());
-}
-
 impl RawTar {
     pub fn header(&mut self, name: &str, typeflag: u8, size: u64, link: &str, mode: u32) {
         let mut h = [0u8; 512];
         h[..name.len()].copy_from_slice(name.as_bytes());
-        octal(&mut h[100..108], mode as u64);
-        octal(&mut h[108..116], 0);
-        octal(&mut h[116..124], 0);
-        octal(&mut h[124..136], size);
-        octal(&mut h[136..148], 1_700_000_000);
+        tar_number(&mut h[100..108], mode as u64);
+        tar_number(&mut h[108..116], 0);
+        tar_number(&mut h[116..124], 0);
+        tar_number(&mut h[124..136], size);
+        tar_number(&mut h[136..148], 1_700_000_000);
         h[156] = typeflag;
         h[157..157 + link.len()].copy_from_slice(link.as_bytes());
         h[257..263].copy_from_slice(b"ustar\0");
         h[263..265].copy_from_slice(b"00");
-        h[148..156].copy_from_slice(b"        ");
-        let sum: u32 = h.iter().map(|&b| b as u32).sum();
-        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        tar_checksum(&mut h);
         self.bytes.extend_from_slice(&h);
     }
 
