@@ -4,8 +4,14 @@
 //! [`OPTIONS`]; adding a flag is adding a row and a field. Docker/pflag conventions: `--flag VALUE`
 //! and `--flag=VALUE`, `-e VALUE`, `-eVALUE`, clustered short flags, `--` ends options, and the
 //! first non-option argument starts the command.
+//!
+//! Arguments are bytes, as Linux has them: commands, variables and paths pass through as
+//! `OsString` untouched; only option names and values that must be read as text (a user, a
+//! number, a signal) need UTF-8.
 
+use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
 
 /// What an option sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +22,10 @@ enum Id {
     EnvFile,
     User,
     Init,
+    NoInit,
+    StopSignal,
+    StopTimeout,
+    PreserveFds,
     Help,
     Version,
 }
@@ -71,7 +81,35 @@ const OPTIONS: &[Opt] = &[
         short: None,
         value: None,
         id: Id::Init,
-        help: "run a tiny init as PID 1 that forwards signals and reaps zombies",
+        help: "PID 1 is a tiny init that forwards signals and reaps zombies (the default)",
+    },
+    Opt {
+        long: "no-init",
+        short: None,
+        value: None,
+        id: Id::NoInit,
+        help: "run the command itself as PID 1 (it then ignores signals it has no handler for)",
+    },
+    Opt {
+        long: "stop-signal",
+        short: None,
+        value: Some("SIG"),
+        id: Id::StopSignal,
+        help: "signal that SIGTERM to this process becomes (default: the image's, else SIGTERM)",
+    },
+    Opt {
+        long: "stop-timeout",
+        short: None,
+        value: Some("SECS"),
+        id: Id::StopTimeout,
+        help: "after a stop request, kill the container if still running after SECS (10; -1 waits)",
+    },
+    Opt {
+        long: "preserve-fds",
+        short: None,
+        value: Some("N"),
+        id: Id::PreserveFds,
+        help: "pass N descriptors after stderr (3 to N+2) to the command; others are closed",
     },
     Opt {
         long: "help",
@@ -93,16 +131,23 @@ const OPTIONS: &[Opt] = &[
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Flags {
     /// `Some("")` clears the image's entrypoint.
-    pub entrypoint: Option<String>,
-    pub workdir: Option<String>,
+    pub entrypoint: Option<OsString>,
+    pub workdir: Option<OsString>,
     /// `-e` values in order: `K=V`, or a bare `K` to copy from the host.
-    pub env: Vec<String>,
+    pub env: Vec<OsString>,
     /// `--env-file` paths in order.
-    pub env_files: Vec<String>,
+    pub env_files: Vec<OsString>,
     pub user: Option<String>,
-    pub init: bool,
+    /// `--no-init`: the command is PID 1 itself.
+    pub no_init: bool,
+    /// `--stop-signal`, as a number.
+    pub stop_signal: Option<i32>,
+    /// `--stop-timeout` in seconds; `Some(None)` for -1 (wait as long as it takes).
+    pub stop_timeout: Option<Option<u32>>,
+    /// `--preserve-fds N`.
+    pub preserve_fds: u32,
     /// The command and its arguments (replaces the image's Cmd when not empty).
-    pub command: Vec<String>,
+    pub command: Vec<OsString>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,8 +169,10 @@ pub enum ArgsError {
     UnexpectedValue {
         option: String,
     },
-    NotUtf8 {
-        arg: String,
+    BadValue {
+        option: String,
+        value: String,
+        want: &'static str,
     },
 }
 
@@ -148,75 +195,86 @@ impl fmt::Display for ArgsError {
             ArgsError::UnexpectedValue { option } => {
                 write!(f, "option '{option}' takes no value (use true or false)")
             }
-            ArgsError::NotUtf8 { arg } => write!(f, "argument is not valid UTF-8: {arg}"),
+            ArgsError::BadValue {
+                option,
+                value,
+                want,
+            } => write!(f, "invalid value '{value}' for '{option}': want {want}"),
         }
     }
 }
 
 impl std::error::Error for ArgsError {}
 
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
 /// Parses the arguments after the program name (the image's default args, then the user's).
 pub fn parse<I, S>(args: I) -> Result<Parsed, ArgsError>
 where
     I: IntoIterator<Item = S>,
-    S: Into<std::ffi::OsString>,
+    S: Into<OsString>,
 {
-    let mut args = args.into_iter().map(|a| {
-        a.into().into_string().map_err(|a| ArgsError::NotUtf8 {
-            arg: a.to_string_lossy().into(),
-        })
-    });
+    let mut args = args.into_iter().map(Into::into);
     let mut flags = Flags::default();
     while let Some(arg) = args.next() {
-        let arg = arg?;
-        if arg == "--" {
+        let a = arg.as_bytes();
+        if a == b"--" {
             break;
         }
-        if let Some(body) = arg.strip_prefix("--") {
-            let (name, inline) = match body.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
+        if let Some(body) = a.strip_prefix(b"--") {
+            let (name, inline) = match body.iter().position(|&b| b == b'=') {
+                Some(i) => (
+                    &body[..i],
+                    Some(OsStr::from_bytes(&body[i + 1..]).to_owned()),
+                ),
                 None => (body, None),
             };
+            let name = lossy(name);
             let opt =
                 OPTIONS
                     .iter()
                     .find(|o| o.long == name)
                     .ok_or_else(|| ArgsError::Unknown {
                         option: format!("--{name}"),
-                        suggestion: suggest(name),
+                        suggestion: suggest(&name),
                     })?;
+            let option = format!("--{name}");
             let value = match (opt.value, inline) {
                 (Some(_), Some(v)) => Some(v),
-                (Some(_), None) => Some(next_value(&mut args, &format!("--{name}"))?),
-                (None, Some(v)) => Some(bool_value(&v, &format!("--{name}"))?),
+                (Some(_), None) => Some(next_value(&mut args, &option)?),
+                (None, Some(v)) => Some(bool_value(&v, &option)?),
                 (None, None) => None,
             };
-            if let Some(done) = apply(&mut flags, opt.id, value) {
+            if let Some(done) = apply(&mut flags, opt.id, &option, value)? {
                 return Ok(done);
             }
-        } else if arg.len() > 1 && arg.starts_with('-') {
+        } else if a.len() > 1 && a[0] == b'-' {
             // A cluster of short options: `-e K=V`, `-eK=V`, later also `-it`.
-            let cluster = &arg[1..];
-            for (i, c) in cluster.char_indices() {
+            let cluster = &a[1..];
+            for (i, &c) in cluster.iter().enumerate() {
+                let c = c as char;
                 let opt = OPTIONS.iter().find(|o| o.short == Some(c)).ok_or_else(|| {
                     ArgsError::Unknown {
-                        option: format!("-{c}"),
+                        option: format!("-{}", lossy(&cluster[i..i + 1])),
                         suggestion: None,
                     }
                 })?;
+                let option = format!("-{c}");
                 if opt.value.is_some() {
-                    let rest = &cluster[i + c.len_utf8()..];
+                    let rest = &cluster[i + 1..];
                     let value = if rest.is_empty() {
-                        next_value(&mut args, &format!("-{c}"))?
+                        next_value(&mut args, &option)?
                     } else {
-                        rest.to_string()
+                        OsStr::from_bytes(rest).to_owned()
                     };
-                    if let Some(done) = apply(&mut flags, opt.id, Some(value)) {
+                    if let Some(done) = apply(&mut flags, opt.id, &option, Some(value))? {
                         return Ok(done);
                     }
                     break;
                 }
-                if let Some(done) = apply(&mut flags, opt.id, None) {
+                if let Some(done) = apply(&mut flags, opt.id, &option, None)? {
                     return Ok(done);
                 }
             }
@@ -225,49 +283,90 @@ where
             break;
         }
     }
-    for arg in args {
-        flags.command.push(arg?);
-    }
+    flags.command.extend(args);
     Ok(Parsed::Run(flags))
 }
 
 fn next_value(
-    args: &mut impl Iterator<Item = Result<String, ArgsError>>,
+    args: &mut impl Iterator<Item = OsString>,
     option: &str,
-) -> Result<String, ArgsError> {
-    match args.next() {
-        Some(v) => v,
-        None => Err(ArgsError::MissingValue {
-            option: option.to_string(),
-        }),
-    }
+) -> Result<OsString, ArgsError> {
+    args.next().ok_or_else(|| ArgsError::MissingValue {
+        option: option.to_string(),
+    })
 }
 
 /// `--init=true` / `--init=false`, as pflag allows for booleans.
-fn bool_value(v: &str, option: &str) -> Result<String, ArgsError> {
-    match v {
-        "true" | "1" => Ok("true".into()),
-        "false" | "0" => Ok("false".into()),
+fn bool_value(v: &OsStr, option: &str) -> Result<OsString, ArgsError> {
+    match v.as_bytes() {
+        b"true" | b"1" => Ok("true".into()),
+        b"false" | b"0" => Ok("false".into()),
         _ => Err(ArgsError::UnexpectedValue {
             option: option.to_string(),
         }),
     }
 }
 
+/// A value that must be read as text (it is compared or converted, not passed on).
+fn text(option: &str, value: OsString, want: &'static str) -> Result<String, ArgsError> {
+    value.into_string().map_err(|v| ArgsError::BadValue {
+        option: option.to_string(),
+        value: v.to_string_lossy().into_owned(),
+        want,
+    })
+}
+
 /// Stores one option; returns the final result for options that end parsing.
-fn apply(flags: &mut Flags, id: Id, value: Option<String>) -> Option<Parsed> {
-    let on = || value.as_deref() != Some("false");
-    match id {
-        Id::Entrypoint => flags.entrypoint = value,
-        Id::Workdir => flags.workdir = value,
-        Id::Env => flags.env.extend(value),
-        Id::EnvFile => flags.env_files.extend(value),
-        Id::User => flags.user = value,
-        Id::Init => flags.init = on(),
-        Id::Help => return on().then_some(Parsed::Help),
-        Id::Version => return on().then_some(Parsed::Version),
+fn apply(
+    flags: &mut Flags,
+    id: Id,
+    option: &str,
+    value: Option<OsString>,
+) -> Result<Option<Parsed>, ArgsError> {
+    let on = value.as_ref().is_none_or(|v| v != "false");
+    let bad = |value: &str, want| ArgsError::BadValue {
+        option: option.to_string(),
+        value: value.to_string(),
+        want,
+    };
+    match (id, value) {
+        (Id::Entrypoint, v) => flags.entrypoint = v,
+        (Id::Workdir, v) => flags.workdir = v,
+        (Id::Env, v) => flags.env.extend(v),
+        (Id::EnvFile, v) => flags.env_files.extend(v),
+        (Id::User, Some(v)) => flags.user = Some(text(option, v, "UID[:GID] or NAME[:GROUP]")?),
+        (Id::Init, _) => flags.no_init = !on,
+        (Id::NoInit, _) => flags.no_init = on,
+        (Id::StopSignal, Some(v)) => {
+            const WANT: &str = "a signal name or number, e.g. SIGTERM, QUIT or 15";
+            let v = text(option, v, WANT)?;
+            match crate::sys::ns::signal_number(&v) {
+                Some(n) if n != libc::SIGKILL && n != libc::SIGSTOP => flags.stop_signal = Some(n),
+                _ => return Err(bad(&v, WANT)),
+            }
+        }
+        (Id::StopTimeout, Some(v)) => {
+            const WANT: &str = "whole seconds, or -1 to wait as long as it takes";
+            let v = text(option, v, WANT)?;
+            flags.stop_timeout = Some(match v.as_str() {
+                "-1" => None,
+                s => Some(s.parse().map_err(|_| bad(s, WANT))?),
+            });
+        }
+        (Id::PreserveFds, Some(v)) => {
+            const WANT: &str = "a number of descriptors";
+            let v = text(option, v, WANT)?;
+            flags.preserve_fds = v
+                .parse()
+                .ok()
+                .filter(|&n: &u32| n < 1 << 20)
+                .ok_or_else(|| bad(&v, WANT))?;
+        }
+        (Id::Help, _) => return Ok(on.then_some(Parsed::Help)),
+        (Id::Version, _) => return Ok(on.then_some(Parsed::Version)),
+        (_, None) => unreachable!("value options always carry a value"),
     }
-    None
+    Ok(None)
 }
 
 /// The closest long option to a mistyped one, if it is close enough to be what was meant.
@@ -330,11 +429,11 @@ pub fn help_text(program: &str, image: &str) -> String {
 }
 
 /// Reads every `--env-file` in order: `(path, contents)`.
-pub fn read_env_files(flags: &Flags) -> Result<Vec<(String, String)>, EnvFileError> {
+pub fn read_env_files(flags: &Flags) -> Result<Vec<(OsString, Vec<u8>)>, EnvFileError> {
     flags
         .env_files
         .iter()
-        .map(|p| match std::fs::read_to_string(p) {
+        .map(|p| match std::fs::read(p) {
             Ok(s) => Ok((p.clone(), s)),
             Err(source) => Err(EnvFileError {
                 path: p.clone(),
@@ -346,13 +445,18 @@ pub fn read_env_files(flags: &Flags) -> Result<Vec<(String, String)>, EnvFileErr
 
 #[derive(Debug)]
 pub struct EnvFileError {
-    pub path: String,
+    pub path: OsString,
     pub source: std::io::Error,
 }
 
 impl fmt::Display for EnvFileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "read env file {}: {}", self.path, self.source)
+        write!(
+            f,
+            "read env file {}: {}",
+            self.path.to_string_lossy(),
+            self.source
+        )
     }
 }
 
@@ -415,34 +519,34 @@ mod tests {
             "--env-file=y.env",
             "-u",
             "nobody",
-            "--init",
+            "--no-init",
         ]);
-        assert_eq!(f.entrypoint.as_deref(), Some("/bin/sh"));
-        assert_eq!(f.workdir.as_deref(), Some("/srv"));
+        assert_eq!(f.entrypoint.as_deref(), Some("/bin/sh".as_ref()));
+        assert_eq!(f.workdir.as_deref(), Some("/srv".as_ref()));
         assert_eq!(f.env, ["A=1", "B"]);
         assert_eq!(f.env_files, ["x.env", "y.env"]);
         assert_eq!(f.user.as_deref(), Some("nobody"));
-        assert!(f.init);
+        assert!(f.no_init);
         assert!(f.command.is_empty());
     }
 
     #[test]
     fn empty_entrypoint_is_kept_as_a_request_to_clear() {
-        assert_eq!(run(&["--entrypoint", ""]).entrypoint.as_deref(), Some(""));
-        assert_eq!(run(&["--entrypoint="]).entrypoint.as_deref(), Some(""));
+        assert_eq!(run(&["--entrypoint", ""]).entrypoint, Some("".into()));
+        assert_eq!(run(&["--entrypoint="]).entrypoint, Some("".into()));
     }
 
     #[test]
     fn first_positional_starts_the_command_and_options_after_it_belong_to_it() {
-        let f = run(&["-e", "A=1", "ls", "-l", "--init", "--", "x"]);
-        assert_eq!(f.command, ["ls", "-l", "--init", "--", "x"]);
-        assert!(!f.init);
+        let f = run(&["-e", "A=1", "ls", "-l", "--no-init", "--", "x"]);
+        assert_eq!(f.command, ["ls", "-l", "--no-init", "--", "x"]);
+        assert!(!f.no_init);
     }
 
     #[test]
     fn double_dash_ends_options() {
-        let f = run(&["--init", "--", "--version", "-e"]);
-        assert!(f.init);
+        let f = run(&["--no-init", "--", "--version", "-e"]);
+        assert!(f.no_init);
         assert_eq!(f.command, ["--version", "-e"]);
         assert!(run(&["--"]).command.is_empty());
     }
@@ -454,8 +558,10 @@ mod tests {
 
     #[test]
     fn boolean_flags_accept_true_and_false() {
-        assert!(run(&["--init=true"]).init);
-        assert!(!run(&["--init", "--init=false"]).init);
+        assert!(!run(&["--init=true"]).no_init);
+        assert!(run(&["--init", "--init=false"]).no_init);
+        assert!(!run(&["--no-init", "--init"]).no_init);
+        assert!(!run(&["--no-init=false"]).no_init);
         assert_eq!(
             err(&["--init=maybe"]),
             "option '--init' takes no value (use true or false)"
@@ -500,10 +606,7 @@ mod tests {
     #[test]
     fn values_may_look_like_options() {
         assert_eq!(run(&["-e", "--weird"]).env, ["--weird"]);
-        assert_eq!(
-            run(&["--entrypoint", "-x"]).entrypoint.as_deref(),
-            Some("-x")
-        );
+        assert_eq!(run(&["--entrypoint", "-x"]).entrypoint, Some("-x".into()));
     }
 
     #[test]
@@ -515,7 +618,7 @@ mod tests {
             .chain(user.iter())
             .copied()
             .collect::<Vec<_>>());
-        assert_eq!(f.workdir.as_deref(), Some("/b"));
+        assert_eq!(f.workdir, Some("/b".into()));
         assert_eq!(f.env, ["A=1"]);
         assert_eq!(f.command, ["echo", "hi"]);
     }
@@ -541,16 +644,70 @@ mod tests {
         let a = dir.path().join("a.env");
         std::fs::write(&a, "A=1\n").unwrap();
         let flags = Flags {
-            env_files: vec![a.to_str().unwrap().into(), "/nonexistent/x.env".into()],
+            env_files: vec![a.clone().into(), "/nonexistent/x.env".into()],
             ..Flags::default()
         };
         let e = read_env_files(&flags).unwrap_err().to_string();
         assert!(e.starts_with("read env file /nonexistent/x.env: "), "{e}");
         let flags = Flags {
-            env_files: vec![a.to_str().unwrap().into()],
+            env_files: vec![a.into()],
             ..Flags::default()
         };
-        assert_eq!(read_env_files(&flags).unwrap()[0].1, "A=1\n");
+        assert_eq!(read_env_files(&flags).unwrap()[0].1, b"A=1\n");
+    }
+
+    #[test]
+    fn non_utf8_arguments_pass_through_untouched() {
+        let bytes = |b: &[u8]| OsString::from(OsStr::from_bytes(b));
+        let args = vec![
+            bytes(b"-e"),
+            bytes(b"K=\xff\xfe"),
+            bytes(b"--workdir=/d\xe9j\xe0"),
+            bytes(b"--env-file"),
+            bytes(b"/tmp/\xff.env"),
+            bytes(b"echo"),
+            bytes(b"caf\xe9"),
+        ];
+        let Parsed::Run(f) = parse(args).unwrap() else {
+            panic!()
+        };
+        assert_eq!(f.env, [bytes(b"K=\xff\xfe")]);
+        assert_eq!(f.workdir, Some(bytes(b"/d\xe9j\xe0")));
+        assert_eq!(f.env_files, [bytes(b"/tmp/\xff.env")]);
+        assert_eq!(f.command, [bytes(b"echo"), bytes(b"caf\xe9")]);
+        // Values read as text say which option and what they want.
+        let e = parse([bytes(b"-u"), bytes(b"\xff")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("invalid value '\u{fffd}' for '-u'"), "{e}");
+    }
+
+    #[test]
+    fn stop_flags_take_signals_and_seconds() {
+        let f = run(&["--stop-signal", "SIGQUIT", "--stop-timeout", "3"]);
+        assert_eq!(f.stop_signal, Some(libc::SIGQUIT));
+        assert_eq!(f.stop_timeout, Some(Some(3)));
+        assert_eq!(
+            run(&["--stop-signal=usr1"]).stop_signal,
+            Some(libc::SIGUSR1)
+        );
+        assert_eq!(run(&["--stop-signal=2"]).stop_signal, Some(libc::SIGINT));
+        assert_eq!(run(&["--stop-timeout=-1"]).stop_timeout, Some(None));
+        assert_eq!(run(&[]).stop_timeout, None);
+        assert_eq!(
+            err(&["--stop-signal", "NOPE"]),
+            "invalid value 'NOPE' for '--stop-signal': want a signal name or number, e.g. SIGTERM, QUIT or 15"
+        );
+        assert!(err(&["--stop-signal", "KILL"]).starts_with("invalid value 'KILL'"));
+        assert!(err(&["--stop-timeout", "soon"]).starts_with("invalid value 'soon'"));
+        assert!(err(&["--stop-timeout", "-5"]).starts_with("invalid value '-5'"));
+    }
+
+    #[test]
+    fn preserve_fds_takes_a_count() {
+        assert_eq!(run(&["--preserve-fds", "2"]).preserve_fds, 2);
+        assert_eq!(run(&[]).preserve_fds, 0);
+        assert!(err(&["--preserve-fds=x"]).starts_with("invalid value 'x' for '--preserve-fds'"));
     }
 
     #[test]

@@ -12,10 +12,10 @@
 //! it); tests fork first.
 
 use crate::copy;
-use crate::init;
+use crate::init::{self, Role, StopPolicy};
 use crate::plan::Step;
 use crate::sys::ns;
-use std::ffi::CString;
+use std::ffi::{CString, OsString};
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
@@ -61,8 +61,8 @@ fn warn(msg: impl fmt::Display) {
 pub fn run(steps: &[Step]) -> Result<i32, ExecError> {
     let mut in_child = false;
     for step in steps {
-        if matches!(step, Step::Fork) {
-            match fork_supervised()? {
+        if let Step::Fork(stop) = step {
+            match fork_supervised(*stop)? {
                 Some(code) => return Ok(code),
                 None => in_child = true,
             }
@@ -93,12 +93,13 @@ fn die(e: &ExecError) -> ! {
 
 /// Blocks the supervised signals and forks. `Some(code)` in the parent once the child has ended;
 /// `None` in the child.
-fn fork_supervised() -> Result<Option<i32>, ExecError> {
+fn fork_supervised(stop: StopPolicy) -> Result<Option<i32>, ExecError> {
     ns::block_signals(&init::supervised_signals()).map_err(|e| fail("block signals", e))?;
     match ns::fork().map_err(|e| fail("fork", e))? {
         ns::Forked::Child => Ok(None),
         ns::Forked::Parent(pid) => {
-            let exit = init::supervise(pid).map_err(|e| fail("wait for the container", e))?;
+            let exit = init::supervise(pid, Role::Outside(stop))
+                .map_err(|e| fail("wait for the container", e))?;
             Ok(Some(exit.code()))
         }
     }
@@ -118,7 +119,7 @@ fn apply(step: &Step) -> Result<(), ExecError> {
             write_proc("/proc/self/uid_map", &format!("{uid} {host_uid} 1\n"))?;
             write_proc("/proc/self/gid_map", &format!("{gid} {host_gid} 1\n"))?;
         }
-        Step::Fork => unreachable!("handled by run"),
+        Step::Fork(_) => unreachable!("handled by run"),
         Step::DieWithParent => ns::kill_with_parent().map_err(|e| fail("prctl", e))?,
         Step::MakeRootPrivate => ns::mount(
             None,
@@ -190,7 +191,12 @@ fn apply(step: &Step) -> Result<(), ExecError> {
             }
         }
         Step::Chdir(dir) => chdir(dir)?,
-        Step::Exec { argv, env, init } => {
+        Step::Exec {
+            argv,
+            env,
+            init,
+            keep_fds,
+        } => {
             let argv = cstrings(argv)?;
             let env = cstrings(env)?;
             let path = env
@@ -198,9 +204,12 @@ fn apply(step: &Step) -> Result<(), ExecError> {
                 .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
                 .unwrap_or(b"")
                 .to_vec();
+            // Descriptors the caller left open without CLOEXEC must not reach the container.
+            let first_closed = 3 + keep_fds;
             if *init {
-                ns::exit_now(init_run(&argv, &env, &path));
+                ns::exit_now(init_run(&argv, &env, &path, first_closed));
             }
+            ns::close_fds_from(first_closed);
             let e = exec_command(&argv, &env, &path);
             die(&e);
         }
@@ -208,7 +217,7 @@ fn apply(step: &Step) -> Result<(), ExecError> {
     Ok(())
 }
 
-fn cstrings(v: &[String]) -> Result<Vec<CString>, ExecError> {
+fn cstrings(v: &[OsString]) -> Result<Vec<CString>, ExecError> {
     v.iter()
         .map(|s| {
             CString::new(s.as_bytes()).map_err(|_| ExecError {
@@ -381,31 +390,39 @@ fn bind_self(root: &Path, path: &str) -> io::Result<()> {
     ns::mount(Some(&exe), target, None, ns::MS_BIND, None)
 }
 
-fn chdir(dir: &str) -> Result<(), ExecError> {
+fn chdir(dir: &Path) -> Result<(), ExecError> {
+    let shown = dir.display();
     match std::env::set_current_dir(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(dir).map_err(|e| fail(format_args!("create workdir {dir}"), e))?;
+            fs::create_dir_all(dir).map_err(|e| fail(format_args!("create workdir {shown}"), e))?;
             std::env::set_current_dir(dir)
         }
         r => r,
     }
-    .map_err(|e| fail(format_args!("chdir {dir}"), e))
+    .map_err(|e| fail(format_args!("chdir {shown}"), e))
 }
 
-/// `--init`: fork the command, forward signals to it, reap everything, return its status.
-fn init_run(argv: &[CString], env: &[CString], path: &[u8]) -> i32 {
+/// The init (PID 1, the default): fork the command, forward signals to it, reap everything,
+/// return its status (128+N when a signal killed it).
+fn init_run(argv: &[CString], env: &[CString], path: &[u8], first_closed: u32) -> i32 {
     match ns::fork() {
         Err(e) => {
             die(&fail("fork", e));
         }
         Ok(ns::Forked::Child) => {
+            ns::close_fds_from(first_closed);
             let e = exec_command(argv, env, path);
             die(&e);
         }
-        Ok(ns::Forked::Parent(pid)) => match init::supervise(pid) {
-            Ok(exit) => exit.code(),
-            Err(e) => die(&fail("init: wait", e)),
-        },
+        Ok(ns::Forked::Parent(pid)) => {
+            // The init needs none of what the caller passed; holding a pipe open would keep
+            // its reader waiting after the command is gone.
+            ns::close_fds_from(3);
+            match init::supervise(pid, Role::Init) {
+                Ok(exit) => exit.code(),
+                Err(e) => die(&fail("init: wait", e)),
+            }
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 use crate::patch;
 use crate::plan::HostFacts;
 use crate::sys::ns;
+use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
@@ -33,11 +34,9 @@ pub fn random_hostname() -> io::Result<String> {
 pub fn gather(
     rootfs: PathBuf,
     scratch: PathBuf,
-    env_files: Vec<(String, String)>,
+    env_files: Vec<(OsString, Vec<u8>)>,
 ) -> io::Result<HostFacts> {
-    let env = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
+    let env = std::env::vars_os().collect();
     let etc = rootfs.join("etc");
     Ok(HostFacts {
         uid: ns::euid(),

@@ -3,7 +3,7 @@
 //! and exits with the container's status (125 for a failure of its own).
 
 use loader::format::{FORMAT_MAJOR, FORMAT_MINOR};
-use loader::{args, cache, exec, extract, host, plan, selfexe, shim};
+use loader::{args, cache, exec, extract, host, plan, selfexe, shim, sys};
 use std::error::Error;
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -11,9 +11,12 @@ use std::process::exit;
 
 fn main() {
     let argv: Vec<OsString> = std::env::args_os().collect();
-    // Bind-mounted over gosu/su-exec/setpriv inside a container: act as that program.
+    // Bind-mounted over gosu/su-exec/setpriv inside a container: act as that program. Under
+    // such a name anywhere else, the file is an image like any other.
     if let Some(name) = argv.first().and_then(|a| shim::shim_name(a)) {
-        exit(run_shim(name, &argv[1..]));
+        if shim::bound_by_loader() {
+            exit(run_shim(name, &argv[1..]));
+        }
     }
     match run(argv) {
         Ok(code) => exit(code),
@@ -74,12 +77,20 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
     result
 }
 
-/// Runs as gosu/su-exec/setpriv: execs the command without changing identity.
+/// Runs as gosu/su-exec/setpriv: execs the command when it asks for no other identity than
+/// ours; otherwise says why it cannot and fails, as the real program would.
 fn run_shim(name: &str, args: &[OsString]) -> i32 {
-    let cmd = match shim::command(name, args) {
+    let etc = |f: &str| std::fs::read_to_string(f).ok();
+    let checked = shim::parse(name, args).and_then(|inv| {
+        let (passwd, group) = (etc("/etc/passwd"), etc("/etc/group"));
+        let (uid, gid) = (sys::ns::euid(), sys::ns::egid());
+        shim::check_identity(name, &inv, uid, gid, passwd.as_deref(), group.as_deref())?;
+        Ok(inv.command)
+    });
+    let cmd = match checked {
         Ok(cmd) => cmd,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("oci2bin: {e}");
             return 1;
         }
     };

@@ -4,11 +4,15 @@
 
 use crate::args::Flags;
 use crate::format::Runtime;
+use crate::init::StopPolicy;
 use crate::patch;
 use crate::sys::ns;
 use crate::users::{self, User, UserError};
+use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -23,9 +27,9 @@ pub struct HostFacts {
     pub uid: u32,
     pub gid: u32,
     /// The host environment, for `-e K` and env-file lines without a value.
-    pub env: Vec<(String, String)>,
-    /// Contents of each `--env-file`, in flag order: `(path, text)`.
-    pub env_files: Vec<(String, String)>,
+    pub env: Vec<(OsString, OsString)>,
+    /// Contents of each `--env-file`, in flag order: `(path, bytes)`.
+    pub env_files: Vec<(OsString, Vec<u8>)>,
     /// The extracted image (overlay lower, read-only).
     pub rootfs: PathBuf,
     /// An empty directory for the per-run tmpfs.
@@ -57,9 +61,10 @@ pub enum Step {
         gid: u32,
         host_gid: u32,
     },
-    /// Fork. The parent forwards signals to the child, reaps it and returns its exit status; the
-    /// child (PID 1 of the new pid namespace) carries on with the next step.
-    Fork,
+    /// Fork. The parent forwards signals to the child, stops it as the policy says, reaps it and
+    /// returns its exit status; the child (PID 1 of the new pid namespace) carries on with the
+    /// next step.
+    Fork(StopPolicy),
     /// The child gets SIGKILL if the supervisor dies.
     DieWithParent,
     /// Make every mount private, so nothing we mount propagates anywhere.
@@ -128,13 +133,14 @@ pub enum Step {
         path: String,
     },
     /// chdir, creating the directory if missing (as Docker does for WORKDIR).
-    Chdir(String),
-    /// Exec the command, resolved with the container's `PATH`; with `init`, fork it under our
-    /// reaper instead.
+    Chdir(PathBuf),
+    /// Exec the command, resolved with the container's `PATH`, with every descriptor above
+    /// `2 + keep_fds` closed; with `init`, fork it under our init instead.
     Exec {
-        argv: Vec<String>,
-        env: Vec<String>,
+        argv: Vec<OsString>,
+        env: Vec<OsString>,
         init: bool,
+        keep_fds: u32,
     },
 }
 
@@ -142,10 +148,10 @@ pub enum Step {
 pub enum PlanError {
     NoCommand,
     User(UserError),
-    RelativeWorkdir(String),
+    RelativeWorkdir(OsString),
     BadEnv {
-        source: String,
-        entry: String,
+        source: OsString,
+        entry: OsString,
         why: &'static str,
     },
 }
@@ -157,12 +163,15 @@ impl fmt::Display for PlanError {
             PlanError::User(e) => e.fmt(f),
             PlanError::RelativeWorkdir(w) => write!(
                 f,
-                "the working directory '{w}' is invalid, it needs to be an absolute path"
+                "the working directory '{}' is invalid, it needs to be an absolute path",
+                w.to_string_lossy()
             ),
             PlanError::BadEnv { source, entry, why } => {
                 write!(
                     f,
-                    "invalid environment variable '{entry}' in {source}: {why}"
+                    "invalid environment variable '{}' in {}: {why}",
+                    entry.to_string_lossy(),
+                    source.to_string_lossy()
                 )
             }
         }
@@ -179,129 +188,171 @@ impl From<UserError> for PlanError {
 
 /// Docker's rules: Entrypoint + Cmd; trailing args replace Cmd; `--entrypoint` replaces the
 /// Entrypoint and drops the image's Cmd; `--entrypoint ''` clears it.
-pub fn command(rt: &Runtime, flags: &Flags) -> Result<Vec<String>, PlanError> {
+pub fn command(rt: &Runtime, flags: &Flags) -> Result<Vec<OsString>, PlanError> {
+    let owned = |v: &Vec<String>| v.iter().map(OsString::from).collect::<Vec<_>>();
     let (entrypoint, image_cmd) = match &flags.entrypoint {
         Some(e) if e.is_empty() => (Vec::new(), None),
         Some(e) => (vec![e.clone()], None),
-        None => (rt.entrypoint.clone().unwrap_or_default(), rt.cmd.as_ref()),
+        None => (
+            rt.entrypoint.as_ref().map(owned).unwrap_or_default(),
+            rt.cmd.as_ref(),
+        ),
     };
     let cmd = if flags.command.is_empty() {
-        image_cmd.cloned().unwrap_or_default()
+        image_cmd.map(owned).unwrap_or_default()
     } else {
         flags.command.clone()
     };
-    let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    let argv: Vec<OsString> = entrypoint.into_iter().chain(cmd).collect();
     if argv.is_empty() {
         return Err(PlanError::NoCommand);
     }
     Ok(argv)
 }
 
-fn key(entry: &str) -> &str {
-    entry.split_once('=').map_or(entry, |(k, _)| k)
+/// The name part of a `K=V` entry (all of it when there is no `=`).
+fn key(entry: &[u8]) -> &[u8] {
+    entry.split(|&b| b == b'=').next().unwrap_or(entry)
 }
 
-fn set_env(env: &mut Vec<String>, entry: String) {
-    match env.iter_mut().find(|e| key(e) == key(&entry)) {
+fn set_env(env: &mut Vec<OsString>, entry: OsString) {
+    match env
+        .iter_mut()
+        .find(|e| key(e.as_bytes()) == key(entry.as_bytes()))
+    {
         Some(slot) => *slot = entry,
         None => env.push(entry),
     }
 }
 
-fn check_name(name: &str, source: &str, entry: &str) -> Result<(), PlanError> {
+fn check_name(name: &[u8], source: &OsStr, entry: &[u8]) -> Result<(), PlanError> {
     let why = if name.is_empty() {
         "no variable name"
-    } else if name.contains(char::is_whitespace) {
+    } else if name.iter().any(u8::is_ascii_whitespace) {
         "the name contains whitespace"
     } else {
         return Ok(());
     };
     Err(PlanError::BadEnv {
-        source: source.into(),
-        entry: entry.into(),
+        source: source.to_owned(),
+        entry: OsStr::from_bytes(entry).to_owned(),
         why,
     })
 }
 
+fn os(b: &[u8]) -> OsString {
+    OsStr::from_bytes(b).to_owned()
+}
+
+/// `K=V` from a name and the host's value.
+fn joined(k: &[u8], v: &OsStr) -> OsString {
+    let mut e = k.to_vec();
+    e.push(b'=');
+    e.extend_from_slice(v.as_bytes());
+    os(&e)
+}
+
 /// The container environment: image env, then env files, then `-e`; then PATH, HOSTNAME and
-/// HOME where missing (as Docker adds them). Warnings go to `warn`.
+/// HOME where missing (as Docker adds them). Warnings go to `warn`. Values are bytes: whatever
+/// the host or a file holds passes through untouched.
 pub fn environment(
     rt: &Runtime,
     flags: &Flags,
     facts: &HostFacts,
     home: &str,
     warn: &mut Vec<Step>,
-) -> Result<Vec<String>, PlanError> {
-    let host = |k: &str| {
+) -> Result<Vec<OsString>, PlanError> {
+    let host = |k: &[u8]| {
         facts
             .env
             .iter()
-            .find(|(hk, _)| hk == k)
-            .map(|(_, v)| v.as_str())
+            .find(|(hk, _)| hk.as_bytes() == k)
+            .map(|(_, v)| v.as_os_str())
     };
-    let mut env: Vec<String> = Vec::with_capacity(rt.env.len() + flags.env.len() + 3);
+    let mut env: Vec<OsString> = Vec::with_capacity(rt.env.len() + flags.env.len() + 3);
     for e in rt.env.iter().filter(|e| e.contains('=')) {
-        set_env(&mut env, e.clone());
+        set_env(&mut env, e.into());
     }
     for (path, text) in &facts.env_files {
-        for line in text.lines() {
-            let line = line.trim_start();
-            if line.is_empty() || line.starts_with('#') {
+        for line in text.split(|&b| b == b'\n') {
+            let line = line.trim_ascii_start();
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() || line[0] == b'#' {
                 continue;
             }
-            match line.split_once('=') {
-                Some((k, _)) => {
-                    check_name(k, path, line)?;
-                    set_env(&mut env, line.to_string());
-                }
-                None => {
-                    let k = line.trim_end();
-                    check_name(k, path, line)?;
-                    if let Some(v) = host(k) {
-                        set_env(&mut env, format!("{k}={v}"));
-                    }
+            if line.contains(&b'=') {
+                check_name(key(line), path, line)?;
+                set_env(&mut env, os(line));
+            } else {
+                let k = line.trim_ascii_end();
+                check_name(k, path, line)?;
+                if let Some(v) = host(k) {
+                    set_env(&mut env, joined(k, v));
                 }
             }
         }
     }
     for e in &flags.env {
-        match e.split_once('=') {
-            Some((k, _)) => {
-                check_name(k, "-e", e)?;
-                set_env(&mut env, e.clone());
-            }
-            None => {
-                check_name(e, "-e", e)?;
-                match host(e) {
-                    Some(v) => set_env(&mut env, format!("{e}={v}")),
-                    None => warn.push(Step::Warn(format!(
-                        "environment variable {e} is not set on the host; not passed"
-                    ))),
-                }
+        let b = e.as_bytes();
+        check_name(key(b), OsStr::new("-e"), b)?;
+        if b.contains(&b'=') {
+            set_env(&mut env, e.clone());
+        } else {
+            match host(b) {
+                Some(v) => set_env(&mut env, joined(b, v)),
+                None => warn.push(Step::Warn(format!(
+                    "environment variable {} is not set on the host; not passed",
+                    e.to_string_lossy()
+                ))),
             }
         }
     }
-    let has = |env: &[String], k: &str| env.iter().any(|e| key(e) == k);
+    let has = |env: &[OsString], k: &str| env.iter().any(|e| key(e.as_bytes()) == k.as_bytes());
     if !has(&env, "PATH") {
-        env.insert(0, format!("PATH={DEFAULT_PATH}"));
+        env.insert(0, format!("PATH={DEFAULT_PATH}").into());
     }
     if !has(&env, "HOSTNAME") {
-        env.insert(1, format!("HOSTNAME={}", facts.hostname));
+        env.insert(1, format!("HOSTNAME={}", facts.hostname).into());
     }
     if !has(&env, "HOME") {
-        env.push(format!("HOME={home}"));
+        env.push(format!("HOME={home}").into());
     }
     Ok(env)
 }
 
-fn workdir(rt: &Runtime, flags: &Flags) -> Result<String, PlanError> {
+fn workdir(rt: &Runtime, flags: &Flags) -> Result<PathBuf, PlanError> {
     match &flags.workdir {
-        Some(w) if w.starts_with('/') => Ok(w.clone()),
+        Some(w) if w.as_bytes().starts_with(b"/") => Ok(w.into()),
         Some(w) => Err(PlanError::RelativeWorkdir(w.clone())),
         // An image's relative WORKDIR is taken from the root, as Docker does.
         None if rt.workdir.is_empty() => Ok("/".into()),
-        None if rt.workdir.starts_with('/') => Ok(rt.workdir.clone()),
-        None => Ok(format!("/{}", rt.workdir)),
+        None if rt.workdir.starts_with('/') => Ok(rt.workdir.clone().into()),
+        None => Ok(format!("/{}", rt.workdir).into()),
+    }
+}
+
+/// How a stop request ends the run: `--stop-signal`, else the image's StopSignal, else SIGTERM;
+/// `--stop-timeout`, else Docker's 10 s.
+fn stop_policy(rt: &Runtime, flags: &Flags, warn: &mut Vec<Step>) -> StopPolicy {
+    let image_signal = match rt.stop_signal.as_str() {
+        "" => None,
+        s => {
+            let n = ns::signal_number(s).filter(|&n| n != ns::SIGKILL);
+            if n.is_none() {
+                warn.push(Step::Warn(format!(
+                    "the image's stop signal {s:?} is not a signal; using SIGTERM"
+                )));
+            }
+            n
+        }
+    };
+    let default = StopPolicy::default();
+    StopPolicy {
+        signal: flags.stop_signal.or(image_signal).unwrap_or(default.signal),
+        timeout: match flags.stop_timeout {
+            None => default.timeout,
+            Some(t) => t.map(|s| Duration::from_secs(s.into())),
+        },
     }
 }
 
@@ -322,6 +373,7 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
     let mut steps = Vec::with_capacity(48);
     let env = environment(rt, flags, facts, &user.home, &mut steps)?;
     let workdir = workdir(rt, flags)?;
+    let stop = stop_policy(rt, flags, &mut steps);
 
     // Namespaces: the supervisor creates them and stays outside the mount namespace (so it can
     // clean up on the host); its first child is PID 1.
@@ -334,7 +386,7 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
         gid: user.gid,
         host_gid: facts.gid,
     });
-    steps.push(Step::Fork);
+    steps.push(Step::Fork(stop));
     steps.push(Step::DieWithParent);
     steps.push(Step::Unshare(ns::NEW_NS));
     steps.push(Step::MakeRootPrivate);
@@ -446,7 +498,7 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
         .env
         .iter()
         .find(|(k, _)| k == "USER")
-        .map(|(_, v)| v.as_str());
+        .and_then(|(_, v)| v.to_str());
     if let Some(add) = patch::passwd_addition(facts.passwd.as_deref(), &user, host_user) {
         steps.push(Step::AppendFile {
             path: "/etc/passwd".into(),
@@ -473,7 +525,8 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
     steps.push(Step::Exec {
         argv,
         env,
-        init: flags.init,
+        init: !flags.no_init,
+        keep_fds: flags.preserve_fds,
     });
     Ok(steps)
 }
@@ -481,6 +534,7 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn image() -> Runtime {
         Runtime {
@@ -525,11 +579,20 @@ mod tests {
         }
     }
 
-    fn exec_of(steps: &[Step]) -> (&[String], &[String], bool) {
+    fn raw_exec_of(steps: &[Step]) -> (&[OsString], &[OsString], bool) {
         match steps.last() {
-            Some(Step::Exec { argv, env, init }) => (argv, env, *init),
+            Some(Step::Exec {
+                argv, env, init, ..
+            }) => (argv, env, *init),
             other => panic!("plan does not end in exec: {other:?}"),
         }
+    }
+
+    /// The exec step with its strings as text (the tests' values are UTF-8).
+    fn exec_of(steps: &[Step]) -> (Vec<String>, Vec<String>, bool) {
+        let (argv, env, init) = raw_exec_of(steps);
+        let text = |v: &[OsString]| v.iter().map(|s| s.to_str().unwrap().to_string()).collect();
+        (text(argv), text(env), init)
     }
 
     fn env_of(args: &[&str], f: &HostFacts) -> Vec<String> {
@@ -804,8 +867,8 @@ mod tests {
                 })
                 .unwrap()
         };
-        assert_eq!(chdir(&image(), &["-w", "/tmp"]), "/tmp");
-        assert_eq!(chdir(&image(), &[]), "/srv");
+        assert_eq!(chdir(&image(), &["-w", "/tmp"]), Path::new("/tmp"));
+        assert_eq!(chdir(&image(), &[]), Path::new("/srv"));
         assert_eq!(
             chdir(
                 &Runtime {
@@ -814,7 +877,7 @@ mod tests {
                 },
                 &[]
             ),
-            "/"
+            Path::new("/")
         );
         assert_eq!(
             chdir(
@@ -824,7 +887,7 @@ mod tests {
                 },
                 &[]
             ),
-            "/app"
+            Path::new("/app")
         );
         assert_eq!(
             plan(&image(), &flags(&["-w", "rel"]), &facts())
@@ -835,9 +898,101 @@ mod tests {
     }
 
     #[test]
-    fn init_flag_reaches_exec() {
+    fn the_init_is_pid_1_unless_no_init_is_asked_for() {
+        assert!(exec_of(&plan(&image(), &flags(&[]), &facts()).unwrap()).2);
         assert!(exec_of(&plan(&image(), &flags(&["--init"]), &facts()).unwrap()).2);
-        assert!(!exec_of(&plan(&image(), &flags(&[]), &facts()).unwrap()).2);
+        assert!(!exec_of(&plan(&image(), &flags(&["--no-init"]), &facts()).unwrap()).2);
+    }
+
+    fn stop_of(rt: &Runtime, args: &[&str]) -> StopPolicy {
+        plan(rt, &flags(args), &facts())
+            .unwrap()
+            .into_iter()
+            .find_map(|s| match s {
+                Step::Fork(p) => Some(p),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn stop_is_sigterm_then_kill_after_ten_seconds_by_default() {
+        assert_eq!(
+            stop_of(&image(), &[]),
+            StopPolicy {
+                signal: libc::SIGTERM,
+                timeout: Some(Duration::from_secs(10))
+            }
+        );
+    }
+
+    #[test]
+    fn stop_signal_comes_from_the_flag_then_the_image() {
+        let rt = Runtime {
+            stop_signal: "SIGQUIT".into(),
+            ..image()
+        };
+        assert_eq!(stop_of(&rt, &[]).signal, libc::SIGQUIT);
+        assert_eq!(
+            stop_of(&rt, &["--stop-signal", "USR1"]).signal,
+            libc::SIGUSR1
+        );
+        let odd = Runtime {
+            stop_signal: "SIGNOPE".into(),
+            ..image()
+        };
+        let steps = plan(&odd, &flags(&[]), &facts()).unwrap();
+        assert!(steps.contains(&Step::Warn(
+            "the image's stop signal \"SIGNOPE\" is not a signal; using SIGTERM".into()
+        )));
+    }
+
+    #[test]
+    fn stop_timeout_flag_sets_or_removes_the_deadline() {
+        assert_eq!(
+            stop_of(&image(), &["--stop-timeout", "2"]).timeout,
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(stop_of(&image(), &["--stop-timeout=-1"]).timeout, None);
+    }
+
+    #[test]
+    fn preserve_fds_reaches_exec() {
+        let keep = |args: &[&str]| match plan(&image(), &flags(args), &facts()).unwrap().pop() {
+            Some(Step::Exec { keep_fds, .. }) => keep_fds,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(keep(&[]), 0);
+        assert_eq!(keep(&["--preserve-fds", "2"]), 2);
+    }
+
+    #[test]
+    fn non_utf8_arguments_and_environment_reach_exec_untouched() {
+        use std::os::unix::ffi::OsStringExt;
+        let raw = |b: &[u8]| OsString::from_vec(b.to_vec());
+        let mut f = facts();
+        f.env.push((raw(b"LANG_\xff"), raw(b"v\xfe")));
+        f.env_files = vec![(
+            raw(b"/e\xff.env"),
+            b"FILE=\xe9t\xe9\r\nLANG_\xff\n".to_vec(),
+        )];
+        let args = vec![raw(b"-e"), raw(b"K=\xff"), raw(b"echo"), raw(b"caf\xe9")];
+        let crate::args::Parsed::Run(fl) = crate::args::parse(args).unwrap() else {
+            panic!()
+        };
+        let steps = plan(&image(), &fl, &f).unwrap();
+        let (argv, env, _) = raw_exec_of(&steps);
+        assert_eq!(
+            argv,
+            [raw(b"/docker-entrypoint.sh"), raw(b"echo"), raw(b"caf\xe9")]
+        );
+        for want in [
+            raw(b"K=\xff"),
+            raw(b"FILE=\xe9t\xe9"),
+            raw(b"LANG_\xff=v\xfe"),
+        ] {
+            assert!(env.contains(&want), "{want:?} not in {env:?}");
+        }
     }
 
     #[test]
@@ -848,8 +1003,11 @@ mod tests {
             Step::Unshare(ns::NEW_USER | ns::NEW_PID | ns::NEW_UTS | ns::NEW_IPC)
         );
         assert!(matches!(steps[1], Step::MapIds { .. }));
-        assert_eq!(steps[2], Step::Fork);
-        let fork = steps.iter().position(|s| *s == Step::Fork).unwrap();
+        assert_eq!(steps[2], Step::Fork(StopPolicy::default()));
+        let fork = steps
+            .iter()
+            .position(|s| matches!(s, Step::Fork(_)))
+            .unwrap();
         let mount_ns = steps
             .iter()
             .position(|s| *s == Step::Unshare(ns::NEW_NS))

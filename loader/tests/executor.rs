@@ -169,10 +169,16 @@ fn runs_a_command_and_returns_its_output_and_exit_code() {
 }
 
 #[test]
-fn the_command_is_pid_1_and_root_by_default() {
+fn the_command_runs_as_root_under_our_init_by_default() {
     let r = busybox_rootfs();
-    let ran = sh(&r, "echo $$ $(id -u) $(id -g)");
-    assert_eq!(ran.stdout, "1 0 0", "{}", ran.stderr);
+    let ran = sh(
+        &r,
+        "echo $$ $(id -u) $(id -g); cat /proc/1/cmdline | tr '\\0' ' '",
+    );
+    let lines: Vec<&str> = ran.stdout.lines().collect();
+    assert_eq!(lines[0], "2 0 0", "{}", ran.stderr);
+    let ran = run(&r, &["--no-init", "sh", "-c", "echo $$"]);
+    assert_eq!(ran.stdout, "1", "{}", ran.stderr);
 }
 
 #[test]
@@ -336,7 +342,7 @@ fn dev_proc_and_a_read_only_sys_are_there() {
     let ran = sh(
         &r,
         "ls /dev | sort | tr '\\n' ' '; echo; echo ok > /dev/null && echo devnull; \
-         test -c /dev/pts/ptmx && echo pts; readlink /dev/ptmx; cat /proc/1/comm; \
+         test -c /dev/pts/ptmx && echo pts; readlink /dev/ptmx; cat /proc/$$/comm; \
          touch /sys/x 2>/dev/null || echo sys-ro; grep ' /sys ' /proc/mounts | grep -c ro",
     );
     let lines: Vec<&str> = ran.stdout.lines().collect();
@@ -370,7 +376,7 @@ fn hostile_symlinks_in_the_image_do_not_redirect_mounts_or_writes() {
     symlink(victim.join("resolv"), r.path().join("etc/resolv.conf")).unwrap();
     let ran = sh(
         &r,
-        "cat /proc/1/comm; grep -c ip6-localnet /etc/hosts; test -c /dev/null && echo dev",
+        "cat /proc/$$/comm; grep -c ip6-localnet /etc/hosts; test -c /dev/null && echo dev",
     );
     assert_eq!(ran.stdout, "sh\n1\ndev", "{}", ran.stderr);
     assert_eq!(
@@ -379,6 +385,156 @@ fn hostile_symlinks_in_the_image_do_not_redirect_mounts_or_writes() {
     );
     assert!(!victim.join("resolv").exists());
     assert_eq!(fs::read_dir(&victim).unwrap().count(), 1);
+}
+
+/// Starts a case whose command prints "ready" once set up; returns the child, the supervisor's
+/// pid and the rest of its output lines.
+fn start_ready(
+    r: &Rootfs,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    i32,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
+    let mut child = child_command(r, args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut supervisor = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(pid) = line.strip_prefix("SUPERVISOR=") {
+            supervisor = Some(pid.parse::<i32>().unwrap());
+        }
+        if line == "ready" {
+            break;
+        }
+    }
+    (child, supervisor.expect("no supervisor pid"), lines)
+}
+
+/// Issue 12: a command that ignores the stop signal is killed after the stop timeout, whether
+/// it runs under our init or as PID 1; the status is 128+9 as Docker's.
+#[test]
+fn a_signal_ignoring_command_is_killed_after_the_stop_timeout() {
+    let r = busybox_rootfs();
+    for (extra, sig) in [
+        (&["--stop-timeout", "1"][..], libc::SIGTERM),
+        (&["--stop-timeout", "1"][..], libc::SIGINT),
+        // As PID 1 it needs no trap: the kernel drops what it has no handler for.
+        (&["--stop-timeout", "1", "--no-init"][..], libc::SIGTERM),
+    ] {
+        let script = if extra.contains(&"--no-init") {
+            "echo ready; while :; do sleep 0.05; done"
+        } else {
+            "trap '' TERM INT; echo ready; while :; do sleep 0.05; done"
+        };
+        let mut args = extra.to_vec();
+        args.extend(["sh", "-c", script]);
+        let (mut child, supervisor, _lines) = start_ready(&r, &args);
+        let t = std::time::Instant::now();
+        ns::kill(supervisor, sig).unwrap();
+        let status = child.wait().unwrap();
+        let took = t.elapsed();
+        assert_eq!(status.code(), Some(128 + 9), "{args:?}");
+        assert!(
+            took >= std::time::Duration::from_millis(900) && took.as_secs() < 5,
+            "{args:?} took {took:?}"
+        );
+    }
+}
+
+/// Issue 12: SIGTERM and SIGINT to the loader end a command with default handlers at once.
+#[test]
+fn sigterm_and_sigint_to_the_loader_end_the_command_with_128_plus_signal() {
+    let r = busybox_rootfs();
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let (mut child, supervisor, _lines) =
+            start_ready(&r, &["sh", "-c", "echo ready; exec sleep 1000"]);
+        ns::kill(supervisor, sig).unwrap();
+        assert_eq!(child.wait().unwrap().code(), Some(128 + sig));
+    }
+}
+
+/// Issue 12: `--stop-signal` (or the image's StopSignal) is what SIGTERM to the loader becomes.
+#[test]
+fn sigterm_becomes_the_stop_signal() {
+    let r = busybox_rootfs();
+    let (mut child, supervisor, lines) = start_ready(
+        &r,
+        &[
+            "--stop-signal",
+            "USR1",
+            "sh",
+            "-c",
+            "trap 'echo got-usr1; exit 4' USR1; echo ready; while :; do sleep 0.05; done",
+        ],
+    );
+    ns::kill(supervisor, libc::SIGTERM).unwrap();
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert_eq!(rest, ["got-usr1"]);
+    assert_eq!(child.wait().unwrap().code(), Some(4));
+}
+
+/// Issue 12: `cmd | head -1` ends: the command dies of SIGPIPE (141) instead of looping as a
+/// PID 1 that the kernel shields from it.
+#[test]
+fn a_closed_pipe_ends_the_command() {
+    let r = busybox_rootfs();
+    let mut child = child_command(&r, &["sh", "-c", "while :; do echo y; done"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(l) = lines.next() {
+        if l.unwrap() == "y" {
+            break;
+        }
+    }
+    let t = std::time::Instant::now();
+    drop(lines);
+    let status = child.wait().unwrap();
+    assert!(t.elapsed().as_secs() < 2, "took {:?}", t.elapsed());
+    assert_eq!(status.code(), Some(128 + libc::SIGPIPE));
+}
+
+/// Issue 12: descriptors the caller leaves open without CLOEXEC do not reach the container,
+/// except the `--preserve-fds` ones.
+#[test]
+fn inherited_descriptors_are_closed_unless_preserved() {
+    use std::os::unix::process::CommandExt;
+    let r = busybox_rootfs();
+    let listing = |args: &[&str]| {
+        let mut cmd = child_command(&r, args);
+        // SAFETY: dup2 and open are async-signal-safe; fds 3 and 251 stay open over exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+                libc::dup2(fd, 251);
+                libc::dup2(fd, 3);
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| {
+                !l.is_empty() && !l.starts_with("SUPERVISOR=") && !l.starts_with("running ")
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // `test` is a shell builtin: it looks at the shell's own descriptors.
+    let probe = "for fd in 3 4 251; do test -e /proc/self/fd/$fd && echo open-$fd; done; echo end";
+    assert_eq!(listing(&["sh", "-c", probe]), "end");
+    assert_eq!(listing(&["--no-init", "sh", "-c", probe]), "end");
+    assert_eq!(
+        listing(&["--preserve-fds", "1", "sh", "-c", probe]),
+        "open-3 end"
+    );
 }
 
 #[test]
@@ -400,8 +556,8 @@ fn signals_sent_to_the_loader_reach_the_container() {
             "-c",
             "trap 'echo got-term; exit 9' TERM; echo ready; while :; do sleep 0.05; done",
         ];
-        if init {
-            args.insert(0, "--init");
+        if !init {
+            args.insert(0, "--no-init");
         }
         let mut child = child_command(&r, &args)
             .stdout(Stdio::piped())

@@ -7,6 +7,7 @@ use std::ffi::{CStr, CString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::time::Duration;
 
 pub use libc::pid_t;
 
@@ -312,22 +313,63 @@ pub struct Received {
     pub code: i32,
 }
 
-/// Waits for one of the (blocked) signals in `set`.
-pub fn wait_signal(set: &SigSet) -> io::Result<Received> {
+/// Waits for one of the (blocked) signals in `set`, at most `timeout` (forever when `None`);
+/// `Ok(None)` when the time ran out.
+pub fn wait_signal(set: &SigSet, timeout: Option<Duration>) -> io::Result<Option<Received>> {
     loop {
         let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::uninit();
-        // SAFETY: set is an initialised sigset and info writable memory for a siginfo_t.
-        let signo = unsafe { libc::sigwaitinfo(&set.0, info.as_mut_ptr()) };
+        let signo = match timeout {
+            // SAFETY: set is an initialised sigset and info writable memory for a siginfo_t.
+            None => unsafe { libc::sigwaitinfo(&set.0, info.as_mut_ptr()) },
+            Some(t) => {
+                let ts = libc::timespec {
+                    tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
+                    tv_nsec: t.subsec_nanos() as _,
+                };
+                // SAFETY: as above, and ts is a valid timespec that outlives the call.
+                unsafe { libc::sigtimedwait(&set.0, info.as_mut_ptr(), &ts) }
+            }
+        };
         if signo == -1 {
             let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => return Ok(None),
+                _ => return Err(e),
             }
-            return Err(e);
         }
-        // SAFETY: sigwaitinfo succeeded, so it filled info.
+        // SAFETY: the wait succeeded, so it filled info.
         let code = unsafe { info.assume_init() }.si_code;
-        return Ok(Received { signo, code });
+        return Ok(Some(Received { signo, code }));
+    }
+}
+
+/// Stops the calling process (as a terminal's ^Z stops a job) until a SIGCONT.
+pub fn stop_self() {
+    // SAFETY: raise takes a plain signal number; SIGSTOP cannot be caught or blocked.
+    unsafe { libc::raise(libc::SIGSTOP) };
+}
+
+/// Closes every descriptor from `first` up. close_range(2) where the kernel has it (5.9+), else
+/// each descriptor /proc/self/fd lists.
+pub fn close_fds_from(first: u32) {
+    // SAFETY: close_range takes plain integers and only closes descriptors.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
+    if r == 0 {
+        return;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    // Collected first: closing while reading would close the listing's own descriptor.
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd: &i32| fd >= first as i32)
+        .collect();
+    for fd in fds {
+        // SAFETY: closing a descriptor number; nothing in this process uses it afterwards.
+        unsafe { libc::close(fd) };
     }
 }
 
@@ -428,3 +470,75 @@ pub const FORWARDED: &[i32] = &[
 ];
 
 pub const SIGCHLD: i32 = libc::SIGCHLD;
+pub const SIGHUP: i32 = libc::SIGHUP;
+pub const SIGINT: i32 = libc::SIGINT;
+pub const SIGKILL: i32 = libc::SIGKILL;
+pub const SIGTERM: i32 = libc::SIGTERM;
+
+/// Signals by name, for `--stop-signal` and the image's StopSignal (`SIGTERM`, `TERM` or `15`).
+const SIGNAL_NAMES: &[(&str, i32)] = &[
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("TRAP", libc::SIGTRAP),
+    ("ABRT", libc::SIGABRT),
+    ("IOT", libc::SIGIOT),
+    ("BUS", libc::SIGBUS),
+    ("FPE", libc::SIGFPE),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("SEGV", libc::SIGSEGV),
+    ("USR2", libc::SIGUSR2),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("STKFLT", libc::SIGSTKFLT),
+    ("CHLD", libc::SIGCHLD),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("URG", libc::SIGURG),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
+    ("WINCH", libc::SIGWINCH),
+    ("IO", libc::SIGIO),
+    ("POLL", libc::SIGPOLL),
+    ("PWR", libc::SIGPWR),
+    ("SYS", libc::SIGSYS),
+];
+
+/// Parses `SIGTERM`, `term`, `TERM`, `15` or `SIGRTMIN+3`; `None` for anything else.
+pub fn signal_number(s: &str) -> Option<i32> {
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    if let Ok(n) = name.parse::<i32>() {
+        return (1..=libc::SIGRTMAX()).contains(&n).then_some(n);
+    }
+    if let Some(rt) = name.strip_prefix("RTMIN") {
+        let off = match rt.strip_prefix('+') {
+            Some(n) => n.parse::<i32>().ok()?,
+            None if rt.is_empty() => 0,
+            None => return None,
+        };
+        let n = libc::SIGRTMIN() + off;
+        return (n <= libc::SIGRTMAX()).then_some(n);
+    }
+    if let Some(rt) = name.strip_prefix("RTMAX") {
+        let off = match rt.strip_prefix('-') {
+            Some(n) => n.parse::<i32>().ok()?,
+            None if rt.is_empty() => 0,
+            None => return None,
+        };
+        let n = libc::SIGRTMAX() - off;
+        return (n >= libc::SIGRTMIN()).then_some(n);
+    }
+    SIGNAL_NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(_, v)| v)
+}
