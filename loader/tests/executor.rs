@@ -489,7 +489,7 @@ fn a_closed_pipe_ends_the_command() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    while let Some(l) = lines.next() {
+    for l in lines.by_ref() {
         if l.unwrap() == "y" {
             break;
         }

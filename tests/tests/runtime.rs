@@ -115,7 +115,7 @@ fn exit_codes_are_forwarded() {
     }
     let r = shared();
     assert_eq!(r.run(bb(), &["sh", "-c", "exit 3"]).status.code(), Some(3));
-    // Under --init the command is not PID 1, so it can die of its own signal: 128+N.
+    // Under the init (explicit or not) the command is not PID 1: it can die of its own signal.
     assert_eq!(
         r.run(bb(), &["--init", "sh", "-c", "kill -9 $$"])
             .status
@@ -128,8 +128,11 @@ fn exit_codes_are_forwarded() {
             .code(),
         Some(143)
     );
-    // Without it the command is PID 1; killed from the host it reports 128+9 too.
-    let mut c = r.command(bb(), &["sleep", "30"]).spawn().unwrap();
+    // With --no-init the command is PID 1; killed from the host it reports 128+9 too.
+    let mut c = r
+        .command(bb(), &["--no-init", "sleep", "30"])
+        .spawn()
+        .unwrap();
     let children = format!("/proc/{0}/task/{0}/children", c.id());
     let mut pid1 = String::new();
     for _ in 0..100 {
@@ -200,11 +203,12 @@ fn signals_reach_the_container() {
         return;
     }
     let r = shared();
-    // Without --init the command is PID 1: it gets the signals it handles.
+    // With --no-init the command is PID 1: it gets the signals it handles.
     let mut c = r
         .command(
             bb(),
             &[
+                "--no-init",
                 "sh",
                 "-c",
                 "trap 'exit 42' TERM; while :; do sleep 0.1; done",
@@ -215,8 +219,8 @@ fn signals_reach_the_container() {
     std::thread::sleep(Duration::from_millis(700));
     term(&c);
     assert_eq!(c.wait().unwrap().code(), Some(42));
-    // With --init, our reaper forwards the signal to a command that does not handle it.
-    let mut c = r.command(bb(), &["--init", "sleep", "30"]).spawn().unwrap();
+    // By default our init forwards the signal to a command that does not handle it.
+    let mut c = r.command(bb(), &["sleep", "30"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(700));
     let t = Instant::now();
     term(&c);
@@ -230,7 +234,9 @@ fn namespaces_pid1_root_hostname_proc_dev_sys() {
         return;
     }
     let r = shared();
-    assert_eq!(r.ok(bb(), &["sh", "-c", "echo $$"]), "1\n");
+    // The command runs under our init (PID 1), or is PID 1 itself with --no-init.
+    assert_eq!(r.ok(bb(), &["sh", "-c", "echo $$"]), "2\n");
+    assert_eq!(r.ok(bb(), &["--no-init", "sh", "-c", "echo $$"]), "1\n");
     assert_eq!(r.ok(bb(), &["id", "-u"]), "0\n");
     assert_eq!(r.ok(bb(), &["--user", "1000", "id", "-u"]), "1000\n");
     assert_eq!(r.ok(bb(), &["-u", "app", "id", "-un"]), "app\n");
@@ -257,7 +263,9 @@ fn namespaces_pid1_root_hostname_proc_dev_sys() {
         sys.starts_with("ro"),
         "/sys must be mounted read-only: {sys:?}"
     );
-    assert!(r.ok(bb(), &["cat", "/proc/1/cmdline"]).starts_with("cat"));
+    assert!(r
+        .ok(bb(), &["--no-init", "cat", "/proc/1/cmdline"])
+        .starts_with("cat"));
 }
 
 #[test]
@@ -309,14 +317,14 @@ fn debian_multilayer_whiteouts_opaque_dirs_and_all_compressions() {
         "{}",
         text(&o.stderr)
     );
-    // The setpriv shim: identity changes are no-ops, the command still runs.
+    // The setpriv shim: a "switch" to who we already are runs the command.
     assert_eq!(
         r.ok(
             d,
             &[
                 "setpriv",
-                "--reuid=1000",
-                "--regid=1000",
+                "--reuid=0",
+                "--regid=0",
                 "--clear-groups",
                 "echo",
                 "shim"

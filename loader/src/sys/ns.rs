@@ -323,7 +323,7 @@ pub fn wait_signal(set: &SigSet, timeout: Option<Duration>) -> io::Result<Option
             None => unsafe { libc::sigwaitinfo(&set.0, info.as_mut_ptr()) },
             Some(t) => {
                 let ts = libc::timespec {
-                    tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
+                    tv_sec: t.as_secs().min(i32::MAX as u64) as _,
                     tv_nsec: t.subsec_nanos() as _,
                 };
                 // SAFETY: as above, and ts is a valid timespec that outlives the call.
