@@ -9,7 +9,8 @@ PREFIX ?= /usr/local
 APT_PACKAGES := musl-tools busybox-static skopeo umoci mmdebstrap podman runc uidmap zstd \
   docker-registry apache2-utils openssl slirp4netns passt hyperfine bubblewrap charliecloud \
   python3 util-linux tar
-# The loader: static musl when the target can be added, else static glibc (crt-static).
+# The loader: static musl when the target can be added, else static glibc (crt-static). Computed
+# when make reads this file, so it reflects the toolchain as it was then: see ENTRY_POINTS below.
 LOADER_TRIPLE := $(shell rustup target list --installed 2>/dev/null | grep -qx $(MUSL) && echo $(MUSL) || echo x86_64-unknown-linux-gnu)
 LOADER := $(TARGET_DIR)/$(LOADER_TRIPLE)/loader/loader
 # Size flags for the musl loader beyond .cargo/config.toml: rust-lld (from the toolchain) with
@@ -20,32 +21,15 @@ export OCI2BIN_EMBED_LOADER := $(LOADER)
 
 .PHONY: all deps loader packager test test-unit test-e2e bench demo install clean kernel lint
 
-all: deps loader packager
-
-# Idempotent: installs only what is missing; needs root (or sudo) only when something is.
-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
-	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
-	fi
-	@rustup target list --installed 2>/dev/null | grep -qx $(MUSL) || rustup target add $(MUSL) || \
-	  echo "warning: cannot add $(MUSL); the loader will be a static glibc build"
-
-loader:
-	@if rustup target list --installed 2>/dev/null | grep -qx $(MUSL); then \
-	  $(CARGO) build -p loader --bin loader --profile loader --target $(MUSL) $(LOADER_LINK); \
-	else \
-	  RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build -p loader --bin loader --profile loader --target x86_64-unknown-linux-gnu; \
-	fi
-	@if readelf -l $(LOADER) | grep -q INTERP; then echo "error: loader is not static" >&2; exit 1; fi
-	@size=$$(stat -c %s $(LOADER)); echo "loader: $(LOADER) ($$size bytes, static)"; \
-	if [ $$size -gt 655360 ]; then echo "error: loader exceeds 640 KiB" >&2; exit 1; fi
-
-packager: loader
-	OCI2BIN_EMBED_LOADER=$(LOADER) $(CARGO) build --release -p oci2bin
-	@echo "packager: $(OCI2BIN)"
+# The entry points first install what is missing (`deps`, which may add the musl target), then do
+# their work in a second make. That one reads this file afresh, so LOADER_TRIPLE sees the target
+# deps just added; the first make computed it before deps ran.
+ENTRY_POINTS := all demo test bench install
+ifndef OCI2BIN_AFTER_DEPS
+$(ENTRY_POINTS): deps
+	@$(MAKE) --no-print-directory OCI2BIN_AFTER_DEPS=1 $@
+else
+all: loader packager
 
 # The main job on an embedded default image that needs no network: Debian's busybox-static as a
 # rootfs, packaged and run.
@@ -59,6 +43,49 @@ demo: all
 
 test: all test-unit test-e2e
 
+bench: all
+	OCI2BIN=$(OCI2BIN) tests/bench/run.sh
+
+install: all
+	install -D -m 0755 $(OCI2BIN) $(DESTDIR)$(PREFIX)/bin/oci2bin
+endif
+
+# Idempotent: installs only what is missing; needs root (or sudo) only when something is.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@rustup target list --installed 2>/dev/null | grep -qx $(MUSL) || rustup target add $(MUSL) || \
+	  echo "warning: cannot add $(MUSL); the loader will be a static glibc build"
+
+# Builds for LOADER_TRIPLE, the triple LOADER names, so the checks look at what was just built.
+loader:
+ifeq ($(LOADER_TRIPLE),$(MUSL))
+	$(CARGO) build -p loader --bin loader --profile loader --target $(MUSL) $(LOADER_LINK)
+else
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build -p loader --bin loader --profile loader --target $(LOADER_TRIPLE)
+endif
+	@$(check_loader)
+
+# Every check exits non-zero on failure: a check that errors out must not pass (set -e, and
+# readelf's output captured so its own failure counts).
+define check_loader
+set -e; f='$(LOADER)'; \
+[ -f "$$f" ] || { echo "error: loader not built: $$f" >&2; exit 1; }; \
+phdrs=$$(readelf -lW "$$f"); \
+case "$$phdrs" in *INTERP*) echo "error: loader is not static (it has PT_INTERP): $$f" >&2; exit 1;; esac; \
+size=$$(stat -c %s "$$f"); \
+[ "$$size" -le 655360 ] || { echo "error: loader exceeds 640 KiB ($$size bytes): $$f" >&2; exit 1; }; \
+echo "loader: $$f ($$size bytes, static)"
+endef
+
+packager: loader
+	OCI2BIN_EMBED_LOADER=$(LOADER) $(CARGO) build --release -p oci2bin
+	@echo "packager: $(OCI2BIN)"
+
 test-unit:
 	$(CARGO) test --release -p loader -p oci2bin
 
@@ -70,12 +97,6 @@ test-e2e:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
-
-bench: all
-	OCI2BIN=$(OCI2BIN) tests/bench/run.sh
-
-install: all
-	install -D -m 0755 $(OCI2BIN) $(DESTDIR)$(PREFIX)/bin/oci2bin
 
 kernel:
 	@echo "VM mode (R11) is not built yet: kernel/ holds only its README" >&2; exit 2

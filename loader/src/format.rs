@@ -44,17 +44,26 @@
 //! Trailer layout (128 bytes):
 //! ```text
 //!   0  magic "OCI2BIN\0"        8
-//!   8  major u16, minor u16     4   a loader refuses an unknown major
-//!  12  flags u32                4   reserved, 0
+//!   8  major u16, minor u16     4   a loader refuses an unknown major; it accepts a newer minor
+//!                                   of its major that sets no flag it does not know
+//!  12  flags u32                4   "must understand" bits: a loader refuses any bit it does
+//!                                   not know ([`KNOWN_FLAGS`]; v1.0 defines none)
 //!  16  tar       offset,len     16  (u64, u64)
 //!  32  metadata  offset,len     16
 //!  48  runtime   offset,len     16
 //!  64  signature offset,len     16  (0,0 when unsigned)
 //!  80  sha256(metadata ‖ runtime)  32
-//! 112  reserved (zero)          8
+//! 112  reserved                 8   zero; a loader refuses anything else
 //! 120  end magic "OCI2BIN!"     8
 //! ```
-//! Metadata and runtime record are contiguous, so one hash covers both.
+//! Metadata and runtime record are contiguous, so one hash covers both. The regions lie in file
+//! order without overlap: tar, metadata, runtime record (directly after the metadata), signature
+//! (if any), trailer.
+//!
+//! Compatibility: a newer minor version may only add what an older loader can safely ignore (for
+//! example unknown runtime-record tags). A change an older loader must not miss sets a flag bit,
+//! so that loader stops with a clear message instead of running the image wrongly; the reserved
+//! bytes may only gain a meaning together with such a bit.
 
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -65,6 +74,8 @@ pub const TRAILER_LEN: usize = 128;
 pub const TRAILER_MAGIC: &[u8; 8] = b"OCI2BIN\0";
 pub const TRAILER_END_MAGIC: &[u8; 8] = b"OCI2BIN!";
 pub const BLOCK: usize = 512;
+/// Trailer flag bits this loader understands; any other set bit makes it refuse the file.
+pub const KNOWN_FLAGS: u32 = 0;
 /// Upper bound on the runtime record and metadata a loader will read: a guard against a
 /// trailer that points at gigabytes.
 pub const MAX_RECORD_LEN: u64 = 64 << 20;
@@ -75,12 +86,28 @@ pub enum FormatError {
     NoTrailer,
     /// A trailer of a format version this code does not know.
     UnsupportedVersion { major: u16, minor: u16 },
-    /// A span that points outside the file or overlaps what it must not.
+    /// Trailer flag bits this code does not know (only the unknown bits).
+    UnknownFlags(u32),
+    /// The trailer's reserved bytes are not zero.
+    ReservedNotZero,
+    /// A span that reaches past the end of the file (or whose end overflows).
     BadSpan {
         what: &'static str,
         offset: u64,
         len: u64,
         file_len: u64,
+    },
+    /// A region inside the file that starts before the region in front of it ends.
+    Overlap {
+        first: &'static str,
+        first_end: u64,
+        second: &'static str,
+        second_offset: u64,
+    },
+    /// The runtime record does not start where the metadata ends (one hash covers both).
+    Gap {
+        metadata_end: u64,
+        runtime_offset: u64,
     },
     /// The metadata and runtime record do not hash to the trailer's sha256.
     MetadataDigest,
@@ -98,9 +125,19 @@ impl fmt::Display for FormatError {
                 f,
                 "file format version {major}.{minor} is not supported by this loader (it reads {FORMAT_MAJOR}.x); rebuild the file with a matching oci2bin"
             ),
+            FormatError::UnknownFlags(bits) => write!(f, "unknown trailer flags {bits:#010x}: this file needs a newer oci2bin loader"),
+            FormatError::ReservedNotZero => write!(f, "reserved trailer bytes are not zero: file corrupt or written by an incompatible tool"),
             FormatError::BadSpan { what, offset, len, file_len } => write!(
                 f,
                 "trailer points {what} outside the file (offset {offset}, length {len}, file length {file_len}): file truncated or corrupt"
+            ),
+            FormatError::Overlap { first, first_end, second, second_offset } => write!(
+                f,
+                "trailer regions overlap: {second} (offset {second_offset}) starts before {first} ends (offset {first_end}): file corrupt"
+            ),
+            FormatError::Gap { metadata_end, runtime_offset } => write!(
+                f,
+                "trailer regions leave a gap: the runtime record (offset {runtime_offset}) does not start where the metadata ends (offset {metadata_end}): file corrupt"
             ),
             FormatError::MetadataDigest => write!(f, "metadata does not match its sha256 in the trailer: file corrupt or tampered"),
             FormatError::BadRecord(why) => write!(f, "malformed runtime record: {why}"),
@@ -163,8 +200,9 @@ impl Trailer {
         b
     }
 
-    /// Decodes the last [`TRAILER_LEN`] bytes of a file of `file_len` bytes and checks that every
-    /// span lies inside the file, in order (tar, metadata, runtime, signature, trailer).
+    /// Decodes the last [`TRAILER_LEN`] bytes of a file of `file_len` bytes and checks the
+    /// version, that no unknown flag and no reserved byte is set, and that every span lies inside
+    /// the file, in order (tar, metadata, runtime, signature, trailer) and without overlap.
     pub fn decode(b: &[u8], file_len: u64) -> Result<Trailer, FormatError> {
         if b.len() != TRAILER_LEN || &b[0..8] != TRAILER_MAGIC || &b[120..128] != TRAILER_END_MAGIC
         {
@@ -174,52 +212,87 @@ impl Trailer {
         let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
         let major = u16_at(8);
         let minor = u16_at(10);
+        // Major first: another major may give flags and reserved bytes another meaning.
         if major != FORMAT_MAJOR {
             return Err(FormatError::UnsupportedVersion { major, minor });
+        }
+        let flags = u32::from_le_bytes(b[12..16].try_into().unwrap());
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(FormatError::UnknownFlags(flags & !KNOWN_FLAGS));
+        }
+        if b[112..120].iter().any(|&x| x != 0) {
+            return Err(FormatError::ReservedNotZero);
         }
         let span = |i: usize| Span::new(u64_at(16 + i * 16), u64_at(24 + i * 16));
         let t = Trailer {
             major,
             minor,
-            flags: u32::from_le_bytes(b[12..16].try_into().unwrap()),
+            flags,
             tar: span(0),
             metadata: span(1),
             runtime: span(2),
             signature: span(3),
             metadata_sha256: b[80..112].try_into().unwrap(),
         };
-        let body_end = file_len.saturating_sub(TRAILER_LEN as u64);
-        let check = |what: &'static str, s: Span, not_before: u64| {
-            if s.offset < not_before || s.offset.checked_add(s.len).is_none() || s.end() > body_end
+        t.check_spans(file_len)?;
+        if t.metadata.len.saturating_add(t.runtime.len) > MAX_RECORD_LEN {
+            return Err(FormatError::BadRecord("metadata larger than 64 MiB"));
+        }
+        Ok(t)
+    }
+
+    fn check_spans(&self, file_len: u64) -> Result<(), FormatError> {
+        let all = [
+            ("the tar archive", self.tar),
+            ("the metadata", self.metadata),
+            ("the runtime record", self.runtime),
+            ("the signature", self.signature),
+        ];
+        // An unsigned file has no signature region: (0,0) takes no place.
+        let regions = if self.signature.is_empty() {
+            &all[..3]
+        } else {
+            &all[..]
+        };
+        // Past the end first: a truncated file says so, whatever else looks wrong.
+        for &(what, s) in regions {
+            if s.offset
+                .checked_add(s.len)
+                .filter(|&end| end <= file_len)
+                .is_none()
             {
-                Err(FormatError::BadSpan {
+                return Err(FormatError::BadSpan {
                     what,
                     offset: s.offset,
                     len: s.len,
                     file_len,
-                })
-            } else {
-                Ok(())
+                });
             }
-        };
-        check("the tar archive", t.tar, 0)?;
-        check("the metadata", t.metadata, t.tar.end())?;
-        if t.runtime.offset != t.metadata.end() {
-            return Err(FormatError::BadSpan {
-                what: "the runtime record",
-                offset: t.runtime.offset,
-                len: t.runtime.len,
-                file_len,
+        }
+        let trailer = (
+            "the trailer",
+            Span::new(file_len.saturating_sub(TRAILER_LEN as u64), 0),
+        );
+        let mut before = regions[0];
+        for &next in regions[1..].iter().chain([trailer].iter()) {
+            let ((first, a), (second, b)) = (before, next);
+            if b.offset < a.end() {
+                return Err(FormatError::Overlap {
+                    first,
+                    first_end: a.end(),
+                    second,
+                    second_offset: b.offset,
+                });
+            }
+            before = next;
+        }
+        if self.runtime.offset != self.metadata.end() {
+            return Err(FormatError::Gap {
+                metadata_end: self.metadata.end(),
+                runtime_offset: self.runtime.offset,
             });
         }
-        check("the runtime record", t.runtime, t.metadata.end())?;
-        if t.metadata.len + t.runtime.len > MAX_RECORD_LEN {
-            return Err(FormatError::BadRecord("metadata larger than 64 MiB"));
-        }
-        if !t.signature.is_empty() {
-            check("the signature", t.signature, t.runtime.end())?;
-        }
-        Ok(t)
+        Ok(())
     }
 
     /// Span covering metadata and runtime record, the bytes `metadata_sha256` hashes.
@@ -663,9 +736,9 @@ mod tests {
         assert_eq!(Trailer::decode(&b, file_len).unwrap(), t);
     }
 
-    #[test]
-    fn trailer_rejects_spans_past_the_end_and_unknown_major() {
-        let mut t = Trailer {
+    /// A valid unsigned trailer: tar 0..0x1000, metadata 0x1000..0x1020, record ..0x1030.
+    fn sample_trailer() -> Trailer {
+        Trailer {
             major: 1,
             minor: 0,
             flags: 0,
@@ -674,21 +747,213 @@ mod tests {
             runtime: Span::new(0x1020, 0x10),
             signature: Span::default(),
             metadata_sha256: [0; 32],
-        };
-        let short = 0x1000 + TRAILER_LEN as u64;
-        assert!(matches!(
-            Trailer::decode(&t.encode(), short),
-            Err(FormatError::BadSpan { .. })
-        ));
-        t.major = 2;
-        assert_eq!(
-            Trailer::decode(&t.encode(), 1 << 20),
-            Err(FormatError::UnsupportedVersion { major: 2, minor: 0 })
-        );
+        }
+    }
+
+    const SAMPLE_FILE_LEN: u64 = 0x1030 + TRAILER_LEN as u64;
+
+    fn decode_err(t: &Trailer, file_len: u64) -> FormatError {
+        Trailer::decode(&t.encode(), file_len).unwrap_err()
+    }
+
+    #[test]
+    fn trailer_not_at_the_end_is_no_trailer() {
         assert_eq!(
             Trailer::decode(&[0u8; 128], 1 << 20),
             Err(FormatError::NoTrailer)
         );
+    }
+
+    #[test]
+    fn trailer_of_an_unknown_major_is_refused() {
+        for major in [0, 2, u16::MAX] {
+            let mut t = sample_trailer();
+            t.major = major;
+            t.minor = 3;
+            assert_eq!(
+                decode_err(&t, SAMPLE_FILE_LEN),
+                FormatError::UnsupportedVersion { major, minor: 3 }
+            );
+        }
+    }
+
+    #[test]
+    fn trailer_of_a_newer_minor_is_accepted() {
+        let mut t = sample_trailer();
+        t.minor = 7;
+        assert_eq!(Trailer::decode(&t.encode(), SAMPLE_FILE_LEN).unwrap(), t);
+    }
+
+    #[test]
+    fn trailer_with_an_unknown_flag_is_refused_naming_the_bits() {
+        let mut t = sample_trailer();
+        t.flags = 4;
+        let e = decode_err(&t, SAMPLE_FILE_LEN);
+        assert_eq!(e, FormatError::UnknownFlags(4));
+        assert_eq!(
+            e.to_string(),
+            "unknown trailer flags 0x00000004: this file needs a newer oci2bin loader"
+        );
+        t.flags = 0x8000_0001;
+        assert_eq!(
+            decode_err(&t, SAMPLE_FILE_LEN),
+            FormatError::UnknownFlags(0x8000_0001)
+        );
+        // A newer minor does not excuse a flag this loader does not know.
+        t.minor = 1;
+        assert!(matches!(
+            decode_err(&t, SAMPLE_FILE_LEN),
+            FormatError::UnknownFlags(_)
+        ));
+    }
+
+    #[test]
+    fn trailer_with_nonzero_reserved_bytes_is_refused() {
+        for at in 112..120 {
+            let mut b = sample_trailer().encode();
+            b[at] = 1;
+            let e = Trailer::decode(&b, SAMPLE_FILE_LEN).unwrap_err();
+            assert_eq!(e, FormatError::ReservedNotZero, "byte {at}");
+            assert!(e
+                .to_string()
+                .starts_with("reserved trailer bytes are not zero"));
+        }
+    }
+
+    #[test]
+    fn trailer_span_past_the_end_is_outside_the_file() {
+        // The metadata ends at 0x1020, past the last byte of a 0x1010-byte file.
+        let e = decode_err(&sample_trailer(), 0x1010);
+        assert!(
+            matches!(
+                e,
+                FormatError::BadSpan {
+                    what: "the metadata",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("outside the file"), "{e}");
+        let mut t = sample_trailer();
+        t.signature = Span::new(SAMPLE_FILE_LEN, 1);
+        assert!(matches!(
+            decode_err(&t, SAMPLE_FILE_LEN),
+            FormatError::BadSpan {
+                what: "the signature",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn trailer_span_whose_end_overflows_is_outside_the_file() {
+        let mut t = sample_trailer();
+        t.runtime = Span::new(0x1020, u64::MAX - 0x10);
+        assert!(matches!(
+            decode_err(&t, SAMPLE_FILE_LEN),
+            FormatError::BadSpan {
+                what: "the runtime record",
+                ..
+            }
+        ));
+        let mut t = sample_trailer();
+        t.signature = Span::new(u64::MAX, 2);
+        assert!(matches!(
+            decode_err(&t, u64::MAX),
+            FormatError::BadSpan {
+                what: "the signature",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn trailer_metadata_inside_the_tar_is_an_overlap() {
+        let mut t = sample_trailer();
+        t.tar = Span::new(0, 0x1010);
+        let e = decode_err(&t, SAMPLE_FILE_LEN);
+        assert_eq!(
+            e.to_string(),
+            "trailer regions overlap: the metadata (offset 4096) starts before the tar archive ends (offset 4112): file corrupt"
+        );
+    }
+
+    #[test]
+    fn trailer_runtime_record_inside_the_metadata_is_an_overlap() {
+        let mut t = sample_trailer();
+        t.runtime = Span::new(0x1010, 0x10);
+        assert_eq!(
+            decode_err(&t, SAMPLE_FILE_LEN),
+            FormatError::Overlap {
+                first: "the metadata",
+                first_end: 0x1020,
+                second: "the runtime record",
+                second_offset: 0x1010,
+            }
+        );
+    }
+
+    #[test]
+    fn trailer_runtime_record_after_a_gap_is_refused() {
+        // The hash covers metadata ‖ record as one run of bytes: a gap would hash the wrong ones.
+        let mut t = sample_trailer();
+        t.runtime = Span::new(0x1028, 0x8);
+        let e = decode_err(&t, SAMPLE_FILE_LEN);
+        assert!(matches!(e, FormatError::Gap { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains("the runtime record (offset 4136) does not start where the metadata ends (offset 4128)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn trailer_signature_inside_the_runtime_record_is_an_overlap() {
+        let mut t = sample_trailer();
+        t.signature = Span::new(0x1028, 0x8);
+        assert_eq!(
+            decode_err(&t, SAMPLE_FILE_LEN),
+            FormatError::Overlap {
+                first: "the runtime record",
+                first_end: 0x1030,
+                second: "the signature",
+                second_offset: 0x1028,
+            }
+        );
+    }
+
+    #[test]
+    fn trailer_region_running_into_the_trailer_is_an_overlap() {
+        let mut t = sample_trailer();
+        t.signature = Span::new(0x1030, 0x40);
+        let file_len = 0x1060 + TRAILER_LEN as u64;
+        assert_eq!(
+            decode_err(&t, file_len),
+            FormatError::Overlap {
+                first: "the signature",
+                first_end: 0x1070,
+                second: "the trailer",
+                second_offset: 0x1060,
+            }
+        );
+        let mut t = sample_trailer();
+        t.runtime = Span::new(0x1020, 0x10 + TRAILER_LEN as u64);
+        assert!(matches!(
+            decode_err(&t, SAMPLE_FILE_LEN),
+            FormatError::Overlap {
+                second: "the trailer",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn trailer_with_a_signature_in_place_is_accepted() {
+        let mut t = sample_trailer();
+        t.signature = Span::new(0x1030, 0x40);
+        let file_len = 0x1070 + TRAILER_LEN as u64;
+        assert_eq!(Trailer::decode(&t.encode(), file_len).unwrap(), t);
     }
 
     fn fake_elf() -> Vec<u8> {

@@ -4,6 +4,7 @@
 
 use e2e::hostile::{layout, RawTar};
 use e2e::{assert_one_line_error, fixtures, world_tempdir, Runner};
+use loader::format::TRAILER_LEN;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -271,6 +272,93 @@ fn flipped_byte_in_a_layer_is_a_digest_mismatch() {
         "a tampered layer is never cached"
     );
     assert!(r.files_under_cache("tmp").is_empty());
+}
+
+/// A copy of the busybox file with its trailer edited in place by `edit` (given the trailer's
+/// 128 bytes and the file length). No hash covers the trailer, so the edit alone is what the
+/// loader sees.
+fn with_trailer(work: &Path, name: &str, edit: impl FnOnce(&mut [u8], u64)) -> PathBuf {
+    let f = work.join(name);
+    let mut bytes = std::fs::read(fixtures::busybox_bin()).unwrap();
+    let len = bytes.len();
+    edit(&mut bytes[len - TRAILER_LEN..], len as u64);
+    std::fs::write(&f, &bytes).unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+    f
+}
+
+fn put_u64(b: &mut [u8], at: usize, v: u64) {
+    b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+fn get_u64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+/// Runs a damaged file: exit 125, a one-line error mentioning `needle`, nothing extracted.
+fn refused_file(f: &Path, needle: &str) {
+    let r = Runner::new();
+    let o = r.run(f, &["true"]);
+    assert_eq!(
+        o.status.code(),
+        Some(125),
+        "stderr: {}",
+        e2e::text(&o.stderr)
+    );
+    assert_one_line_error(&o, needle);
+    assert!(
+        r.files_under_cache("rootfs").is_empty(),
+        "nothing extracted"
+    );
+    assert!(r.files_under_cache("tmp").is_empty(), "no staging left");
+}
+
+#[test]
+fn trailer_with_an_unknown_flag_is_refused() {
+    let work = world_tempdir();
+    let f = with_trailer(work.path(), "flag", |t, _| t[12] = 4);
+    refused_file(
+        &f,
+        "unknown trailer flags 0x00000004: this file needs a newer oci2bin loader",
+    );
+}
+
+#[test]
+fn trailer_with_nonzero_reserved_bytes_is_refused() {
+    let work = world_tempdir();
+    let f = with_trailer(work.path(), "reserved", |t, _| t[115] = 0x5a);
+    refused_file(&f, "reserved trailer bytes are not zero");
+}
+
+#[test]
+fn trailer_regions_that_overlap_are_refused_as_such() {
+    let work = world_tempdir();
+    // The tar archive claims one more block: it now runs into the metadata.
+    let f = with_trailer(work.path(), "overlap", |t, _| {
+        put_u64(t, 24, get_u64(t, 24) + 512)
+    });
+    refused_file(&f, "trailer regions overlap: the metadata (offset");
+}
+
+#[test]
+fn trailer_span_past_the_end_is_outside_the_file() {
+    let work = world_tempdir();
+    let f = with_trailer(work.path(), "outside", |t, len| {
+        put_u64(t, 64, len - 64);
+        put_u64(t, 72, 4096);
+    });
+    refused_file(&f, "trailer points the signature outside the file");
+}
+
+#[test]
+fn trailer_of_a_newer_minor_still_runs() {
+    if !e2e::runner::userns() {
+        return;
+    }
+    let work = world_tempdir();
+    let f = with_trailer(work.path(), "minor", |t, _| t[10] = 7);
+    let r = Runner::new();
+    assert_eq!(r.ok(&f, &["echo", "still runs"]), "still runs\n");
 }
 
 #[test]
