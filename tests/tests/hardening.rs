@@ -249,6 +249,21 @@ fn a_terminal_hangup_stops_the_container() {
     }
 }
 
+/// Item 1: ^C typed on the terminal reaches the command as for any foreground job (130), and
+/// is not sent twice.
+#[test]
+fn ctrl_c_on_the_terminal_ends_the_command() {
+    if !e2e::runner::userns() {
+        return;
+    }
+    use std::io::Write;
+    let (mut c, mut master) =
+        start_on_a_terminal(warm(), &["sh", "-c", "echo ready; exec sleep 1000"]);
+    master.write_all(b"\x03").unwrap();
+    let (code, _) = wait_within(&mut c, Duration::from_secs(5));
+    assert_eq!(code, Some(128 + libc::SIGINT));
+}
+
 /// Item 3: an image file saved as `setpriv`, `gosu` or `su-exec` runs its image (here: the
 /// image's /etc/issue, not the host's), never a host command.
 #[test]
