@@ -20,6 +20,7 @@
 
 use crate::format::{Compression, LayerRef};
 use crate::sys::fs as sys;
+use crate::sys::sig;
 use crate::tar::{self, Kind, TarError};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
@@ -85,6 +86,8 @@ pub enum ErrorKind {
     Read(io::Error),
     #[error("digest mismatch: file corrupt or tampered")]
     Digest,
+    #[error("interrupted by signal {0}")]
+    Interrupted(i32),
 }
 
 impl fmt::Display for ExtractError {
@@ -123,6 +126,15 @@ pub fn extract_layers(exe: &File, layers: &[LayerRef], dest: &Path) -> Result<()
         x.apply_layer(exe, layer)?;
     }
     x.finish()
+}
+
+/// Stops the extraction when a stop signal arrived (see [`crate::sys::sig`]); the caller removes
+/// the partial tree.
+fn stop_if_signalled() -> Result<(), ErrorKind> {
+    match sig::pending() {
+        Some(s) => Err(ErrorKind::Interrupted(s)),
+        None => Ok(()),
+    }
 }
 
 fn io_err(path: &Path, op: &'static str, source: io::Error) -> ErrorKind {
@@ -357,6 +369,13 @@ impl Extractor {
                 })
             }
         };
+        if let Err(kind @ ErrorKind::Interrupted(_)) = result {
+            // Stop at once: hashing the rest of a big layer would delay the exit.
+            return Err(ExtractError {
+                layer: Some(id),
+                kind,
+            });
+        }
         // Hash whatever the decompressor left unread, so the digest covers the whole blob; a
         // corrupt blob is reported as such even when it first broke the tar or the decompressor.
         let drained = io::copy(&mut src, &mut io::sink());
@@ -390,6 +409,7 @@ impl Extractor {
         buf.resize(READ_CHUNK, 0);
         let result = (|| {
             while let Some(e) = tr.next_entry().map_err(ErrorKind::Tar)? {
+                stop_if_signalled()?;
                 self.apply_entry(&e, &mut tr, &mut buf)?;
             }
             Ok(())
@@ -504,6 +524,8 @@ impl Extractor {
                         Err(err) => return Err(ErrorKind::Read(err)),
                     };
                     f.write_all(&buf[..n]).map_err(io("write"))?;
+                    // Big files take seconds: look for a stop signal every chunk (256 KiB).
+                    stop_if_signalled()?;
                 }
                 // After the data: writing would clear setuid/setgid again.
                 sys::fchmod(f.as_fd(), e.mode).map_err(io("fchmod"))?;

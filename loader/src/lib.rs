@@ -31,3 +31,5 @@ pub mod sys;
 pub mod tar;
 #[cfg(feature = "runtime")]
 pub mod users;
+
+pub mod cachedir;

@@ -64,7 +64,12 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         args::Parsed::Run(flags) => flags,
     };
     let env_files = args::read_env_files(&flags)?;
-    let prepared = cache::prepare(&me.file, rt)?;
+    // Kept alive until the run ends: it holds the cache locks of the run.
+    let prepared = match cache::prepare(&me.file, rt) {
+        // ^C during extraction: the partial tree is gone; die of the signal, as a shell expects.
+        Err(cache::CacheError::Interrupted(sig)) => loader::sys::sig::die_of(sig),
+        r => r?,
+    };
     let result = host::gather(prepared.rootfs.clone(), prepared.scratch.clone(), env_files)
         .map_err(|e| format!("gather host facts: {e}").into())
         .and_then(|facts| Ok(plan::plan(rt, &flags, &facts)?))

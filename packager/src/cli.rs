@@ -1,10 +1,12 @@
-//! The command line: `oci2bin [OPTIONS] SOURCE [OUTPUT]` and `oci2bin inspect FILE [--json]`.
+//! The command line: `oci2bin [OPTIONS] SOURCE [OUTPUT]`, `oci2bin inspect FILE [--json]` and
+//! `oci2bin cache ls|rm|prune`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use crate::cache::{self, Cache, Outcome, Prune};
 use crate::mutate::{self, ConfigEdits};
 use crate::platform::Platform;
 use crate::reference::ImageName;
@@ -36,6 +38,46 @@ pub enum Command {
         /// Print the metadata as JSON
         #[arg(long)]
         json: bool,
+    },
+    /// Look after the cache of extracted root filesystems the files run from
+    Cache(CacheArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// The cache (default: $XDG_CACHE_HOME/oci2bin, else ~/.cache/oci2bin, as the files use)
+    #[arg(long, value_name = "DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List entries: key, images that used them, size, last use, state
+    Ls {
+        /// Print JSON (full keys, sizes in bytes, last use in seconds since the epoch)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove entries (refused while a container runs from them)
+    Rm {
+        /// A key, a unique key prefix (4+ hex digits), or the entry's path
+        #[arg(value_name = "ENTRY", required = true)]
+        entries: Vec<String>,
+    },
+    /// Remove what no run will use: dead staging trees, old-format and broken entries, meta
+    /// files without an entry; more with --older-than or --all (entries in use are skipped)
+    Prune {
+        /// Also every entry not in use
+        #[arg(long)]
+        all: bool,
+        /// Also entries last used longer ago than D (30s, 15m, 12h, 7d, 2w)
+        #[arg(long, value_name = "D", value_parser = cache::parse_age)]
+        older_than: Option<std::time::Duration>,
+        /// Say what would be removed, remove nothing
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -90,7 +132,81 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Some(Command::Cache(c)) => cache_command(c),
         None => build(cli.build),
+    }
+}
+
+fn cache_command(a: CacheArgs) -> Result<()> {
+    let root = match a.cache_dir {
+        Some(d) => d,
+        None => cache::default_root()
+            .context("no cache location: neither XDG_CACHE_HOME nor HOME is an absolute path")?,
+    };
+    let c = Cache::new(root);
+    let shown = c.root.display().to_string();
+    match a.command {
+        CacheCommand::Ls { json } => {
+            let rows = c.list().with_context(|| format!("cannot list {shown}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&cache::to_json(&rows))?);
+            } else if !c.exists() {
+                println!("no cache at {shown}");
+            } else {
+                print!(
+                    "{}",
+                    cache::render_table(&rows, std::time::SystemTime::now())
+                );
+            }
+            Ok(())
+        }
+        CacheCommand::Rm { entries } => {
+            let outcomes = c.rm(&entries).with_context(|| format!("cache {shown}"))?;
+            report(&outcomes, false)
+        }
+        CacheCommand::Prune {
+            all,
+            older_than,
+            dry_run,
+        } => {
+            let p = Prune {
+                all,
+                older_than,
+                dry_run,
+            };
+            let (outcomes, orphans) = c.prune(&p).with_context(|| format!("cache {shown}"))?;
+            if orphans > 0 {
+                println!("removed {orphans} meta file(s) without an entry");
+            }
+            report(&outcomes, dry_run)
+        }
+    }
+}
+
+/// Prints one line per outcome and the space freed; fails if any removal failed.
+fn report(outcomes: &[Outcome], dry_run: bool) -> Result<()> {
+    let (mut freed, mut failed) = (0, Vec::new());
+    for o in outcomes {
+        match o {
+            Outcome::Removed(r) => {
+                freed += r.size;
+                let what = if r.is_staging() { " (incomplete)" } else { "" };
+                let verb = if dry_run { "would remove" } else { "removed" };
+                println!(
+                    "{verb} {}{what} {}",
+                    r.short_key(),
+                    cache::human_size(r.size)
+                );
+            }
+            Outcome::Skipped(r, why) => println!("skipped {}: {why}", r.short_key()),
+            Outcome::Failed(_, why) => failed.push(why.clone()),
+        }
+    }
+    let verb = if dry_run { "would free" } else { "freed" };
+    println!("{verb} {}", cache::human_size(freed));
+    match failed.is_empty() {
+        true => Ok(()),
+        false => anyhow::bail!("{}", failed.join("; ")),
     }
 }
 

@@ -5,6 +5,7 @@
 //! functions map images to images, [`sink`]s consume them. The on-disk contract lives in
 //! `loader::format`.
 
+pub mod cache;
 pub mod cli;
 pub mod error;
 pub mod inspect;

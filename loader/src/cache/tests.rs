@@ -5,6 +5,7 @@ use crate::extract::tests::{compress, layer_file, names};
 use crate::format::{Compression, LayerRef};
 use crate::tar::testutil::TarBuilder;
 use std::collections::BTreeSet;
+use std::io::{BufRead, Read};
 use std::process::Command;
 use std::sync::{Arc, Barrier};
 
@@ -57,15 +58,24 @@ fn entry_names(env: &Env) -> BTreeSet<String> {
     names(&env.cache().join("rootfs"))
 }
 
+/// Where the cache entry of `rt` lives.
+fn entry_of(env: &Env, rt: &Runtime) -> PathBuf {
+    env.cache()
+        .join("rootfs")
+        .join(cachedir::entry_name(&cachedir::key(&rt.layers)))
+}
+
+fn same(a: &Prepared, b: &Prepared) -> bool {
+    (&a.rootfs, &a.scratch, &a.cleanup) == (&b.rootfs, &b.scratch, &b.cleanup)
+}
+
 #[test]
 fn first_prepare_extracts_and_publishes_later_ones_reuse_the_entry() {
     let env = Env::new();
     let (exe, rt) = env.image("img", 3);
     let p = prepare_at(&env.loc(), &exe, &rt).unwrap();
-    let want = env
-        .cache()
-        .join("rootfs")
-        .join(format!("{}-x1", "ab".repeat(32)));
+    let want = entry_of(&env, &rt);
+    assert!(want.to_str().unwrap().ends_with("-x2"), "{want:?}");
     assert_eq!(p.rootfs, want);
     assert_eq!(p.scratch, env.cache().join("mnt"));
     assert_eq!(p.cleanup, None);
@@ -78,7 +88,7 @@ fn first_prepare_extracts_and_publishes_later_ones_reuse_the_entry() {
     // The warm path does not extract again: a marker left in the entry is still there.
     std::fs::write(p.rootfs.join("marker"), b"").unwrap();
     let again = prepare_at(&env.loc(), &exe, &rt).unwrap();
-    assert_eq!(again, p);
+    assert!(same(&again, &p));
     assert!(p.rootfs.join("marker").exists());
 }
 
@@ -141,7 +151,7 @@ fn parallel_first_starts_in_threads_make_one_entry_and_all_succeed() {
         })
         .collect();
     let results: Vec<Prepared> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert!(results.iter().all(|p| *p == results[0]));
+    assert!(results.iter().all(|p| same(p, &results[0])));
     assert_eq!(entry_names(&env).len(), 1);
     assert!(names(&env.cache().join("tmp")).is_empty());
     assert_eq!(names(&results[0].rootfs.join("usr/share")).len(), 400);
@@ -207,7 +217,7 @@ fn parallel_first_starts_in_processes_make_one_entry_and_all_succeed() {
 fn a_waiting_start_uses_the_entry_the_lock_holder_published() {
     let env = Env::new();
     let (exe, rt) = env.image("img", 1);
-    let hex = "ab".repeat(32);
+    let hex = cachedir::key(&rt.layers);
     for d in ["rootfs", "tmp", "locks", "mnt"] {
         std::fs::create_dir_all(env.cache().join(d)).unwrap();
     }
@@ -219,7 +229,7 @@ fn a_waiting_start_uses_the_entry_the_lock_holder_published() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(!waiter.is_finished(), "prepare did not wait for the lock");
     // Publish an entry as the holder would, then let go.
-    let entry = env.cache().join("rootfs").join(format!("{hex}-x1"));
+    let entry = entry_of(&env, &rt);
     let staged = env.cache().join("tmp").join(format!("{hex}-holder"));
     std::fs::create_dir(&staged).unwrap();
     std::fs::write(staged.join("from-holder"), b"").unwrap();
@@ -241,7 +251,7 @@ fn stale_staging_trees_are_cleaned_but_live_ones_kept() {
     let locks = env.cache().join("locks");
     std::fs::create_dir_all(&tmp).unwrap();
     std::fs::create_dir_all(&locks).unwrap();
-    let mine = tmp.join(format!("{}-crashed", "ab".repeat(32)));
+    let mine = tmp.join(format!("{}-crashed", cachedir::key(&rt.layers)));
     std::fs::create_dir_all(mine.join("ro/deep")).unwrap();
     std::fs::set_permissions(mine.join("ro"), std::fs::Permissions::from_mode(0o555)).unwrap();
     let (dead, live) = ("cd".repeat(32), "ef".repeat(32));
@@ -321,3 +331,388 @@ fn locations_follow_xdg_then_home_then_tmpdir() {
 }
 
 use std::os::unix::fs::PermissionsExt;
+
+/// Tests that need another owner than ours: chown works only as root (the tests run as root in
+/// CI); elsewhere they skip with the reason.
+fn as_root(what: &str) -> bool {
+    if sys::geteuid() == 0 {
+        return true;
+    }
+    eprintln!("SKIP: {what}: needs root to chown to another uid");
+    false
+}
+
+const OTHER_UID: u32 = 4242;
+
+#[test]
+fn a_config_only_edit_reuses_the_tree_and_the_meta_file_names_both_images() {
+    let env = Env::new();
+    let (exe, rt) = env.image("img", 3);
+    let first = prepare_at(&env.loc(), &exe, &rt).unwrap();
+    std::fs::write(first.rootfs.join("marker"), b"").unwrap();
+    let edited = Runtime {
+        image_id: format!("sha256:{}", "cd".repeat(32)),
+        name: "edited:1".into(),
+        env: vec!["X=1".into()],
+        ..rt.clone()
+    };
+    let second = prepare_at(&env.loc(), &exe, &edited).unwrap();
+    assert_eq!(second.rootfs, first.rootfs);
+    assert!(second.rootfs.join("marker").exists(), "extracted again");
+    assert_eq!(entry_names(&env).len(), 1);
+    // A third run of the first image adds no line.
+    drop(prepare_at(&env.loc(), &exe, &rt).unwrap());
+    let meta = env
+        .cache()
+        .join("meta")
+        .join(cachedir::entry_name(&cachedir::key(&rt.layers)));
+    let text = std::fs::read_to_string(meta).unwrap();
+    assert_eq!(
+        text,
+        format!("{} \n{} edited:1\n", rt.image_id, edited.image_id)
+    );
+}
+
+#[test]
+fn a_run_holds_the_meta_lock_shared_until_prepared_is_dropped() {
+    let env = Env::new();
+    let (exe, rt) = env.image("img", 1);
+    drop(prepare_at(&env.loc(), &exe, &rt).unwrap());
+    let meta_path = env
+        .cache()
+        .join("meta")
+        .join(cachedir::entry_name(&cachedir::key(&rt.layers)));
+    // The last use is the meta file's mtime: make it old, then a warm run renews it.
+    let old = File::options().write(true).open(&meta_path).unwrap();
+    sys::futimens(old.as_fd(), 1_000_000, 0).unwrap();
+    let p = prepare_at(&env.loc(), &exe, &rt).unwrap();
+    let mtime = std::fs::metadata(&meta_path).unwrap().mtime();
+    assert!(mtime > 1_700_000_000, "last use not renewed: {mtime}");
+    let probe = File::open(&meta_path).unwrap();
+    assert!(
+        !sys::flock(probe.as_fd(), true, true).unwrap(),
+        "`cache rm` could take the entry of a running container"
+    );
+    assert!(
+        sys::flock(probe.as_fd(), false, true).unwrap(),
+        "runs share it"
+    );
+    sys::flock(probe.as_fd(), false, false).unwrap();
+    drop(probe);
+    drop(p);
+    let probe = File::open(&meta_path).unwrap();
+    assert!(sys::flock(probe.as_fd(), true, true).unwrap());
+}
+
+#[test]
+fn a_symlinked_entry_is_reported_and_never_followed() {
+    let env = Env::new();
+    let (exe, rt) = env.image("img", 2);
+    let target = env.tmp.path().join("elsewhere");
+    std::fs::create_dir_all(target.join("etc")).unwrap();
+    std::fs::write(target.join("etc/hostname"), b"planted\n").unwrap();
+    let entry = entry_of(&env, &rt);
+    std::fs::create_dir_all(entry.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&target, &entry).unwrap();
+    let p = prepare_at(&env.loc(), &exe, &rt).unwrap();
+    let dir = p.cleanup.clone().expect("a private extraction");
+    assert_eq!(
+        std::fs::read(p.rootfs.join("etc/hostname")).unwrap(),
+        b"cached\n"
+    );
+    assert!(std::fs::symlink_metadata(&entry).unwrap().is_symlink());
+    assert_eq!(names(&target), ["etc".to_string()].into());
+    assert_eq!(
+        std::fs::read(target.join("etc/hostname")).unwrap(),
+        b"planted\n"
+    );
+    // The warning names the entry, what is wrong and the fix.
+    let key = cachedir::key(&rt.layers);
+    match Cache::new(&env.cache(), &key).entry_state() {
+        EntryState::Bad(why) => {
+            assert!(why.contains(entry.to_str().unwrap()), "{why}");
+            assert!(why.contains("is a symlink; not used"), "{why}");
+            assert!(why.contains(&format!("oci2bin cache rm {key}")), "{why}");
+        }
+        _ => panic!("a symlink entry counts as usable"),
+    }
+    drop(p);
+    extract::remove_tree(&dir).unwrap();
+}
+
+#[test]
+fn an_entry_owned_by_another_uid_is_not_used() {
+    if !as_root("foreign-owned entry") {
+        return;
+    }
+    let env = Env::new();
+    let (exe, rt) = env.image("img", 2);
+    let entry = drop_rootfs(prepare_at(&env.loc(), &exe, &rt).unwrap());
+    std::fs::write(entry.join("marker"), b"").unwrap();
+    std::os::unix::fs::chown(&entry, Some(OTHER_UID), Some(OTHER_UID)).unwrap();
+    let p = prepare_at(&env.loc(), &exe, &rt).unwrap();
+    assert!(
+        p.cleanup.is_some(),
+        "used an entry owned by uid {OTHER_UID}"
+    );
+    assert!(!p.rootfs.join("marker").exists());
+    let key = cachedir::key(&rt.layers);
+    match Cache::new(&env.cache(), &key).entry_state() {
+        EntryState::Bad(why) => assert!(
+            why.contains(&format!("is owned by uid {OTHER_UID}, not you; not used")),
+            "{why}"
+        ),
+        _ => panic!("a foreign entry counts as usable"),
+    }
+    assert!(
+        entry.join("marker").exists(),
+        "the foreign entry was touched"
+    );
+    extract::remove_tree(p.cleanup.as_ref().unwrap()).unwrap();
+}
+
+fn drop_rootfs(p: Prepared) -> PathBuf {
+    p.rootfs.clone()
+}
+
+#[test]
+fn a_cache_of_another_user_gets_nothing_written_into_it() {
+    if !as_root("cache of another user") {
+        return;
+    }
+    let env = Env::new();
+    let (exe, rt) = env.image("img", 2);
+    // Not created yet, inside another user's home: nothing may be created there.
+    let home = env.tmp.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(OTHER_UID), Some(OTHER_UID)).unwrap();
+    let loc = Locations {
+        cache: Some(home.join(".cache/oci2bin")),
+        tmp: env.tmp.path().join("private"),
+    };
+    let p = prepare_at(&loc, &exe, &rt).unwrap();
+    assert!(p.cleanup.is_some());
+    assert!(names(&home).is_empty(), "{:?}", names(&home));
+    extract::remove_tree(p.cleanup.as_ref().unwrap()).unwrap();
+    // Existing and theirs (with a usable-looking entry in it): not used, not written.
+    let theirs = env.cache();
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(OTHER_UID), Some(OTHER_UID)).unwrap();
+    let p = prepare_at(&env.loc(), &exe, &rt).unwrap();
+    assert!(p.cleanup.is_some());
+    assert!(names(&theirs).is_empty(), "{:?}", names(&theirs));
+    assert_eq!(
+        check_root(&theirs, 0).unwrap_err(),
+        format!(
+            "cache {} belongs to uid {OTHER_UID}; not writing into another user's cache",
+            theirs.display()
+        )
+    );
+    extract::remove_tree(p.cleanup.as_ref().unwrap()).unwrap();
+    // A meta/ dir of theirs inside a root of ours: the warm path does not trust it either.
+    std::os::unix::fs::chown(&theirs, Some(0), Some(0)).unwrap();
+    drop(prepare_at(&env.loc(), &exe, &rt).unwrap());
+    std::os::unix::fs::chown(theirs.join("meta"), Some(OTHER_UID), None).unwrap();
+    let p = prepare_at(&env.loc(), &exe, &rt).unwrap();
+    assert!(p.cleanup.is_some());
+    extract::remove_tree(p.cleanup.as_ref().unwrap()).unwrap();
+}
+
+#[test]
+fn the_cache_root_rule_accepts_own_and_sticky_ancestors_only() {
+    let env = Env::new();
+    let me = sys::geteuid();
+    let d = env.tmp.path().join("a");
+    std::fs::create_dir(&d).unwrap();
+    // Missing levels are skipped up to the nearest existing directory.
+    assert_eq!(check_root(&d.join("b/c/oci2bin"), me), Ok(()));
+    let err = check_root(&d.join("b/oci2bin"), me + 1).unwrap_err();
+    assert!(
+        err.ends_with(&format!(
+            "which belongs to uid {me}; not writing into another user's cache"
+        )),
+        "{err}"
+    );
+}
+
+/// Not a spec by itself: holds an exclusive flock on $OCI2BIN_TEST_HOLD_LOCK until stdin closes.
+#[test]
+fn child_hold_lock() {
+    let Some(path) = std::env::var_os("OCI2BIN_TEST_HOLD_LOCK") else {
+        return;
+    };
+    let f = File::open(path).unwrap();
+    assert!(sys::flock(f.as_fd(), true, true).unwrap());
+    println!("LOCKED");
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+}
+
+/// A child process of this test binary that holds `path` locked until its stdin is closed.
+struct LockHolder {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    // Kept open: the child's test harness writes after the lock line.
+    _out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl LockHolder {
+    fn release(mut self) {
+        drop(self.stdin.take());
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+fn hold_lock_in_child(path: &Path) -> LockHolder {
+    let mut c = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "cache::tests::child_hold_lock", "--nocapture"])
+        .env("OCI2BIN_TEST_HOLD_LOCK", path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = c.stdin.take().unwrap();
+    let mut out = std::io::BufReader::new(c.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("LOCKED") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "child did not lock");
+    }
+    LockHolder {
+        child: c,
+        stdin: Some(stdin),
+        _out: out,
+    }
+}
+
+#[test]
+fn stale_private_dirs_are_swept_but_live_and_foreign_ones_kept() {
+    let env = Env::new();
+    let (exe, rt) = env.image("img", 1);
+    let private_tmp = env.tmp.path().join("private");
+    let mk = |name: &str, lock: bool| {
+        let d = private_tmp.join(name);
+        std::fs::create_dir_all(d.join("rootfs/ro")).unwrap();
+        std::fs::set_permissions(d.join("rootfs/ro"), std::fs::Permissions::from_mode(0o555))
+            .unwrap();
+        if lock {
+            File::create(d.join(".lock")).unwrap();
+        }
+        d
+    };
+    mk("oci2bin-dead-1", true);
+    let live = mk("oci2bin-live-1", true);
+    let holder = hold_lock_in_child(&live.join(".lock"));
+    mk("oci2bin-young-nolock", false);
+    let old = mk("oci2bin-old-nolock", false);
+    let f = File::open(&old).unwrap();
+    sys::futimens(f.as_fd(), 1_000_000, 0).unwrap();
+    mk("unrelated-dir", true);
+    let mut want: BTreeSet<String> = ["oci2bin-live-1", "oci2bin-young-nolock", "unrelated-dir"]
+        .map(String::from)
+        .into();
+    if sys::geteuid() == 0 {
+        let foreign = mk("oci2bin-foreign-1", true);
+        std::os::unix::fs::chown(&foreign, Some(OTHER_UID), None).unwrap();
+        want.insert("oci2bin-foreign-1".into());
+    } else {
+        eprintln!("SKIP (part): dirs of other users need root to make");
+    }
+    // The sweep runs on cold paths only: a private run here (no cache location).
+    let loc = Locations {
+        cache: None,
+        tmp: private_tmp.clone(),
+    };
+    let p = prepare_at(&loc, &exe, &rt).unwrap();
+    let ours = p.cleanup.as_ref().unwrap().file_name().unwrap();
+    let mut left = names(&private_tmp);
+    assert!(left.remove(ours.to_str().unwrap()));
+    assert_eq!(left, want);
+    // A second cold start does not sweep the first one while it runs.
+    let q = prepare_at(&loc, &exe, &rt).unwrap();
+    assert!(p.rootfs.join("etc/hostname").exists());
+    drop(q);
+    holder.release();
+    // Its lock released, the live one goes at the next cold start; so does the dropped `q`.
+    drop(prepare_at(&loc, &exe, &rt).unwrap());
+    assert!(!live.exists());
+    assert!(p.rootfs.join("etc/hostname").exists());
+}
+
+/// Not a spec by itself: runs a prepare in $OCI2BIN_TEST_INTERRUPT_CHILD that gets SIGINT as
+/// soon as extraction has begun, then checks what is left and raises SIGINT again.
+#[test]
+fn child_interrupted_prepare() {
+    let Some(dir) = std::env::var_os("OCI2BIN_TEST_INTERRUPT_CHILD") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let private_tmp = dir.join("private");
+    let cache = dir.join("cache/oci2bin");
+    let loc = Locations {
+        cache: (std::env::var("OCI2BIN_TEST_MODE").unwrap() == "cache").then(|| cache.clone()),
+        tmp: private_tmp.clone(),
+    };
+    let exe = File::open(dir.join("img")).unwrap();
+    let rt = Runtime::decode(&std::fs::read(dir.join("rt")).unwrap()).unwrap();
+    // Watches for the first extracted file, then signals.
+    let watch = [cache.join("tmp"), private_tmp.clone()];
+    std::thread::spawn(move || loop {
+        let started = watch.iter().any(|d| {
+            std::fs::read_dir(d).is_ok_and(|mut rd| {
+                rd.any(|e| {
+                    let p = e.unwrap().path();
+                    p.join("usr/share/f1").exists() || p.join("rootfs/usr/share/f1").exists()
+                })
+            })
+        });
+        if started {
+            sig::raise(libc::SIGINT).unwrap();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    });
+    match prepare_at(&loc, &exe, &rt) {
+        Err(CacheError::Interrupted(s)) => println!("INTERRUPTED {s}"),
+        Err(e) => println!("FAILED {e}"),
+        Ok(_) => println!("COMPLETED"),
+    }
+    let left = |d: &Path| std::fs::read_dir(d).map_or(0, |rd| rd.count());
+    println!(
+        "LEFT staging={} entries={} private={}",
+        left(&cache.join("tmp")),
+        left(&cache.join("rootfs")),
+        left(&private_tmp)
+    );
+    // The default disposition is back: this kills the process.
+    sig::raise(libc::SIGINT).unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    println!("SURVIVED");
+}
+
+#[test]
+fn a_stop_signal_during_extraction_removes_the_partial_tree_and_reports_it() {
+    use std::os::unix::process::ExitStatusExt;
+    let env = Env::new();
+    // Enough files that extraction is still running when the watcher's signal lands.
+    let (_, rt) = env.image("img", 20_000);
+    std::fs::write(env.tmp.path().join("rt"), rt.encode()).unwrap();
+    for mode in ["cache", "private"] {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "cache::tests::child_interrupted_prepare",
+                "--nocapture",
+            ])
+            .env("OCI2BIN_TEST_INTERRUPT_CHILD", env.tmp.path())
+            .env("OCI2BIN_TEST_MODE", mode)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("INTERRUPTED 2"), "{mode}: {stdout}");
+        assert!(
+            stdout.contains("LEFT staging=0 entries=0 private=0"),
+            "{mode}: {stdout}"
+        );
+        assert_eq!(out.status.signal(), Some(libc::SIGINT), "{mode}: {stdout}");
+    }
+}

@@ -1,0 +1,656 @@
+//! `oci2bin cache ls|rm|prune`: housekeeping of the root filesystem cache the loader fills, by
+//! the naming rules of [`loader::cachedir`].
+//!
+//! Safety with running containers: every run holds `flock(LOCK_SH)` on its entry's meta file, so
+//! removal takes `LOCK_EX` without blocking and refuses (rm) or skips (prune) an entry in use. An
+//! entry is first renamed into `tmp/`, so it disappears at once and a half-removed tree is never
+//! used (the loader sweeps such leftovers too), then its directories are made writable (images
+//! have `0555` ones) and the tree is removed without following symlinks.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::fs::{File, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use loader::cachedir::{self, ENTRY_SUFFIX, LOCKS, META, ROOTFS, TMP};
+use rustix::fs::FlockOperation;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("no cache entry matches {0}")]
+    NoMatch(String),
+    #[error("{sel} is ambiguous: it matches {}", .candidates.join(", "))]
+    Ambiguous {
+        sel: String,
+        candidates: Vec<String>,
+    },
+    #[error("{0} is not a cache entry (give a key, a key prefix of at least 4 hex digits, or the entry's path)")]
+    BadSelector(String),
+    #[error("entry {0} is in use by a running container")]
+    InUse(String),
+    #[error("entry {key} is owned by uid {uid}, not you: remove it as root (`sudo oci2bin cache --cache-dir {} rm {key}`)", root.display())]
+    Foreign {
+        key: String,
+        uid: u32,
+        root: PathBuf,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, CacheError>;
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CacheError + 'a {
+    move |source| CacheError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// `$XDG_CACHE_HOME/oci2bin`, else `$HOME/.cache/oci2bin`: where the loader puts it.
+pub fn default_root() -> Option<PathBuf> {
+    cachedir::root_from_vars(|k| std::env::var_os(k))
+}
+
+/// What a listed directory is, and whether it can be removed now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Ready,
+    /// A run holds its meta file.
+    InUse,
+    /// Made by an older loader (another suffix): never used again.
+    OldFormat,
+    /// Owned by another uid: the loader does not use it.
+    Foreign(u32),
+    /// A symlink where an entry should be: the loader does not use it.
+    Symlink,
+    /// Neither a directory nor a symlink.
+    NotDir,
+    /// A staging tree whose extraction is gone (crashed or killed).
+    Incomplete,
+    /// A staging tree being extracted right now.
+    Extracting,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            State::Ready => f.write_str("ready"),
+            State::InUse => f.write_str("in use"),
+            State::OldFormat => f.write_str("old format"),
+            State::Foreign(uid) => write!(f, "foreign owner uid {uid}"),
+            State::Symlink => f.write_str("symlink"),
+            State::NotDir => f.write_str("not a directory"),
+            State::Incomplete => f.write_str("incomplete"),
+            State::Extracting => f.write_str("extracting"),
+        }
+    }
+}
+
+/// One entry (in `rootfs/`) or staging tree (in `tmp/`).
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The directory name (`<key>-x2`, or `<key>-<rand>` for staging trees).
+    pub name: String,
+    pub key: String,
+    pub path: PathBuf,
+    /// Image names from the meta file, first use first, without repeats.
+    pub images: Vec<String>,
+    pub image_ids: Vec<String>,
+    /// Disk usage, hard links counted once.
+    pub size: u64,
+    /// The meta file's mtime, set by every run.
+    pub last_used: Option<SystemTime>,
+    pub state: State,
+}
+
+impl Row {
+    pub fn short_key(&self) -> &str {
+        &self.key[..12]
+    }
+
+    pub fn is_staging(&self) -> bool {
+        matches!(self.state, State::Incomplete | State::Extracting)
+    }
+}
+
+/// What `rm` and `prune` did with one directory.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Removed(Row),
+    Skipped(Row, String),
+    Failed(Row, String),
+}
+
+/// A cache root and the uid looking at it.
+pub struct Cache {
+    pub root: PathBuf,
+    euid: u32,
+}
+
+impl Cache {
+    pub fn new(root: PathBuf) -> Cache {
+        Cache {
+            root,
+            euid: rustix::process::geteuid().as_raw(),
+        }
+    }
+
+    pub fn exists(&self) -> bool {
+        self.root.is_dir()
+    }
+
+    fn sub(&self, s: &str) -> PathBuf {
+        self.root.join(s)
+    }
+
+    /// Entries, sorted by name, then staging trees.
+    pub fn list(&self) -> Result<Vec<Row>> {
+        let mut rows = Vec::new();
+        for name in dir_names(&self.sub(ROOTFS))? {
+            let Some((key, suffix)) = cachedir::split_entry_name(&name) else {
+                continue;
+            };
+            let path = self.sub(ROOTFS).join(&name);
+            let Ok(m) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let meta_path = self.sub(META).join(&name);
+            let state = if m.file_type().is_symlink() {
+                State::Symlink
+            } else if !m.is_dir() {
+                State::NotDir
+            } else if m.uid() != self.euid {
+                State::Foreign(m.uid())
+            } else if suffix != ENTRY_SUFFIX {
+                State::OldFormat
+            } else if busy(&meta_path) {
+                State::InUse
+            } else {
+                State::Ready
+            };
+            rows.push(self.row(&name, key, path, &m, state));
+        }
+        for name in dir_names(&self.sub(TMP))? {
+            let Some(key) = cachedir::staging_key(&name) else {
+                continue;
+            };
+            let path = self.sub(TMP).join(&name);
+            let Ok(m) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let state = if busy(&self.sub(LOCKS).join(cachedir::lock_name(key))) {
+                State::Extracting
+            } else {
+                State::Incomplete
+            };
+            let mut row = self.row(&cachedir::entry_name(key), key, path, &m, state);
+            row.name = name;
+            row.last_used = None;
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
+    /// A row for `path`, with images and last use from the meta file of `meta_name`.
+    fn row(&self, meta_name: &str, key: &str, path: PathBuf, m: &Metadata, state: State) -> Row {
+        let meta_path = self.sub(META).join(meta_name);
+        let text = std::fs::read_to_string(&meta_path).unwrap_or_default();
+        let (mut images, mut image_ids) = (Vec::new(), Vec::new());
+        for (id, name) in cachedir::parse_meta(&text) {
+            if !name.is_empty() && !images.iter().any(|n| n == name) {
+                images.push(name.to_string());
+            }
+            if !image_ids.iter().any(|i| i == id) {
+                image_ids.push(id.to_string());
+            }
+        }
+        let last_used = std::fs::metadata(&meta_path)
+            .and_then(|m| m.modified())
+            .ok();
+        Row {
+            name: meta_name.to_string(),
+            key: key.to_string(),
+            size: if m.is_dir() { disk_usage(&path) } else { 0 },
+            path,
+            images,
+            image_ids,
+            last_used,
+            state,
+        }
+    }
+
+    /// The entries `selectors` name: a key, a unique key prefix (at least 4 hex digits), an
+    /// entry's directory name or its path.
+    pub fn resolve(&self, rows: &[Row], selectors: &[String]) -> Result<Vec<Row>> {
+        let mut out: Vec<Row> = Vec::new();
+        for sel in selectors {
+            let s = Path::new(sel.trim_end_matches('/'))
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("");
+            let entries = rows.iter().filter(|r| !r.is_staging());
+            let found: Vec<&Row> = if cachedir::split_entry_name(s).is_some() {
+                entries.filter(|r| r.name == s).collect()
+            } else if s.len() >= 4 && s.bytes().all(|c| c.is_ascii_hexdigit()) {
+                let s = s.to_ascii_lowercase();
+                entries.filter(|r| r.key.starts_with(&s)).collect()
+            } else {
+                return Err(CacheError::BadSelector(sel.clone()));
+            };
+            match found.as_slice() {
+                [] => return Err(CacheError::NoMatch(sel.clone())),
+                [r] => {
+                    if !out.iter().any(|o| o.name == r.name) {
+                        out.push((*r).clone());
+                    }
+                }
+                many => {
+                    return Err(CacheError::Ambiguous {
+                        sel: sel.clone(),
+                        candidates: many.iter().map(|r| r.name.clone()).collect(),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes one entry (or staging tree), refusing one in use or owned by someone else.
+    pub fn remove(&self, row: &Row) -> Result<()> {
+        let m = std::fs::symlink_metadata(&row.path).map_err(io_err("stat", &row.path))?;
+        if !m.is_dir() {
+            // A symlink or file where an entry belongs: the link goes, never its target.
+            std::fs::remove_file(&row.path).map_err(io_err("remove", &row.path))?;
+            return self.remove_meta(row);
+        }
+        if m.uid() != self.euid && self.euid != 0 {
+            return Err(CacheError::Foreign {
+                key: row.key.clone(),
+                uid: m.uid(),
+                root: self.root.clone(),
+            });
+        }
+        // Staging trees are guarded by the extraction lock, entries by the meta file.
+        let guard_path = if row.is_staging() {
+            self.sub(LOCKS).join(cachedir::lock_name(&row.key))
+        } else {
+            self.sub(META).join(&row.name)
+        };
+        let guard = match open_lock(&guard_path, row.name.ends_with(ENTRY_SUFFIX)) {
+            Ok(g) => g,
+            Err(e) => return Err(io_err("open", &guard_path)(e)),
+        };
+        if let Some(g) = &guard {
+            if !try_lock(g).map_err(io_err("lock", &guard_path))? {
+                return Err(CacheError::InUse(row.key.clone()));
+            }
+        }
+        let tmp = self.sub(TMP);
+        std::fs::create_dir_all(&tmp).map_err(io_err("mkdir", &tmp))?;
+        let trash = tmp.join(format!("{}-rm{}", row.key, unique()));
+        // Moving a directory to another parent rewrites its `..`: it needs write permission.
+        if m.mode() & 0o200 == 0 {
+            let p = std::fs::Permissions::from_mode(m.mode() & 0o7777 | 0o700);
+            std::fs::set_permissions(&row.path, p).map_err(io_err("chmod", &row.path))?;
+        }
+        std::fs::rename(&row.path, &trash).map_err(io_err("rename", &row.path))?;
+        if !row.is_staging() {
+            // Still under LOCK_EX: a start waiting for it sees the file unlinked and reopens.
+            self.remove_meta(row)?;
+        }
+        drop(guard);
+        remove_tree(&trash).map_err(io_err("remove", &trash))
+    }
+
+    /// Removes an entry's meta file.
+    fn remove_meta(&self, row: &Row) -> Result<()> {
+        let p = self.sub(META).join(&row.name);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", &p)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// `rm`: removes each named entry, in order; one that cannot go does not stop the others.
+    pub fn rm(&self, selectors: &[String]) -> Result<Vec<Outcome>> {
+        let rows = self.list()?;
+        let chosen = self.resolve(&rows, selectors)?;
+        Ok(chosen
+            .into_iter()
+            .map(|r| match self.remove(&r) {
+                Ok(()) => Outcome::Removed(r),
+                Err(e) => Outcome::Failed(r, e.to_string()),
+            })
+            .collect())
+    }
+
+    /// `prune`: see [`Prune`]. Meta files whose entry is gone are removed too (returned as a
+    /// count).
+    pub fn prune(&self, p: &Prune) -> Result<(Vec<Outcome>, usize)> {
+        let now = SystemTime::now();
+        let mut out = Vec::new();
+        for r in self.list()? {
+            let stale = |r: &Row| match (p.older_than, r.last_used) {
+                (Some(d), Some(t)) => now.duration_since(t).is_ok_and(|age| age > d),
+                // Never used by a run we know of.
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            let wanted = match r.state {
+                State::Incomplete | State::OldFormat | State::Symlink | State::NotDir => true,
+                State::Extracting => {
+                    out.push(Outcome::Skipped(r, "being extracted".into()));
+                    continue;
+                }
+                State::InUse if p.all || stale(&r) => {
+                    out.push(Outcome::Skipped(r, "in use".into()));
+                    continue;
+                }
+                State::Foreign(uid) if self.euid != 0 && (p.all || stale(&r)) => {
+                    out.push(Outcome::Skipped(r, format!("owned by uid {uid}")));
+                    continue;
+                }
+                _ => p.all || stale(&r),
+            };
+            if !wanted {
+                continue;
+            }
+            if p.dry_run {
+                out.push(Outcome::Removed(r));
+                continue;
+            }
+            out.push(match self.remove(&r) {
+                Ok(()) => Outcome::Removed(r),
+                Err(CacheError::InUse(_)) => Outcome::Skipped(r, "in use".into()),
+                Err(e) => Outcome::Failed(r, e.to_string()),
+            });
+        }
+        let orphans = if p.dry_run {
+            0
+        } else {
+            self.remove_orphan_meta()?
+        };
+        Ok((out, orphans))
+    }
+
+    /// Removes meta files whose entry is gone and that no start holds (a start holds it while it
+    /// extracts the entry).
+    fn remove_orphan_meta(&self) -> Result<usize> {
+        let mut n = 0;
+        for name in dir_names(&self.sub(META))? {
+            let entry = self.sub(ROOTFS).join(&name);
+            if std::fs::symlink_metadata(&entry).is_ok() {
+                continue;
+            }
+            let p = self.sub(META).join(&name);
+            let Ok(Some(f)) = open_lock(&p, false) else {
+                continue;
+            };
+            if try_lock(&f).unwrap_or(false)
+                && std::fs::symlink_metadata(&entry).is_err()
+                && std::fs::remove_file(&p).is_ok()
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// What `prune` removes beyond what is never used again (staging trees of dead extractions,
+/// old-format entries, symlinks or files where entries belong, meta files without an entry).
+#[derive(Debug, Clone, Default)]
+pub struct Prune {
+    /// Every entry not in use.
+    pub all: bool,
+    /// Entries last used longer ago than this.
+    pub older_than: Option<Duration>,
+    /// Report only.
+    pub dry_run: bool,
+}
+
+/// Names in `dir`, sorted; none when it does not exist.
+fn dir_names(dir: &Path) -> Result<Vec<String>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("read", dir)(e)),
+    };
+    let mut names: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Opens a lock file; `None` when it does not exist (and `create` is false).
+fn open_lock(path: &Path, create: bool) -> io::Result<Option<File>> {
+    let r = OpenOptions::new()
+        .read(true)
+        .write(create)
+        .create(create)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path);
+    match r {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// LOCK_EX without waiting: false when someone holds the lock (shared or exclusive).
+fn try_lock(f: &File) -> io::Result<bool> {
+    match rustix::fs::flock(f, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether someone holds a lock on `path` (a run on a meta file, an extractor on a lock file).
+fn busy(path: &Path) -> bool {
+    match open_lock(path, false) {
+        Ok(Some(f)) => !try_lock(&f).unwrap_or(true),
+        _ => false,
+    }
+}
+
+/// A name part unique to this call: pid and clock.
+fn unique() -> String {
+    let t = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}-{}", std::process::id(), t.as_nanos())
+}
+
+/// Disk usage of a tree as `du` counts it: allocated blocks, each hard-linked file once,
+/// symlinks never followed. Unreadable parts count as empty.
+pub fn disk_usage(path: &Path) -> u64 {
+    fn walk(p: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
+        let Ok(m) = std::fs::symlink_metadata(p) else {
+            return 0;
+        };
+        if m.nlink() > 1 && !m.is_dir() && !seen.insert((m.dev(), m.ino())) {
+            return 0;
+        }
+        let mut total = m.blocks() * 512;
+        if m.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    total += walk(&e.path(), seen);
+                }
+            }
+        }
+        total
+    }
+    walk(path, &mut HashSet::new())
+}
+
+/// Removes a tree of ours, first giving every directory `u+rwx` (images have `0555` and even
+/// `0000` ones); symlinks are removed, never followed.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    fn open_up(p: &Path) -> io::Result<()> {
+        let m = std::fs::symlink_metadata(p)?;
+        if !m.is_dir() {
+            return Ok(());
+        }
+        if m.mode() & 0o700 != 0o700 {
+            std::fs::set_permissions(
+                p,
+                std::fs::Permissions::from_mode(m.mode() & 0o7777 | 0o700),
+            )?;
+        }
+        for e in std::fs::read_dir(p)? {
+            open_up(&e?.path())?;
+        }
+        Ok(())
+    }
+    match open_up(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        r => r?,
+    }
+    std::fs::remove_dir_all(path)
+}
+
+/// `1.1 MiB`, `532 B`: binary units, one decimal.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// `3 minutes ago` for the last month, else the date (UTC).
+pub fn human_age(t: SystemTime, now: SystemTime) -> String {
+    let Ok(age) = now.duration_since(t) else {
+        return "just now".into();
+    };
+    let s = age.as_secs();
+    let ago = |n: u64, unit: &str| format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" });
+    match s {
+        0..=1 => "just now".into(),
+        2..=59 => ago(s, "second"),
+        60..=3599 => ago(s / 60, "minute"),
+        3600..=172_799 => ago(s / 3600, "hour"),
+        172_800..=2_591_999 => ago(s / 86_400, "day"),
+        _ => date(t),
+    }
+}
+
+/// `YYYY-MM-DD` (UTC) of a time.
+fn date(t: SystemTime) -> String {
+    let days = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400) as i64;
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// `30s`, `15m`, `12h`, `7d`, `2w`.
+pub fn parse_age(s: &str) -> std::result::Result<Duration, String> {
+    let bad = || format!("`{s}` is not a duration like 30s, 15m, 12h, 7d or 2w");
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_secs(n.saturating_mul(secs)))
+}
+
+/// The `ls` table: columns aligned, a header even when empty.
+pub fn render_table(rows: &[Row], now: SystemTime) -> String {
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.short_key().to_string(),
+                if r.images.is_empty() {
+                    "-".into()
+                } else {
+                    r.images.join(",")
+                },
+                human_size(r.size),
+                r.last_used.map_or("-".into(), |t| human_age(t, now)),
+                r.state.to_string(),
+            ]
+        })
+        .collect();
+    let header = ["ENTRY", "IMAGE", "SIZE", "LAST USED", "STATE"].map(String::from);
+    let mut width = header.clone().map(|h| h.len());
+    for c in &cells {
+        for (w, v) in width.iter_mut().zip(c) {
+            *w = (*w).max(v.len());
+        }
+    }
+    let mut out = String::new();
+    for c in std::iter::once(&header).chain(&cells) {
+        let line: Vec<String> = c
+            .iter()
+            .zip(width)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The `ls --json` value: full keys, sizes in bytes, last use in seconds since the epoch.
+pub fn to_json(rows: &[Row]) -> serde_json::Value {
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs())
+    };
+    rows.iter()
+        .map(|r| {
+            serde_json::json!({
+                "entry": r.name,
+                "key": r.key,
+                "path": r.path,
+                "images": r.images,
+                "image_ids": r.image_ids,
+                "size": r.size,
+                "last_used": r.last_used.and_then(secs),
+                "state": r.state.to_string(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
