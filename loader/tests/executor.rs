@@ -559,22 +559,8 @@ fn signals_sent_to_the_loader_reach_the_container() {
         if !init {
             args.insert(0, "--no-init");
         }
-        let mut child = child_command(&r, &args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut supervisor = None;
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if let Some(pid) = line.strip_prefix("SUPERVISOR=") {
-                supervisor = Some(pid.parse::<i32>().unwrap());
-            }
-            if line == "ready" {
-                break;
-            }
-        }
-        ns::kill(supervisor.unwrap(), 15).unwrap();
+        let (mut child, supervisor, lines) = start_ready(&r, &args);
+        ns::kill(supervisor, 15).unwrap();
         let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
         let status = child.wait().unwrap();
         assert_eq!(rest, ["got-term"], "init={init}");

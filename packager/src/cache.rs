@@ -558,20 +558,10 @@ pub fn human_age(t: SystemTime, now: SystemTime) -> String {
 
 /// `YYYY-MM-DD` (UTC) of a time.
 fn date(t: SystemTime) -> String {
-    let days = t
+    let secs = t
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 86_400) as i64;
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+        .map_or(0, |d| d.as_secs());
+    crate::metadata::civil_date(secs)
 }
 
 /// `30s`, `15m`, `12h`, `7d`, `2w`.
