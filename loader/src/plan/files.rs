@@ -1,0 +1,65 @@
+//! Per-run files, written into the private overlay after `pivot_root` (container paths): the
+//! hostname, hosts and resolv.conf, and the single-uid patches (passwd/group entries, apt's
+//! sandbox user). Never written into the cache.
+
+use super::{HostFacts, Step};
+use crate::patch;
+use crate::users::User;
+
+/// The files every run writes into its private copy.
+pub(super) fn per_run(facts: &HostFacts, user: &User, steps: &mut Vec<Step>) {
+    steps.push(Step::Mkdir {
+        path: "/etc".into(),
+        mode: 0o755,
+    });
+    steps.push(Step::WriteFile {
+        path: "/etc/hostname".into(),
+        contents: format!("{}\n", facts.hostname).into_bytes(),
+    });
+    steps.push(Step::WriteFile {
+        path: "/etc/hosts".into(),
+        contents: hosts_file(&facts.hostname),
+    });
+    if let Some(resolv) = &facts.resolv_conf {
+        steps.push(Step::WriteFile {
+            path: "/etc/resolv.conf".into(),
+            contents: resolv.clone(),
+        });
+    }
+    let host_user = facts
+        .env
+        .iter()
+        .find(|(k, _)| k == "USER")
+        .and_then(|(_, v)| v.to_str());
+    if let Some(add) = patch::passwd_addition(facts.passwd.as_deref(), user, host_user) {
+        steps.push(Step::AppendFile {
+            path: "/etc/passwd".into(),
+            contents: add,
+        });
+    }
+    if let Some(add) = patch::group_addition(facts.group.as_deref(), user.gid, host_user) {
+        steps.push(Step::AppendFile {
+            path: "/etc/group".into(),
+            contents: add,
+        });
+    }
+    if facts.has_apt {
+        steps.push(Step::Mkdir {
+            path: "/etc/apt/apt.conf.d".into(),
+            mode: 0o755,
+        });
+        steps.push(Step::WriteFile {
+            path: patch::APT_SANDBOX_CONF.into(),
+            contents: patch::APT_SANDBOX_TEXT.into(),
+        });
+    }
+}
+
+fn hosts_file(hostname: &str) -> Vec<u8> {
+    format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+         fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
+         ff02::2\tip6-allrouters\n127.0.0.1\t{hostname}\n"
+    )
+    .into_bytes()
+}

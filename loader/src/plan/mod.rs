@@ -1,0 +1,216 @@
+//! The plan: image config + runtime flags + host facts → an ordered list of [`Step`]s, in the
+//! style of bubblewrap's setup ops. Pure (no I/O), so every decision is unit-tested here, and
+//! the executor ([`crate::exec`]) stays a dumb loop over the steps.
+//!
+//! By concern: [`process`] decides what runs (command, environment, working directory, how it
+//! is stopped), [`root`] the namespaces and the root filesystem up to `pivot_root`, [`files`]
+//! the per-run files written after it. [`plan`] strings them together; a new flag is a few steps
+//! in the module it concerns.
+
+mod files;
+mod process;
+mod root;
+#[cfg(test)]
+mod tests;
+
+pub use process::{command, environment};
+pub use root::DEVICES;
+
+use crate::args::Flags;
+use crate::format::Runtime;
+use crate::init::StopPolicy;
+use crate::users::{self, UserError};
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What the plan needs to know about the host and the prepared rootfs (gathered by
+/// [`crate::host::gather`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFacts {
+    /// Effective uid/gid on the host: the one id each that the user namespace maps.
+    pub uid: u32,
+    pub gid: u32,
+    /// The host environment, for `-e K` and env-file lines without a value.
+    pub env: Vec<(OsString, OsString)>,
+    /// Contents of each `--env-file`, in flag order: `(path, bytes)`.
+    pub env_files: Vec<(OsString, Vec<u8>)>,
+    /// The extracted image (overlay lower, read-only).
+    pub rootfs: PathBuf,
+    /// An empty directory for the per-run tmpfs.
+    pub scratch: PathBuf,
+    pub hostname: String,
+    /// The image's `/etc/passwd` and `/etc/group`, if they are regular files.
+    pub passwd: Option<String>,
+    pub group: Option<String>,
+    /// The host's `/etc/resolv.conf`.
+    pub resolv_conf: Option<Vec<u8>>,
+    /// Whether the image has `/etc/apt`.
+    pub has_apt: bool,
+    /// Container paths of gosu/su-exec/setpriv in the image.
+    pub shims: Vec<String>,
+}
+
+/// One setup operation. Paths before [`Step::PivotRoot`] are host paths (in our mount
+/// namespace); paths after it are container paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Print a warning (`oci2bin: warning: …`) and go on.
+    Warn(String),
+    /// Enter new namespaces (`sys::ns::NEW_*` flags).
+    Unshare(i32),
+    /// Map the single host uid/gid to the container's (after `setgroups` = deny).
+    MapIds {
+        uid: u32,
+        host_uid: u32,
+        gid: u32,
+        host_gid: u32,
+    },
+    /// Fork. The parent forwards signals to the child, stops it as the policy says, reaps it and
+    /// returns its exit status; the child (PID 1 of the new pid namespace) carries on with the
+    /// next step.
+    Fork(StopPolicy),
+    /// The child gets SIGKILL if the supervisor dies.
+    DieWithParent,
+    /// Make every mount private, so nothing we mount propagates anywhere.
+    MakeRootPrivate,
+    Tmpfs {
+        target: PathBuf,
+        flags: u64,
+        options: String,
+    },
+    /// Create a directory (an existing one is fine).
+    Mkdir {
+        path: PathBuf,
+        mode: u32,
+    },
+    /// Mount an overlay of `lower` with a writable `upper`; if overlayfs is unavailable, copy
+    /// `lower` into `target` (which must then be on a tmpfs) and bind it onto itself.
+    Overlay {
+        lower: PathBuf,
+        upper: PathBuf,
+        work: PathBuf,
+        target: PathBuf,
+    },
+    /// Make `path` a real directory: a symlink or file the image put there is replaced, so a
+    /// hostile image cannot redirect the mounts that follow.
+    RealDir {
+        path: PathBuf,
+    },
+    /// Bind a host file (a device node) onto a new empty file at `target`.
+    BindFile {
+        source: PathBuf,
+        target: PathBuf,
+    },
+    Devpts {
+        target: PathBuf,
+    },
+    Symlink {
+        target: String,
+        link: PathBuf,
+    },
+    Proc {
+        target: PathBuf,
+    },
+    /// Recursive bind of the host's /sys, made read-only (left out with a warning if impossible).
+    SysReadOnly {
+        target: PathBuf,
+    },
+    Hostname(String),
+    /// pivot_root into `new_root` and detach the old root.
+    PivotRoot {
+        new_root: PathBuf,
+    },
+    /// Write a file, replacing a symlink at `path` rather than following it.
+    WriteFile {
+        path: PathBuf,
+        contents: Vec<u8>,
+    },
+    AppendFile {
+        path: PathBuf,
+        contents: String,
+    },
+    /// Bind the loader itself over a user-switching program at container path `path` under
+    /// `root` (see [`crate::shim`]); skipped with a warning if a directory on the way is a
+    /// symlink, so the bind cannot land outside the root.
+    BindSelf {
+        root: PathBuf,
+        path: String,
+    },
+    /// chdir, creating the directory if missing (as Docker does for WORKDIR).
+    Chdir(PathBuf),
+    /// Exec the command, resolved with the container's `PATH`, with every descriptor above
+    /// `2 + keep_fds` closed; with `init`, fork it under our init instead.
+    Exec {
+        argv: Vec<OsString>,
+        env: Vec<OsString>,
+        init: bool,
+        keep_fds: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanError {
+    NoCommand,
+    User(UserError),
+    RelativeWorkdir(OsString),
+    BadEnv {
+        source: OsString,
+        entry: OsString,
+        why: &'static str,
+    },
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PlanError::NoCommand => write!(f, "no command specified"),
+            PlanError::User(e) => e.fmt(f),
+            PlanError::RelativeWorkdir(w) => write!(
+                f,
+                "the working directory '{}' is invalid, it needs to be an absolute path",
+                w.to_string_lossy()
+            ),
+            PlanError::BadEnv { source, entry, why } => {
+                write!(
+                    f,
+                    "invalid environment variable '{}' in {}: {why}",
+                    entry.to_string_lossy(),
+                    source.to_string_lossy()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+impl From<UserError> for PlanError {
+    fn from(e: UserError) -> Self {
+        PlanError::User(e)
+    }
+}
+
+/// Plans a run: every namespace, mount, file and the final exec, in order.
+pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>, PlanError> {
+    let argv = process::command(rt, flags)?;
+    let user_spec = flags.user.as_deref().unwrap_or(&rt.user);
+    let user = users::resolve(user_spec, facts.passwd.as_deref(), facts.group.as_deref())?;
+    let mut steps = Vec::with_capacity(48);
+    let env = process::environment(rt, flags, facts, &user.home, &mut steps)?;
+    let workdir = process::workdir(rt, flags)?;
+    let stop = process::stop_policy(rt, flags, &mut steps);
+    root::namespaces(&user, facts, stop, &mut steps);
+    root::filesystem(facts, &mut steps);
+    files::per_run(facts, &user, &mut steps);
+    steps.push(Step::Chdir(workdir));
+    steps.push(Step::Exec {
+        argv,
+        env,
+        init: !flags.no_init,
+        keep_fds: flags.preserve_fds,
+    });
+    Ok(steps)
+}

@@ -1,0 +1,118 @@
+//! The namespaces and the root filesystem, up to `pivot_root`: a private overlay on the cached
+//! tree, a minimal `/dev`, a fresh `/proc`, a read-only `/sys`, the user-switcher stand-ins.
+
+use super::{HostFacts, Step};
+use crate::init::StopPolicy;
+use crate::sys::ns;
+use crate::users::User;
+use std::path::PathBuf;
+
+/// Host devices bind-mounted into the container's `/dev`.
+pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// The user namespace and the fork into the new pid namespace, whose PID 1 carries on.
+pub(super) fn namespaces(user: &User, facts: &HostFacts, stop: StopPolicy, steps: &mut Vec<Step>) {
+    // Namespaces: the supervisor creates them and stays outside the mount namespace (so it can
+    // clean up on the host); its first child is PID 1.
+    steps.push(Step::Unshare(
+        ns::NEW_USER | ns::NEW_PID | ns::NEW_UTS | ns::NEW_IPC,
+    ));
+    steps.push(Step::MapIds {
+        uid: user.uid,
+        host_uid: facts.uid,
+        gid: user.gid,
+        host_gid: facts.gid,
+    });
+    steps.push(Step::Fork(stop));
+    steps.push(Step::DieWithParent);
+}
+
+/// The root filesystem, built in the child's own mount namespace and pivoted into.
+pub(super) fn filesystem(facts: &HostFacts, steps: &mut Vec<Step>) {
+    steps.push(Step::Unshare(ns::NEW_NS));
+    steps.push(Step::MakeRootPrivate);
+
+    // The root: a private tmpfs holds the overlay's upper and work dirs.
+    let scratch = &facts.scratch;
+    let root = scratch.join("root");
+    steps.push(Step::Tmpfs {
+        target: scratch.clone(),
+        flags: 0,
+        options: "mode=755".into(),
+    });
+    for d in ["upper", "work", "root"] {
+        steps.push(Step::Mkdir {
+            path: scratch.join(d),
+            mode: 0o755,
+        });
+    }
+    steps.push(Step::Overlay {
+        lower: facts.rootfs.clone(),
+        upper: scratch.join("upper"),
+        work: scratch.join("work"),
+        target: root.clone(),
+    });
+    for d in ["dev", "proc", "sys"] {
+        steps.push(Step::RealDir { path: root.join(d) });
+    }
+
+    // /dev: a tmpfs with a few host devices, a private devpts and the usual links.
+    let dev = root.join("dev");
+    steps.push(Step::Tmpfs {
+        target: dev.clone(),
+        flags: ns::MS_NOSUID | ns::MS_STRICTATIME,
+        options: "mode=755,size=65536k".into(),
+    });
+    steps.push(Step::Mkdir {
+        path: dev.join("pts"),
+        mode: 0o755,
+    });
+    steps.push(Step::Mkdir {
+        path: dev.join("shm"),
+        mode: 0o755,
+    });
+    for d in DEVICES {
+        steps.push(Step::BindFile {
+            source: PathBuf::from("/dev").join(d),
+            target: dev.join(d),
+        });
+    }
+    steps.push(Step::Devpts {
+        target: dev.join("pts"),
+    });
+    steps.push(Step::Symlink {
+        target: "pts/ptmx".into(),
+        link: dev.join("ptmx"),
+    });
+    steps.push(Step::Tmpfs {
+        target: dev.join("shm"),
+        flags: ns::MS_NOSUID | ns::MS_NODEV | ns::MS_NOEXEC,
+        options: "mode=1777,size=65536k".into(),
+    });
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        steps.push(Step::Symlink {
+            target: target.into(),
+            link: dev.join(link),
+        });
+    }
+    steps.push(Step::Proc {
+        target: root.join("proc"),
+    });
+    steps.push(Step::SysReadOnly {
+        target: root.join("sys"),
+    });
+    // Before the pivot: the loader's own file is reachable (and bindable) only from here.
+    for s in &facts.shims {
+        steps.push(Step::BindSelf {
+            root: root.clone(),
+            path: s.clone(),
+        });
+    }
+    steps.push(Step::Hostname(facts.hostname.clone()));
+    steps.push(Step::PivotRoot { new_root: root });
+}

@@ -1,0 +1,574 @@
+//! The plan's specs: every decision, step by step, with no I/O.
+
+use super::*;
+use crate::sys::ns;
+use std::path::Path;
+use std::time::Duration;
+
+fn image() -> Runtime {
+    Runtime {
+        image_id: format!("sha256:{}", "0".repeat(64)),
+        name: "test:latest".into(),
+        entrypoint: Some(vec!["/docker-entrypoint.sh".into()]),
+        cmd: Some(vec!["nginx".into(), "-g".into(), "daemon off;".into()]),
+        env: vec![
+            "PATH=/opt/bin:/bin".into(),
+            "LANG=C.UTF-8".into(),
+            "EMPTY=".into(),
+        ],
+        workdir: "/srv".into(),
+        ..Runtime::default()
+    }
+}
+
+fn facts() -> HostFacts {
+    HostFacts {
+        uid: 1000,
+        gid: 1000,
+        env: vec![
+            ("TERM".into(), "xterm".into()),
+            ("USER".into(), "alice".into()),
+        ],
+        rootfs: "/cache/rootfs".into(),
+        scratch: "/run/o2b".into(),
+        hostname: "0123456789ab".into(),
+        passwd: Some("root:x:0:0:root:/root:/bin/sh\napp:x:100:101::/home/app:/bin/sh\n".into()),
+        group: Some("root:x:0:\napp:x:101:\n".into()),
+        resolv_conf: Some(b"nameserver 10.0.0.1\n".to_vec()),
+        ..HostFacts::default()
+    }
+}
+
+fn flags(args: &[&str]) -> Flags {
+    match crate::args::parse(args.iter().map(|s| s.to_string())).unwrap() {
+        crate::args::Parsed::Run(f) => f,
+        p => panic!("{p:?}"),
+    }
+}
+
+fn raw_exec_of(steps: &[Step]) -> (&[OsString], &[OsString], bool) {
+    match steps.last() {
+        Some(Step::Exec {
+            argv, env, init, ..
+        }) => (argv, env, *init),
+        other => panic!("plan does not end in exec: {other:?}"),
+    }
+}
+
+/// The exec step with its strings as text (the tests' values are UTF-8).
+fn exec_of(steps: &[Step]) -> (Vec<String>, Vec<String>, bool) {
+    let (argv, env, init) = raw_exec_of(steps);
+    let text = |v: &[OsString]| v.iter().map(|s| s.to_str().unwrap().to_string()).collect();
+    (text(argv), text(env), init)
+}
+
+fn env_of(args: &[&str], f: &HostFacts) -> Vec<String> {
+    exec_of(&plan(&image(), &flags(args), f).unwrap())
+        .1
+        .to_vec()
+}
+
+#[test]
+fn command_is_entrypoint_then_cmd() {
+    assert_eq!(
+        command(&image(), &flags(&[])).unwrap(),
+        ["/docker-entrypoint.sh", "nginx", "-g", "daemon off;"]
+    );
+}
+
+#[test]
+fn trailing_args_replace_cmd_but_keep_entrypoint() {
+    assert_eq!(
+        command(&image(), &flags(&["sh", "-c", "x"])).unwrap(),
+        ["/docker-entrypoint.sh", "sh", "-c", "x"]
+    );
+}
+
+#[test]
+fn entrypoint_flag_replaces_entrypoint_and_drops_image_cmd() {
+    assert_eq!(
+        command(&image(), &flags(&["--entrypoint", "/bin/sh"])).unwrap(),
+        ["/bin/sh"]
+    );
+    assert_eq!(
+        command(
+            &image(),
+            &flags(&["--entrypoint", "/bin/sh", "--", "-c", "id"])
+        )
+        .unwrap(),
+        ["/bin/sh", "-c", "id"]
+    );
+}
+
+#[test]
+fn empty_entrypoint_flag_runs_the_arguments_alone() {
+    assert_eq!(
+        command(&image(), &flags(&["--entrypoint=", "ls", "/"])).unwrap(),
+        ["ls", "/"]
+    );
+    assert_eq!(
+        command(&image(), &flags(&["--entrypoint="])),
+        Err(PlanError::NoCommand)
+    );
+}
+
+#[test]
+fn an_image_without_entrypoint_or_cmd_needs_a_command() {
+    let rt = Runtime {
+        entrypoint: None,
+        cmd: None,
+        ..image()
+    };
+    let e = plan(&rt, &flags(&[]), &facts()).unwrap_err();
+    assert_eq!(e.to_string(), "no command specified");
+    assert_eq!(command(&rt, &flags(&["true"])).unwrap(), ["true"]);
+}
+
+#[test]
+fn env_precedence_is_image_then_files_then_dash_e() {
+    let mut f = facts();
+    f.env_files = vec![
+        (
+            "a.env".into(),
+            "# comment\n\nLANG=de_DE\nA=file-a\n  B=file-b\nTERM\nUNSET\n".into(),
+        ),
+        ("b.env".into(), "A=file-b-wins\n".into()),
+    ];
+    let env = env_of(
+        &["-e", "B=flag", "--env-file", "ignored-here", "-e", "C=flag"],
+        &f,
+    );
+    assert_eq!(
+        env,
+        [
+            "PATH=/opt/bin:/bin",
+            "HOSTNAME=0123456789ab",
+            "LANG=de_DE",
+            "EMPTY=",
+            "A=file-b-wins",
+            "B=flag",
+            "TERM=xterm",
+            "C=flag",
+            "HOME=/root",
+        ]
+    );
+}
+
+#[test]
+fn dash_e_without_value_copies_from_the_host_or_warns() {
+    let steps = plan(&image(), &flags(&["-e", "TERM", "-e", "NOPE"]), &facts()).unwrap();
+    assert!(exec_of(&steps).1.contains(&"TERM=xterm".to_string()));
+    assert!(!exec_of(&steps).1.iter().any(|e| e.starts_with("NOPE")));
+    assert!(steps.contains(&Step::Warn(
+        "environment variable NOPE is not set on the host; not passed".into()
+    )));
+}
+
+#[test]
+fn path_hostname_and_home_are_added_when_missing() {
+    let rt = Runtime {
+        env: vec![],
+        ..image()
+    };
+    let env = exec_of(&plan(&rt, &flags(&[]), &facts()).unwrap())
+        .1
+        .to_vec();
+    assert_eq!(
+        env,
+        [
+            format!("PATH={DEFAULT_PATH}"),
+            "HOSTNAME=0123456789ab".into(),
+            "HOME=/root".into()
+        ]
+    );
+}
+
+#[test]
+fn explicit_home_and_hostname_win() {
+    let env = env_of(&["-e", "HOME=/x", "-e", "HOSTNAME=box"], &facts());
+    assert!(env.contains(&"HOME=/x".to_string()));
+    assert!(env.contains(&"HOSTNAME=box".to_string()));
+    assert_eq!(env.iter().filter(|e| e.starts_with("HOME=")).count(), 1);
+}
+
+#[test]
+fn bad_variable_names_are_rejected() {
+    let mut f = facts();
+    f.env_files = vec![("a.env".into(), "BAD NAME=1\n".into())];
+    assert_eq!(
+        plan(&image(), &flags(&[]), &f).unwrap_err().to_string(),
+        "invalid environment variable 'BAD NAME=1' in a.env: the name contains whitespace"
+    );
+    assert!(plan(&image(), &flags(&["-e", "=x"]), &facts()).is_err());
+}
+
+#[test]
+fn user_flag_sets_ids_home_and_the_uid_map() {
+    let steps = plan(&image(), &flags(&["-u", "app"]), &facts()).unwrap();
+    assert!(steps.contains(&Step::MapIds {
+        uid: 100,
+        host_uid: 1000,
+        gid: 101,
+        host_gid: 1000
+    }));
+    assert!(exec_of(&steps).1.contains(&"HOME=/home/app".to_string()));
+    // Known user and group: nothing to patch.
+    assert!(!steps.iter().any(|s| matches!(s, Step::AppendFile { .. })));
+}
+
+#[test]
+fn image_user_applies_unless_overridden() {
+    let rt = Runtime {
+        user: "app".into(),
+        ..image()
+    };
+    let steps = plan(&rt, &flags(&[]), &facts()).unwrap();
+    assert!(steps.contains(&Step::MapIds {
+        uid: 100,
+        host_uid: 1000,
+        gid: 101,
+        host_gid: 1000
+    }));
+    let steps = plan(&rt, &flags(&["--user", "0"]), &facts()).unwrap();
+    assert!(steps.contains(&Step::MapIds {
+        uid: 0,
+        host_uid: 1000,
+        gid: 0,
+        host_gid: 1000
+    }));
+}
+
+#[test]
+fn default_is_root_in_the_container_whoever_runs_it() {
+    let steps = plan(&image(), &flags(&[]), &facts()).unwrap();
+    assert!(steps.contains(&Step::MapIds {
+        uid: 0,
+        host_uid: 1000,
+        gid: 0,
+        host_gid: 1000
+    }));
+}
+
+#[test]
+fn unknown_user_name_fails_the_plan() {
+    assert!(matches!(
+        plan(&image(), &flags(&["-u", "ghost"]), &facts()),
+        Err(PlanError::User(UserError::NoSuchUser(_)))
+    ));
+}
+
+#[test]
+fn a_uid_missing_from_passwd_is_added_to_the_private_copy() {
+    let steps = plan(&image(), &flags(&["-u", "4242:4343"]), &facts()).unwrap();
+    assert!(steps.contains(&Step::AppendFile {
+        path: "/etc/passwd".into(),
+        contents: "alice:x:4242:4343::/:/bin/sh\n".into()
+    }));
+    assert!(steps.contains(&Step::AppendFile {
+        path: "/etc/group".into(),
+        contents: "alice:x:4343:\n".into()
+    }));
+    assert!(exec_of(&steps).1.contains(&"HOME=/".to_string()));
+}
+
+#[test]
+fn apt_images_get_the_sandbox_override() {
+    let mut f = facts();
+    assert!(!plan(&image(), &flags(&[]), &f)
+        .unwrap()
+        .iter()
+        .any(|s| matches!(s, Step::WriteFile { path, .. } if path.starts_with("/etc/apt"))));
+    f.has_apt = true;
+    let steps = plan(&image(), &flags(&[]), &f).unwrap();
+    assert!(steps.contains(&Step::WriteFile {
+        path: "/etc/apt/apt.conf.d/00oci2bin-sandbox".into(),
+        contents: b"APT::Sandbox::User \"root\";\n".to_vec()
+    }));
+}
+
+#[test]
+fn user_switchers_are_shadowed_by_the_loader() {
+    let mut f = facts();
+    f.shims = vec!["/usr/sbin/gosu".into(), "/usr/bin/setpriv".into()];
+    let steps = plan(&image(), &flags(&[]), &f).unwrap();
+    let binds: Vec<_> = steps
+        .iter()
+        .filter(|s| matches!(s, Step::BindSelf { .. }))
+        .cloned()
+        .collect();
+    assert_eq!(
+        binds,
+        [
+            Step::BindSelf {
+                root: "/run/o2b/root".into(),
+                path: "/usr/sbin/gosu".into()
+            },
+            Step::BindSelf {
+                root: "/run/o2b/root".into(),
+                path: "/usr/bin/setpriv".into()
+            }
+        ]
+    );
+    let pivot = steps
+        .iter()
+        .position(|s| matches!(s, Step::PivotRoot { .. }))
+        .unwrap();
+    assert!(
+        steps
+            .iter()
+            .rposition(|s| matches!(s, Step::BindSelf { .. }))
+            .unwrap()
+            < pivot
+    );
+}
+
+#[test]
+fn workdir_comes_from_flag_then_image_then_root() {
+    let chdir = |rt: &Runtime, a: &[&str]| {
+        plan(rt, &flags(a), &facts())
+            .unwrap()
+            .into_iter()
+            .find_map(|s| match s {
+                Step::Chdir(d) => Some(d),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(chdir(&image(), &["-w", "/tmp"]), Path::new("/tmp"));
+    assert_eq!(chdir(&image(), &[]), Path::new("/srv"));
+    assert_eq!(
+        chdir(
+            &Runtime {
+                workdir: String::new(),
+                ..image()
+            },
+            &[]
+        ),
+        Path::new("/")
+    );
+    assert_eq!(
+        chdir(
+            &Runtime {
+                workdir: "app".into(),
+                ..image()
+            },
+            &[]
+        ),
+        Path::new("/app")
+    );
+    assert_eq!(
+        plan(&image(), &flags(&["-w", "rel"]), &facts())
+            .unwrap_err()
+            .to_string(),
+        "the working directory 'rel' is invalid, it needs to be an absolute path"
+    );
+}
+
+#[test]
+fn the_init_is_pid_1_unless_no_init_is_asked_for() {
+    assert!(exec_of(&plan(&image(), &flags(&[]), &facts()).unwrap()).2);
+    assert!(exec_of(&plan(&image(), &flags(&["--init"]), &facts()).unwrap()).2);
+    assert!(!exec_of(&plan(&image(), &flags(&["--no-init"]), &facts()).unwrap()).2);
+}
+
+fn stop_of(rt: &Runtime, args: &[&str]) -> StopPolicy {
+    plan(rt, &flags(args), &facts())
+        .unwrap()
+        .into_iter()
+        .find_map(|s| match s {
+            Step::Fork(p) => Some(p),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn stop_is_sigterm_then_kill_after_ten_seconds_by_default() {
+    assert_eq!(
+        stop_of(&image(), &[]),
+        StopPolicy {
+            signal: libc::SIGTERM,
+            timeout: Some(Duration::from_secs(10))
+        }
+    );
+}
+
+#[test]
+fn stop_signal_comes_from_the_flag_then_the_image() {
+    let rt = Runtime {
+        stop_signal: "SIGQUIT".into(),
+        ..image()
+    };
+    assert_eq!(stop_of(&rt, &[]).signal, libc::SIGQUIT);
+    assert_eq!(
+        stop_of(&rt, &["--stop-signal", "USR1"]).signal,
+        libc::SIGUSR1
+    );
+    let odd = Runtime {
+        stop_signal: "SIGNOPE".into(),
+        ..image()
+    };
+    let steps = plan(&odd, &flags(&[]), &facts()).unwrap();
+    assert!(steps.contains(&Step::Warn(
+        "the image's stop signal \"SIGNOPE\" is not a signal; using SIGTERM".into()
+    )));
+}
+
+#[test]
+fn stop_timeout_flag_sets_or_removes_the_deadline() {
+    assert_eq!(
+        stop_of(&image(), &["--stop-timeout", "2"]).timeout,
+        Some(Duration::from_secs(2))
+    );
+    assert_eq!(stop_of(&image(), &["--stop-timeout=-1"]).timeout, None);
+}
+
+#[test]
+fn preserve_fds_reaches_exec() {
+    let keep = |args: &[&str]| match plan(&image(), &flags(args), &facts()).unwrap().pop() {
+        Some(Step::Exec { keep_fds, .. }) => keep_fds,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(keep(&[]), 0);
+    assert_eq!(keep(&["--preserve-fds", "2"]), 2);
+}
+
+#[test]
+fn non_utf8_arguments_and_environment_reach_exec_untouched() {
+    use std::os::unix::ffi::OsStringExt;
+    let raw = |b: &[u8]| OsString::from_vec(b.to_vec());
+    let mut f = facts();
+    f.env.push((raw(b"LANG_\xff"), raw(b"v\xfe")));
+    f.env_files = vec![(
+        raw(b"/e\xff.env"),
+        b"FILE=\xe9t\xe9\r\nLANG_\xff\n".to_vec(),
+    )];
+    let args = vec![raw(b"-e"), raw(b"K=\xff"), raw(b"echo"), raw(b"caf\xe9")];
+    let crate::args::Parsed::Run(fl) = crate::args::parse(args).unwrap() else {
+        panic!()
+    };
+    let steps = plan(&image(), &fl, &f).unwrap();
+    let (argv, env, _) = raw_exec_of(&steps);
+    assert_eq!(
+        argv,
+        [raw(b"/docker-entrypoint.sh"), raw(b"echo"), raw(b"caf\xe9")]
+    );
+    for want in [
+        raw(b"K=\xff"),
+        raw(b"FILE=\xe9t\xe9"),
+        raw(b"LANG_\xff=v\xfe"),
+    ] {
+        assert!(env.contains(&want), "{want:?} not in {env:?}");
+    }
+}
+
+#[test]
+fn namespaces_come_first_and_the_mount_namespace_only_in_the_child() {
+    let steps = plan(&image(), &flags(&[]), &facts()).unwrap();
+    assert_eq!(
+        steps[0],
+        Step::Unshare(ns::NEW_USER | ns::NEW_PID | ns::NEW_UTS | ns::NEW_IPC)
+    );
+    assert!(matches!(steps[1], Step::MapIds { .. }));
+    assert_eq!(steps[2], Step::Fork(StopPolicy::default()));
+    let fork = steps
+        .iter()
+        .position(|s| matches!(s, Step::Fork(_)))
+        .unwrap();
+    let mount_ns = steps
+        .iter()
+        .position(|s| *s == Step::Unshare(ns::NEW_NS))
+        .unwrap();
+    assert!(mount_ns > fork);
+}
+
+#[test]
+fn the_root_is_an_overlay_on_a_private_tmpfs_then_pivoted_into() {
+    let steps = plan(&image(), &flags(&[]), &facts()).unwrap();
+    let at = |want: &Step| steps.iter().position(|s| s == want).unwrap();
+    let tmpfs = at(&Step::Tmpfs {
+        target: "/run/o2b".into(),
+        flags: 0,
+        options: "mode=755".into(),
+    });
+    let overlay = at(&Step::Overlay {
+        lower: "/cache/rootfs".into(),
+        upper: "/run/o2b/upper".into(),
+        work: "/run/o2b/work".into(),
+        target: "/run/o2b/root".into(),
+    });
+    let pivot = at(&Step::PivotRoot {
+        new_root: "/run/o2b/root".into(),
+    });
+    assert!(tmpfs < overlay && overlay < pivot);
+    // Mount targets are made real directories before anything is mounted on them.
+    for d in ["dev", "proc", "sys"] {
+        let real = at(&Step::RealDir {
+            path: format!("/run/o2b/root/{d}").into(),
+        });
+        assert!(overlay < real && real < pivot);
+    }
+    assert!(
+        at(&Step::Proc {
+            target: "/run/o2b/root/proc".into()
+        }) < pivot
+    );
+    assert!(
+        at(&Step::SysReadOnly {
+            target: "/run/o2b/root/sys".into()
+        }) < pivot
+    );
+}
+
+#[test]
+fn dev_has_the_standard_nodes_and_links() {
+    let steps = plan(&image(), &flags(&[]), &facts()).unwrap();
+    for d in DEVICES {
+        assert!(steps.contains(&Step::BindFile {
+            source: format!("/dev/{d}").into(),
+            target: format!("/run/o2b/root/dev/{d}").into()
+        }));
+    }
+    assert!(steps.contains(&Step::Devpts {
+        target: "/run/o2b/root/dev/pts".into()
+    }));
+    assert!(steps.contains(&Step::Symlink {
+        target: "pts/ptmx".into(),
+        link: "/run/o2b/root/dev/ptmx".into()
+    }));
+    assert!(steps.contains(&Step::Symlink {
+        target: "/proc/self/fd".into(),
+        link: "/run/o2b/root/dev/fd".into()
+    }));
+}
+
+#[test]
+fn hostname_hosts_and_resolv_conf_are_written_after_the_pivot() {
+    let steps = plan(&image(), &flags(&[]), &facts()).unwrap();
+    let pivot = steps
+        .iter()
+        .position(|s| matches!(s, Step::PivotRoot { .. }))
+        .unwrap();
+    assert!(steps.contains(&Step::Hostname("0123456789ab".into())));
+    for (path, needle) in [
+        ("/etc/hostname", "0123456789ab\n"),
+        ("/etc/hosts", "127.0.0.1\t0123456789ab\n"),
+        ("/etc/resolv.conf", "nameserver 10.0.0.1\n"),
+    ] {
+        let i = steps
+            .iter()
+            .position(|s| {
+                matches!(s, Step::WriteFile { path: p, contents }
+                if p.to_str() == Some(path)
+                    && String::from_utf8_lossy(contents).contains(needle))
+            })
+            .unwrap_or_else(|| panic!("no write of {path}"));
+        assert!(i > pivot);
+    }
+    let mut f = facts();
+    f.resolv_conf = None;
+    assert!(!plan(&image(), &flags(&[]), &f)
+        .unwrap()
+        .iter()
+        .any(|s| matches!(s, Step::WriteFile { path, .. } if path.ends_with("resolv.conf"))));
+}
