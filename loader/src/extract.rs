@@ -19,6 +19,7 @@
 //! directory can still be filled by a later layer.
 
 use crate::format::{Compression, LayerRef};
+use crate::gzip::GzipMembers;
 use crate::sys::fs as sys;
 use crate::sys::sig;
 use crate::tar::{self, Kind, TarError};
@@ -355,7 +356,7 @@ impl Extractor {
         let result = match layer.compression {
             Compression::None => self.apply_stream(&mut src),
             Compression::Gzip => {
-                let inner = flate2::bufread::MultiGzDecoder::new(&mut src);
+                let inner = GzipMembers::new(&mut src);
                 self.apply_stream(&mut Named {
                     what: "gzip",
                     inner,
@@ -417,7 +418,7 @@ impl Extractor {
         self.buf = buf;
         result?;
         // Bytes after the end-of-archive marker are ignored but must decompress cleanly (this also
-        // checks the gzip trailer's CRC and length).
+        // checks the gzip trailers' lengths).
         io::copy(&mut tr.into_inner(), &mut io::sink()).map_err(ErrorKind::Read)?;
         Ok(())
     }

@@ -14,6 +14,8 @@ pub mod exec;
 #[cfg(feature = "runtime")]
 pub mod extract;
 #[cfg(feature = "runtime")]
+pub mod gzip;
+#[cfg(feature = "runtime")]
 pub mod host;
 #[cfg(feature = "runtime")]
 pub mod init;

@@ -485,6 +485,60 @@ fn gzip_zstd_and_plain_layers_with_digests() {
 }
 
 #[test]
+fn gzip_layer_of_two_members_split_inside_a_file_extracts_fully() {
+    let fx = Fixture::new();
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+    let tar = TarBuilder::new()
+        .file("one", 0o644, &big)
+        .file("two", 0o600, b"after the split")
+        .finish();
+    // The member boundary falls in the middle of the first file's data.
+    let (h, t) = tar.split_at(100_001);
+    let mut gz = compress(Compression::Gzip, h);
+    gz.extend(compress(Compression::Gzip, t));
+    run_blobs(&fx, &[(Compression::Gzip, gz)]).unwrap();
+    assert_eq!(std::fs::read(fx.path("one")).unwrap(), big);
+    assert_eq!(read(fx.path("two")), "after the split");
+    assert_eq!(mode(fx.path("two")), 0o600);
+    fx.assert_contained();
+}
+
+#[test]
+fn bad_gzip_framing_is_a_one_line_error_naming_the_layer() {
+    let tar = TarBuilder::new().file("a", 0o644, b"a").finish();
+    let gz = compress(Compression::Gzip, &tar);
+    let mut bad_size = gz.clone();
+    let n = bad_size.len();
+    bad_size[n - 1] ^= 1;
+    let mut bad_method = gz.clone();
+    bad_method[2] = 9;
+    let mut garbage_after = gz;
+    garbage_after.extend_from_slice(b"trailing junk bytes");
+    for (blob, want) in [
+        (bad_size, "gzip: gzip member size mismatch"),
+        (bad_method, "gzip: unsupported gzip compression method 9"),
+        (garbage_after, "gzip: not a gzip stream"),
+    ] {
+        // The digest matches the bad blob: the framing check itself must catch it.
+        let fx = Fixture::new();
+        let e = run_blobs(&fx, &[(Compression::Gzip, blob.clone())])
+            .unwrap_err()
+            .to_string();
+        let id = format!(
+            "sha256:{}",
+            Sha256::digest(&blob)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        assert!(!e.contains('\n'), "multi-line error: {e}");
+        assert!(e.starts_with(&format!("layer {id}: ")), "{e}");
+        assert!(e.ends_with(want), "error {e:?} does not say {want:?}");
+        fx.assert_contained();
+    }
+}
+
+#[test]
 fn symlinked_parents_resolve_inside_the_root() {
     let fx = Fixture::new();
     let outside = unique("abs");
