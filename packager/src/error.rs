@@ -59,6 +59,9 @@ pub enum Error {
     #[error("no loader embedded; build with `make` or pass --loader")]
     NoLoader,
 
+    #[error(transparent)]
+    Daemon(#[from] crate::source::daemon::DaemonError),
+
     #[error("loader {}: {source}", path.display())]
     BadLoader { path: PathBuf, source: FormatError },
 

@@ -5,6 +5,7 @@
 //! `docker://REF` means a registry pull: [`SourceRef::Registry`] is the seam where that source
 //! plugs in.
 
+pub mod daemon;
 pub mod docker_archive;
 pub mod layout;
 pub mod rootfs;
@@ -31,6 +32,8 @@ pub enum SourceRef {
     },
     /// A root filesystem directory, packed into one layer.
     Rootfs { path: PathBuf },
+    /// An image in a running Docker Engine (`docker-daemon:NAME[:TAG]`).
+    DockerDaemon { reference: String },
     /// A registry reference (bare, or `docker://`). Not supported yet.
     Registry { reference: String },
 }
@@ -77,13 +80,19 @@ impl SourceRef {
                 }
                 "docker-archive" => {
                     let (p, reference) = split(rest);
-                    return Ok(SourceRef::DockerArchive { path: need(&p)?, reference });
+                    return Ok(SourceRef::DockerArchive {
+                        path: need(&p)?,
+                        reference,
+                    });
                 }
                 "dir" => return Ok(SourceRef::Rootfs { path: need(rest)? }),
                 "docker-daemon" => {
-                    return Err(Error::Invalid(format!(
-                        "the docker-daemon: transport is not supported yet in `{s}` (run `docker save -o F.tar IMAGE` and use docker-archive:F.tar)"
-                    )))
+                    if rest.is_empty() {
+                        return Err(Error::Invalid(format!("`{s}` names no image")));
+                    }
+                    return Ok(SourceRef::DockerDaemon {
+                        reference: rest.to_string(),
+                    });
                 }
                 _ => {}
             }
@@ -134,6 +143,9 @@ impl SourceRef {
                 None => base_name(&path.with_extension("")),
             },
             SourceRef::Rootfs { path } => base_name(path),
+            SourceRef::DockerDaemon { reference } => {
+                repo_tag.map_or_else(|| daemon::with_default_tag(reference), str::to_string)
+            }
             SourceRef::Registry { reference } => reference.clone(),
         };
         PathBuf::from(file_name_from(&hint))
@@ -216,6 +228,14 @@ pub fn open(reference: &str, opts: &SourceOptions) -> Result<Opened> {
                 default_output: src.output_name(None),
             })
         }
+        SourceRef::DockerDaemon { reference: name } => {
+            let (image, repo_tag) = daemon::open(name, reference, &std::env::temp_dir())?;
+            let default_output = src.output_name(repo_tag.as_deref());
+            Ok(Opened {
+                image,
+                default_output,
+            })
+        }
         // The registry source will plug in here.
         SourceRef::Registry { reference } => Err(Error::RegistryUnsupported(reference.clone())),
     }
@@ -287,10 +307,16 @@ mod tests {
         assert!(e.contains("names no path"), "{e}");
         let e = SourceRef::parse("Not A Ref").unwrap_err().to_string();
         assert!(e.contains("not a valid image reference"), "{e}");
-        assert!(SourceRef::parse("docker-daemon:x:y")
+        assert_eq!(
+            p("docker-daemon:x:y"),
+            SourceRef::DockerDaemon {
+                reference: "x:y".into()
+            }
+        );
+        assert!(SourceRef::parse("docker-daemon:")
             .unwrap_err()
             .to_string()
-            .contains("not supported yet"));
+            .contains("names no image"));
     }
 
     #[test]
