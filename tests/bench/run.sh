@@ -94,3 +94,56 @@ for img in busybox debian; do
   fi
   python3 "$here/ratios.py" "$work" "$img"
 done
+
+# Pull throughput (issue 13): the four-layer Debian fixture from a registry on loopback, ours vs
+# `skopeo copy docker://… oci:…`, as the same (unprivileged) user. Cold = empty blob cache (ours)
+# or empty destination (skopeo); warm = ours again with every blob cached.
+echo
+echo "-- pull: debian (4 layers) from docker-registry on 127.0.0.1"
+if ! command -v docker-registry >/dev/null || ! command -v skopeo >/dev/null; then
+  echo "  skipped: docker-registry or skopeo missing"
+  exit 0
+fi
+reg=$work/registry
+mkdir -p "$reg"
+printf 'version: 0.1\nlog: {level: info, accesslog: {disabled: true}}\nstorage: {filesystem: {rootdirectory: %s/storage}}\nhttp: {addr: "127.0.0.1:0", secret: bench}\n' "$reg" >"$reg/config.yml"
+docker-registry serve "$reg/config.yml" >"$reg/log" 2>&1 &
+reg_pid=$!
+trap 'kill $reg_pid 2>/dev/null; cleanup' EXIT
+port=""
+for _ in $(seq 100); do
+  port=$(grep -o "listening on 127.0.0.1:[0-9]*" "$reg/log" | head -1 | cut -d: -f2 || true)
+  [ -n "$port" ] && break
+  sleep 0.05
+done
+src="docker://127.0.0.1:$port/o2bbench/debian:latest"
+skopeo copy -q --dest-tls-verify=false "oci:$cache/debian-layout-v3:latest" "$src"
+pull_home=$work/pull-home
+mkdir -p "$pull_home"
+[ "$(id -u)" != 0 ] || chown "${u}:" "$pull_home"
+pull_env="env -i PATH=/usr/bin:/bin HOME=$pull_home XDG_CACHE_HOME=$pull_home/.cache"
+if ! run_user env -i PATH=/usr/bin:/bin HOME="$pull_home" XDG_CACHE_HOME="$pull_home/.cache" \
+  "$OCI2BIN" -q --tls-verify=false "$src" "$pull_home/out" >/dev/null 2>"$work/pull.err"; then
+  echo "  oci2bin pull failed: $(tail -1 "$work/pull.err")"
+  exit 0
+fi
+printf '  %-34s' "oci2bin pull, cold (no blob cache)"
+hf pull-cold "$COLD_RUNS" "rm -rf $pull_home/.cache $pull_home/out" "${userq}$pull_env $OCI2BIN -q --tls-verify=false $src $pull_home/out"
+printf '  %-34s' "skopeo copy docker:// oci:"
+hf pull-skopeo "$COLD_RUNS" "rm -rf $pull_home/sk" "${userq}$pull_env skopeo copy -q --src-tls-verify=false $src oci:$pull_home/sk:latest"
+printf '  %-34s' "oci2bin pull, warm (blobs cached)"
+hf pull-warm "$COLD_RUNS" "rm -f $pull_home/out" "${userq}$pull_env $OCI2BIN -q --tls-verify=false $src $pull_home/out"
+python3 - "$work" <<'PY'
+import json, os, sys
+w = sys.argv[1]
+def med(n):
+    try:
+        return json.load(open(os.path.join(w, f"{n}.json")))["results"][0]["median"]
+    except Exception:
+        return None
+cold, sk, warm = med("pull-cold"), med("pull-skopeo"), med("pull-warm")
+if cold and sk:
+    print(f"  pull cold vs skopeo copy      : {cold / sk:6.2f}x the time (goal <= 0.8x)")
+if cold and warm:
+    print(f"  pull warm vs our cold         : {warm / cold:6.2f}x the time (goal <= 0.1x)")
+PY
