@@ -287,11 +287,26 @@ impl Registry {
     }
 
     /// Blob downloads the registry served (`GET /v2/…/blobs/sha256:…`), whatever their status.
+    /// The registry writes a line once its answer is out, so a client may be done a moment before
+    /// its last line: this waits until the count holds still for 30 ms. A [`FaultProxy`] in front
+    /// counts without that wait.
     pub fn blob_gets(&self) -> usize {
-        self.access_log()
-            .lines()
-            .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
-            .count()
+        let count = || {
+            self.access_log()
+                .lines()
+                .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
+                .count()
+        };
+        let mut n = count();
+        for _ in 0..30 {
+            std::thread::sleep(Duration::from_millis(30));
+            let m = count();
+            if m == n {
+                break;
+            }
+            n = m;
+        }
+        n
     }
 
     /// skopeo flags to reach this registry as `side`: `"src"` or `"dest"` for `copy`, `""` for
@@ -416,8 +431,12 @@ fn skopeo_env_dir() -> &'static Path {
 /// `(prefix, mirror_host, insecure)` to `mirror_host` first: one `[[registry]]` per prefix, its
 /// location the prefix itself, with one `[[registry.mirror]]` per mirror. Returns the file's path.
 pub fn write_registries_conf(dir: &Path, mirrors: &[(&str, &str, bool)]) -> PathBuf {
-    let mut prefixes: Vec<&str> = mirrors.iter().map(|m| m.0).collect();
-    prefixes.dedup();
+    let mut prefixes: Vec<&str> = Vec::new();
+    for (prefix, _, _) in mirrors {
+        if !prefixes.contains(prefix) {
+            prefixes.push(prefix);
+        }
+    }
     let mut toml = String::from("# written by the e2e registry harness\n");
     for prefix in prefixes {
         toml += &format!("\n[[registry]]\nprefix = \"{prefix}\"\nlocation = \"{prefix}\"\n");

@@ -463,6 +463,25 @@ fn the_proxy_passes_a_pull_through_and_counts_blob_gets_and_bytes() {
 }
 
 #[test]
+fn the_proxy_forwards_credentials_to_a_token_registry() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(Auth::token("erin", "pw"));
+    reg.push_layout(fixtures::busybox(), "latest", "busybox:latest");
+    reg.token_server().set_anonymous_pull(false);
+    let proxy = FaultProxy::start(reg.host());
+    let r = format!("docker://{}/busybox:latest", proxy.host());
+    // The registry's challenge names the token server itself; only registry traffic is proxied.
+    failed(&pull(&r, &["--src-tls-verify=false"]), "anonymous pull");
+    ok(
+        &pull(&r, &["--src-tls-verify=false", "--src-creds=erin:pw"]),
+        "pull with credentials",
+    );
+    assert_eq!(proxy.blob_gets(), 3);
+}
+
+#[test]
 fn a_corrupted_layer_makes_skopeo_report_a_digest_mismatch() {
     if !tools() {
         return;
