@@ -100,13 +100,17 @@ impl Registry {
             .tempdir()
             .unwrap();
         let d = dir.path();
+        // Readable by all: tests may run a client as the unprivileged test user, which needs the
+        // CA. Nothing in here is secret.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut http = String::from(r#"{addr: "127.0.0.1:0", secret: oci2bin-test"#);
         if auth.is_tls() {
             write_tls_certs(d);
             http += &format!(
                 ", tls: {{certificate: {}, key: {}}}",
-                d.join("server.crt").display(),
-                d.join("server.key").display()
+                yaml_path(&d.join("server.crt")),
+                yaml_path(&d.join("server.key"))
             );
         }
         http += "}";
@@ -117,7 +121,7 @@ impl Registry {
                 write_htpasswd(&d.join("htpasswd"), user, pass);
                 format!(
                     "auth: {{htpasswd: {{realm: oci2bin-test, path: {}}}}}\n",
-                    d.join("htpasswd").display()
+                    yaml_path(&d.join("htpasswd"))
                 )
             }
             Auth::Token { user, pass } => {
@@ -126,7 +130,7 @@ impl Registry {
                     "auth: {{token: {{realm: \"{}\", service: {TOKEN_SERVICE}, \
                      issuer: {TOKEN_ISSUER}, rootcertbundle: {}}}}}\n",
                     t.realm(),
-                    t.cert_path().display()
+                    yaml_path(t.cert_path())
                 );
                 token = Some(t);
                 y
@@ -139,7 +143,7 @@ impl Registry {
              storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
              http: {http}\n\
              {auth_yaml}",
-            d.join("storage").display()
+            yaml_path(&d.join("storage"))
         );
         std::fs::write(d.join("config.yml"), config).unwrap();
         let child = Command::new("docker-registry")
@@ -270,10 +274,20 @@ impl Registry {
         self.dir.path()
     }
 
-    /// The filesystem storage root, e.g. to damage a blob at rest under
-    /// `docker/registry/v2/blobs/sha256/AB/ABCD…/data`.
+    /// The filesystem storage root.
     pub fn storage_dir(&self) -> PathBuf {
         self.dir.path().join("storage")
+    }
+
+    /// Where the registry keeps blob `sha256:HEX` (it serves the file as is, unchecked): to damage
+    /// or truncate a blob at rest.
+    pub fn blob_data_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").expect("a sha256: digest");
+        self.storage_dir()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
     }
 
     /// The registry's own log (stderr), for failure messages.
@@ -533,6 +547,11 @@ fn write_htpasswd(path: &Path, user: &str, pass: &str) {
         .expect("htpasswd (apt-get install apache2-utils)");
     assert!(o.status.success(), "htpasswd: {}", crate::text(&o.stderr));
     std::fs::write(path, o.stdout).unwrap();
+}
+
+/// A path as a YAML double-quoted scalar (Rust's string escapes are a subset of YAML's).
+fn yaml_path(p: &Path) -> String {
+    format!("{:?}", p.display().to_string())
 }
 
 fn read_lossy(p: &Path) -> String {

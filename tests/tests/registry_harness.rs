@@ -80,6 +80,29 @@ fn a_plain_registry_serves_back_what_skopeo_pushed_and_counts_blob_gets() {
 }
 
 #[test]
+fn a_blob_damaged_at_rest_is_served_as_is() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(Auth::Plain);
+    reg.push_layout(fixtures::busybox(), "latest", "busybox:latest");
+    let (digest, _) = big_layer();
+    let path = reg.blob_data_path(&digest);
+    let mut b = std::fs::read(&path).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 1;
+    std::fs::write(&path, b).unwrap();
+    let err = failed(
+        &pull(
+            &reg.docker_ref("busybox:latest"),
+            &["--src-tls-verify=false"],
+        ),
+        "pull of a blob damaged at rest",
+    );
+    assert!(err.to_lowercase().contains("digest did not match"), "{err}");
+}
+
+#[test]
 fn a_registry_is_gone_with_its_storage_once_dropped() {
     if !tools() {
         return;
