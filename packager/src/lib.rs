@@ -15,6 +15,8 @@ pub mod model;
 pub mod mutate;
 pub mod platform;
 pub mod reference;
+pub mod registries_conf;
+pub mod registry_name;
 pub mod sink;
 pub mod source;
 
