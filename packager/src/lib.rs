@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod cli;
+pub mod credentials;
 pub mod error;
 pub mod inspect;
 pub mod loader_bin;
