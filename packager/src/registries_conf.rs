@@ -51,8 +51,9 @@ use crate::registry_name::{api_host, Canonical, DOCKER_HUB};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfError {
-    #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: io::Error },
+    // The cause is in the message and not a `source()`, so `{:#}` chains print it once.
+    #[error("cannot read {}: {err}", path.display())]
+    Read { path: PathBuf, err: io::Error },
     /// A file that is not valid TOML or not a valid configuration; `place` is `FILE:LINE` when
     /// the line is known, else `FILE`.
     #[error("{place}: {message}")]
@@ -850,9 +851,9 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(ConfError::Read {
+        Err(err) => Err(ConfError::Read {
             path: path.to_path_buf(),
-            source,
+            err,
         }),
     }
 }
@@ -862,18 +863,18 @@ fn drop_ins(dir: &Path) -> Result<Vec<PathBuf>> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
+        Err(err) => {
             return Err(ConfError::Read {
                 path: dir.to_path_buf(),
-                source,
+                err,
             })
         }
     };
     let mut files = Vec::new();
     for e in rd {
-        let e = e.map_err(|source| ConfError::Read {
+        let e = e.map_err(|err| ConfError::Read {
             path: dir.to_path_buf(),
-            source,
+            err,
         })?;
         let p = e.path();
         if p.extension().is_some_and(|x| x == "conf") && !p.is_dir() {
@@ -887,9 +888,9 @@ fn drop_ins(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Reads the configuration as described in the module doc.
 pub fn load(paths: &ConfPaths) -> Result<RegistriesConf> {
     if let Some(f) = &paths.env_file {
-        let text = std::fs::read_to_string(f).map_err(|source| ConfError::Read {
+        let text = std::fs::read_to_string(f).map_err(|err| ConfError::Read {
             path: f.clone(),
-            source,
+            err,
         })?;
         return RegistriesConf::parse(&text, f);
     }
