@@ -25,7 +25,7 @@
 //! prefix `docker.io/library` with location `mirror.example/lib` sends
 //! `docker.io/library/alpine` to `mirror.example/lib/alpine`. An endpoint is insecure when its
 //! own table says so or when the `[[registry]]` matching the rewritten name does; an endpoint
-//! whose rewritten name is blocked is left out.
+//! whose rewritten name is blocked is left out (all of them: the name is blocked).
 //!
 //! Short names (`alpine`, `me/app`): by default they mean Docker Hub, as in Docker, whatever
 //! registries.conf says ([`ShortNames::DockerHub`]); when registries.conf would have sent the
@@ -778,19 +778,31 @@ fn endpoints_for(conf: &RegistriesConf, logical: &Canonical) -> Result<Vec<Endpo
     };
     eps.push((origin, reg.insecure, false));
 
-    Ok(eps
-        .into_iter()
-        .filter_map(|(name, insecure, mirror)| {
-            // The endpoint's own name may fall under another table (an insecure mirror host,
-            // a blocked one), as it does when podman connects to it.
-            let own = conf.find_registry(&name.to_string());
-            if own.is_some_and(|r| r.blocked) {
-                return None;
+    let mut out = Vec::new();
+    let mut blocked = None;
+    for (name, insecure, mirror) in eps {
+        // The endpoint's own name may fall under another table (an insecure mirror host, a
+        // blocked one), as it does when podman connects to it.
+        let own = conf.find_registry(&name.to_string());
+        match own {
+            Some(r) if r.blocked => {
+                blocked.get_or_insert(r);
             }
-            let insecure = insecure || own.is_some_and(|r| r.insecure);
-            Some(endpoint(name, insecure, mirror, logical))
-        })
-        .collect())
+            _ => out.push(endpoint(
+                name,
+                insecure || own.is_some_and(|r| r.insecure),
+                mirror,
+                logical,
+            )),
+        }
+    }
+    match (out.is_empty(), blocked) {
+        (true, Some(r)) => Err(ConfError::Blocked {
+            prefix: r.prefix.clone(),
+            path: r.origin.clone(),
+        }),
+        _ => Ok(out),
+    }
 }
 
 fn endpoint(name: Canonical, insecure: bool, mirror: bool, logical: &Canonical) -> Endpoint {

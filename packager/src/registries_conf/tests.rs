@@ -377,6 +377,33 @@ blocked = true
 }
 
 #[test]
+fn a_name_whose_every_endpoint_is_blocked_is_blocked() {
+    let c = conf(
+        r#"
+[[registry]]
+prefix = "docker.io/library"
+location = "internal.example/hub"
+
+[[registry]]
+location = "internal.example"
+blocked = true
+"#,
+    );
+    let e = resolve_err(&c, "alpine", ShortNames::DockerHub);
+    assert_eq!(e, format!("registry internal.example is blocked by {FILE}"));
+}
+
+#[test]
+fn a_rewrite_into_an_invalid_name_is_reported() {
+    let c = conf("[[registry]]\nprefix = \"example.com/foo\"\nlocation = \"other.example/Bar\"\n");
+    let e = resolve_err(&c, "example.com/foo/app", ShortNames::DockerHub);
+    assert_eq!(
+        e,
+        format!("{FILE}: [[registry]] example.com/foo turns example.com/foo/app:latest into `other.example/Bar/app:latest`, which is not an image reference with a registry host")
+    );
+}
+
+#[test]
 fn insecure_belongs_to_each_endpoint_and_to_the_table_of_its_host() {
     let c = conf(
         r#"
