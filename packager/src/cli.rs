@@ -1,12 +1,14 @@
-//! The command line: `oci2bin [OPTIONS] SOURCE [OUTPUT]`, `oci2bin inspect FILE [--json]` and
-//! `oci2bin cache ls|rm|prune`.
+//! The command line: `oci2bin [OPTIONS] SOURCE [OUTPUT]`, `oci2bin inspect FILE [--json]`,
+//! `oci2bin cache ls|rm|prune` and `oci2bin login|logout`.
 
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::cache::{self, Cache, Outcome, Prune};
+use crate::credentials::{self, CredOptions, CredSources, Credential, Secret};
 use crate::mutate::{self, ConfigEdits};
 use crate::platform::Platform;
 use crate::reference::ImageName;
@@ -41,7 +43,102 @@ pub enum Command {
     },
     /// Look after the cache of extracted root filesystems the files run from
     Cache(CacheArgs),
+    /// Store credentials for a registry in podman's auth.json (mode 0600)
+    Login(LoginArgs),
+    /// Remove credentials that login stored
+    Logout(LogoutArgs),
 }
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry: host[:port], optionally /namespace (docker.io for Docker Hub)
+    #[arg(value_name = "REGISTRY")]
+    pub registry: String,
+    /// User name (asked for when left out and stdin is a terminal)
+    #[arg(short, long, value_name = "USER")]
+    pub username: Option<String>,
+    /// Read the password from stdin (one trailing newline is dropped); without it, the password
+    /// is asked for on the terminal, without echo
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The auth file to write (default: $REGISTRY_AUTH_FILE, else
+    /// $XDG_RUNTIME_DIR/containers/auth.json, else ~/.config/containers/auth.json)
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Check the credentials with the registry before storing them; --verify=false stores them
+    /// unchecked
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        default_value_t = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub verify: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry whose credentials to remove
+    #[arg(
+        value_name = "REGISTRY",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub registry: Option<String>,
+    /// Remove the credentials of every registry from the auth file
+    #[arg(long)]
+    pub all: bool,
+    /// The auth file to edit (default: as for login)
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+}
+
+/// Options of a build from a registry (a bare reference or `docker://REF`), for the registry
+/// source to flatten into [`BuildArgs`].
+#[derive(Debug, Clone, Default, Args)]
+pub struct RegistryArgs {
+    /// Credentials for the registry, USER[:PASSWORD] (the password is asked for, without echo,
+    /// when left out and stdin is a terminal)
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    pub creds: Option<String>,
+    /// Read credentials from this auth file alone (default: $REGISTRY_AUTH_FILE, else podman's
+    /// auth.json files, then Docker's config.json)
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Resolve a short name (`alpine`) through registries.conf's aliases and
+    /// unqualified-search-registries instead of Docker Hub
+    #[arg(long)]
+    pub search_registries: bool,
+}
+
+impl RegistryArgs {
+    /// Credential options; asks for the password of `--creds USER` now, once.
+    pub fn cred_options(&self) -> Result<CredOptions> {
+        Ok(CredOptions::from_env(
+            self.creds.as_deref(),
+            self.authfile.clone(),
+        )?)
+    }
+
+    pub fn short_names(&self) -> crate::registries_conf::ShortNames {
+        match self.search_registries {
+            true => crate::registries_conf::ShortNames::Search,
+            false => crate::registries_conf::ShortNames::DockerHub,
+        }
+    }
+}
+
+/// Checks credentials with a registry before `login` stores them: given the registry
+/// (`docker.io`, `host:port`) and the credentials, an error says why they were not accepted.
+/// Its error text must not hold the password.
+pub type LoginVerifier = fn(registry: &str, cred: &Credential) -> Result<()>;
+
+/// The check `oci2bin login` runs: the registry client's (`GET /v2/` with the credentials)
+/// plugs in here. `None`, until it does: login stores the credentials unchecked and says so.
+pub const LOGIN_VERIFIER: Option<LoginVerifier> = None;
 
 #[derive(Debug, Args)]
 pub struct CacheArgs {
@@ -122,6 +219,11 @@ pub struct BuildArgs {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    run_with(cli, LOGIN_VERIFIER)
+}
+
+/// [`run`] with the given check for `login` (`None`: credentials are stored unchecked).
+pub fn run_with(cli: Cli, verifier: Option<LoginVerifier>) -> Result<()> {
     match cli.command {
         Some(Command::Inspect { file, json }) => {
             let i = inspect::inspect(&file)?;
@@ -133,8 +235,95 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Cache(c)) => cache_command(c),
+        Some(Command::Login(a)) => login_command(a, verifier),
+        Some(Command::Logout(a)) => logout_command(a),
         None => build(cli.build),
     }
+}
+
+fn login_command(a: LoginArgs, verifier: Option<LoginVerifier>) -> Result<()> {
+    let key = credentials::normalize_key(&a.registry)?;
+    let host = key.split('/').next().unwrap_or(&key).to_string();
+    let tty = std::io::stdin().is_terminal();
+    let username = match a.username {
+        Some(u) => u,
+        None if a.password_stdin => {
+            anyhow::bail!("--password-stdin needs --username: stdin holds the password")
+        }
+        None if tty => {
+            eprint!("Username: ");
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the user name")?;
+            line.trim().to_string()
+        }
+        None => anyhow::bail!("no --username, and no terminal to ask for it"),
+    };
+    let password = if a.password_stdin {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the password from stdin")?;
+        // `echo PASS | oci2bin login …` sends a newline that is not part of the password.
+        let p = text.strip_suffix('\n').unwrap_or(&text);
+        Secret::new(p.strip_suffix('\r').unwrap_or(p))
+    } else {
+        credentials::ask_on_terminal("Password: ")
+            .context("no --password-stdin, and no terminal to ask for the password")?
+            .context("cannot read the password")?
+    };
+    let mut unchecked = !a.verify;
+    let path = credentials::login(
+        &a.registry,
+        &username,
+        password,
+        a.authfile.as_deref(),
+        &CredSources::from_env(),
+        |cred| match (a.verify, verifier) {
+            (false, _) => Ok(()),
+            // The whole chain, as a string: the box keeps no anyhow context otherwise.
+            (true, Some(check)) => check(&host, cred).map_err(|e| format!("{e:#}").into()),
+            (true, None) => {
+                unchecked = true;
+                Ok(())
+            }
+        },
+    )
+    .with_context(|| format!("cannot log in to {key}"))?;
+    if unchecked && a.verify {
+        eprintln!(
+            "oci2bin: warning: credentials for {key} not checked: this build has no registry client yet"
+        );
+    }
+    match unchecked {
+        false => println!(
+            "login succeeded: credentials for {key} stored in {}",
+            path.display()
+        ),
+        true => println!(
+            "stored credentials for {key} in {} (not checked)",
+            path.display()
+        ),
+    }
+    Ok(())
+}
+
+fn logout_command(a: LogoutArgs) -> Result<()> {
+    let sources = CredSources::from_env();
+    if a.all {
+        let path = credentials::logout_all(a.authfile.as_deref(), &sources)?;
+        println!(
+            "removed the credentials of every registry from {}",
+            path.display()
+        );
+        return Ok(());
+    }
+    let registry = a.registry.context("no REGISTRY given")?;
+    let key = credentials::normalize_key(&registry)?;
+    let path = credentials::logout(&registry, a.authfile.as_deref(), &sources)?;
+    println!("removed the credentials for {key} from {}", path.display());
+    Ok(())
 }
 
 fn cache_command(a: CacheArgs) -> Result<()> {
@@ -287,4 +476,69 @@ fn build(a: BuildArgs) -> Result<()> {
         println!("wrote {} ({} bytes)", output.display(), written.size);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> std::result::Result<Cli, clap::Error> {
+        Cli::try_parse_from([&["oci2bin"], args].concat())
+    }
+
+    fn login(args: &[&str]) -> LoginArgs {
+        match parse(args).unwrap().command {
+            Some(Command::Login(a)) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn verify_is_on_unless_set_false_with_an_equals_sign() {
+        assert!(login(&["login", "quay.io"]).verify);
+        assert!(!login(&["login", "--verify=false", "quay.io"]).verify);
+        // Bare `--verify` does not swallow the registry.
+        let a = login(&["login", "--verify", "quay.io"]);
+        assert!(a.verify);
+        assert_eq!(a.registry, "quay.io");
+        let a = login(&[
+            "login",
+            "-u",
+            "me",
+            "--password-stdin",
+            "--authfile",
+            "f",
+            "h:5000",
+        ]);
+        assert_eq!(
+            (a.username.as_deref(), a.password_stdin, a.authfile),
+            (Some("me"), true, Some(PathBuf::from("f")))
+        );
+    }
+
+    #[test]
+    fn logout_takes_a_registry_or_all_but_not_both() {
+        assert!(parse(&["logout"]).is_err());
+        assert!(parse(&["logout", "--all", "quay.io"]).is_err());
+        assert!(parse(&["logout", "--all"]).is_ok());
+        assert!(parse(&["logout", "quay.io"]).is_ok());
+    }
+
+    #[test]
+    fn registry_args_choose_how_short_names_resolve() {
+        use crate::registries_conf::ShortNames;
+        let r = RegistryArgs::default();
+        assert_eq!(r.short_names(), ShortNames::DockerHub);
+        let r = RegistryArgs {
+            search_registries: true,
+            ..r
+        };
+        assert_eq!(r.short_names(), ShortNames::Search);
+        let r = RegistryArgs {
+            creds: Some("me:pw".into()),
+            ..r
+        };
+        let c = r.cred_options().unwrap().creds.unwrap();
+        assert_eq!((c.username.as_str(), c.password.expose()), ("me", "pw"));
+    }
 }

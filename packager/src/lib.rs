@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod cli;
+pub mod credentials;
 pub mod error;
 pub mod inspect;
 pub mod loader_bin;
@@ -15,6 +16,8 @@ pub mod model;
 pub mod mutate;
 pub mod platform;
 pub mod reference;
+pub mod registries_conf;
+pub mod registry_name;
 pub mod sink;
 pub mod source;
 
