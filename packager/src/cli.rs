@@ -10,9 +10,12 @@ use crate::cache::{self, Cache, Outcome, Prune};
 use crate::mutate::{self, ConfigEdits};
 use crate::platform::Platform;
 use crate::reference::ImageName;
+use crate::registry::transport::TlsOptions;
+use crate::registry::Credential;
 use crate::sink::polyglot::{self, WriteOptions};
+use crate::source::registry::RegistryOptions;
 use crate::source::{self, SourceOptions};
-use crate::{inspect, loader_bin};
+use crate::{cleanup, inspect, loader_bin};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -83,8 +86,8 @@ pub enum CacheCommand {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Image to package: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG],
-    /// dir:ROOTFS
+    /// Image to package: a registry reference (alpine:3.19, docker://ghcr.io/o/app:1),
+    /// oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG], dir:ROOTFS
     #[arg(value_name = "SOURCE", required = true)]
     pub source: Option<String>,
     /// Output file (default: from the source name, e.g. ./busybox_1.36)
@@ -112,6 +115,19 @@ pub struct BuildArgs {
     /// Platform to pick from a multi-arch index (default: this host's)
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
+    /// Registry pulls: require HTTPS with verified certificates (=false: skip verification and
+    /// fall back to plain HTTP)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = true,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+    /// Registry pulls: CA certificates (*.crt) and a client pair (NAME.cert + NAME.key), instead of
+    /// /etc/containers/certs.d/HOST:PORT/
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// Registry pulls: credentials for the registry; without :PASS the password is asked for on the
+    /// terminal
+    #[arg(long, value_name = "USER[:PASS]")]
+    pub creds: Option<String>,
     /// Static loader ELF to put at the head of the file (default: the embedded one)
     #[arg(long, value_name = "PATH", env = "OCI2BIN_LOADER")]
     pub loader: Option<PathBuf>,
@@ -210,6 +226,22 @@ fn report(outcomes: &[Outcome], dry_run: bool) -> Result<()> {
     }
 }
 
+/// `--creds USER[:PASS]`; without `:PASS` the password is read from the terminal, unechoed.
+fn parse_creds(s: &str) -> Result<Credential> {
+    let (user, pass) = match s.split_once(':') {
+        Some((u, p)) => (u, p.to_string()),
+        None => (
+            s,
+            rpassword::prompt_password(format!("password for {s}: "))
+                .context("--creds USER without :PASS needs a terminal to ask for the password")?,
+        ),
+    };
+    if user.is_empty() {
+        anyhow::bail!("--creds needs a user name (USER[:PASS])");
+    }
+    Ok(Credential::basic(user, pass))
+}
+
 /// SOURCE_DATE_EPOCH, if set.
 pub fn source_date_epoch() -> Result<Option<u64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
@@ -250,12 +282,24 @@ fn build(a: BuildArgs) -> Result<()> {
         .transpose()
         .context("--tag")?;
     let loader = loader_bin::resolve(a.loader.as_deref())?;
+    let credential = a.creds.as_deref().map(parse_creds).transpose()?;
+    // Temporary files (the output, blobs being downloaded) go when ^C ends the build.
+    cleanup::install();
 
     let warn = |m: &str| eprintln!("oci2bin: warning: {m}");
     let opts = SourceOptions {
         platform,
         source_date_epoch: epoch,
         warn: &warn,
+        registry: RegistryOptions {
+            tls: TlsOptions {
+                verify: a.tls_verify,
+                cert_dir: a.cert_dir,
+            },
+            credential,
+            ..Default::default()
+        },
+        progress: &crate::registry::pull::Quiet,
     };
     let opened =
         source::open(&reference, &opts).with_context(|| format!("cannot read {reference}"))?;

@@ -32,10 +32,8 @@ pub enum Error {
         reference: String,
     },
 
-    #[error(
-        "registry pulls are not supported yet (use oci:, oci-archive:, docker-archive:, dir:): {0}"
-    )]
-    RegistryUnsupported(String),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
 
     #[error("`{reference}` is not a valid image reference: {why}")]
     BadReference { reference: String, why: String },

@@ -6,6 +6,7 @@
 //! `loader::format`.
 
 pub mod cache;
+pub mod cleanup;
 pub mod cli;
 pub mod error;
 pub mod inspect;
@@ -15,6 +16,7 @@ pub mod model;
 pub mod mutate;
 pub mod platform;
 pub mod reference;
+pub mod registry;
 pub mod sink;
 pub mod source;
 

@@ -7,6 +7,7 @@
 
 pub mod docker_archive;
 pub mod layout;
+pub mod registry;
 pub mod rootfs;
 pub mod tarindex;
 
@@ -31,7 +32,7 @@ pub enum SourceRef {
     },
     /// A root filesystem directory, packed into one layer.
     Rootfs { path: PathBuf },
-    /// A registry reference (bare, or `docker://`). Not supported yet.
+    /// A registry reference (bare, or `docker://`).
     Registry { reference: String },
 }
 
@@ -175,6 +176,10 @@ pub struct SourceOptions<'a> {
     pub source_date_epoch: Option<u64>,
     /// Where non-fatal warnings go.
     pub warn: &'a dyn Fn(&str),
+    /// Registry pulls: TLS, credentials, parallelism, blob cache.
+    pub registry: registry::RegistryOptions,
+    /// Shows layer downloads.
+    pub progress: &'a dyn crate::registry::pull::Progress,
 }
 
 /// An opened source: the image and the default output name.
@@ -216,8 +221,13 @@ pub fn open(reference: &str, opts: &SourceOptions) -> Result<Opened> {
                 default_output: src.output_name(None),
             })
         }
-        // The registry source will plug in here.
-        SourceRef::Registry { reference } => Err(Error::RegistryUnsupported(reference.clone())),
+        SourceRef::Registry { reference: r } => {
+            let image = registry::open(r, reference, opts)?;
+            Ok(Opened {
+                image,
+                default_output: src.output_name(None),
+            })
+        }
     }
 }
 
@@ -291,19 +301,6 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not supported yet"));
-    }
-
-    #[test]
-    fn registry_references_say_pulls_are_not_supported_yet() {
-        let opts = SourceOptions {
-            platform: None,
-            source_date_epoch: None,
-            warn: &|_| {},
-        };
-        for r in ["alpine:latest", "docker://alpine"] {
-            let e = open(r, &opts).err().unwrap().to_string();
-            assert!(e.starts_with("registry pulls are not supported yet (use oci:, oci-archive:, docker-archive:, dir:)"), "{e}");
-        }
     }
 
     #[test]
