@@ -19,16 +19,11 @@ fn cache_root() -> PathBuf {
 
 /// Runs `script OUT` under an exclusive lock unless OUT exists; returns OUT.
 fn build_once(script: &str, out: PathBuf) -> PathBuf {
-    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    let lock = std::fs::File::create(out.with_extension("lock")).unwrap();
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a file we own; the lock lives as long as `lock`.
-    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
-    if !out.join("index.json").exists() {
+    build_once_with(out, |out| {
         let path = crate::workspace().join("tests/fixtures").join(script);
         let o = Command::new("bash")
             .arg(&path)
-            .arg(&out)
+            .arg(out)
             .env("FIXTURE_CACHE", cache_root())
             .output()
             .unwrap();
@@ -38,6 +33,19 @@ fn build_once(script: &str, out: PathBuf) -> PathBuf {
             crate::text(&o.stdout),
             crate::text(&o.stderr)
         );
+    })
+}
+
+/// Runs `make(OUT)` under an exclusive lock unless OUT/index.json exists; returns OUT. `make`
+/// must write index.json last (the scripts `mv` a finished layout into place).
+fn build_once_with(out: PathBuf, make: impl FnOnce(&Path)) -> PathBuf {
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let lock = std::fs::File::create(out.with_extension("lock")).unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file we own; the lock lives as long as `lock`.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    if !out.join("index.json").exists() {
+        make(&out);
     }
     out
 }
@@ -63,6 +71,116 @@ pub fn debian() -> &'static Path {
             cache_root().join(format!("debian-layout-{VERSION}")),
         )
     })
+}
+
+/// OCI layout whose tag `latest` names an image index of two busybox manifests: the
+/// [`busybox`] one (`linux/amd64`, same digest) and a copy whose config says `arm64` and
+/// `FIXTURE=busybox-arm64` (same layers: the bytes are amd64, only the labels differ, so tests
+/// can tell which manifest a client chose). Push it with `skopeo copy --all`.
+pub fn busybox_multiarch() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let src = busybox();
+        let dir = crate::workspace()
+            .join("target/e2e-fixtures")
+            .join(format!("busybox-multiarch-{VERSION}"));
+        build_once_with(dir, |out| write_multiarch(src, out))
+    })
+}
+
+fn write_multiarch(src: &Path, out: &Path) {
+    let _ = std::fs::remove_dir_all(out);
+    std::fs::create_dir_all(out.join("blobs/sha256")).unwrap();
+    for e in std::fs::read_dir(src.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), out.join("blobs/sha256").join(e.file_name())).unwrap();
+    }
+    std::fs::copy(src.join("oci-layout"), out.join("oci-layout")).unwrap();
+    let put = |v: &serde_json::Value| {
+        use sha2::Digest;
+        let b = serde_json::to_vec(v).unwrap();
+        let hex = hex::encode(sha2::Sha256::digest(&b));
+        std::fs::write(out.join("blobs/sha256").join(&hex), &b).unwrap();
+        (format!("sha256:{hex}"), b.len())
+    };
+    let amd64 = tagged(src, "latest");
+    let manifest = image_manifest(src, "latest");
+    let mut config = blob_json(src, manifest["config"]["digest"].as_str().unwrap());
+    config["architecture"] = "arm64".into();
+    for e in config["config"]["Env"].as_array_mut().unwrap() {
+        if e == "FIXTURE=busybox" {
+            *e = "FIXTURE=busybox-arm64".into();
+        }
+    }
+    let (config_digest, config_size) = put(&config);
+    let mut arm64 = manifest.clone();
+    arm64["config"]["digest"] = config_digest.into();
+    arm64["config"]["size"] = config_size.into();
+    let (arm64_digest, arm64_size) = put(&arm64);
+    let entry = |digest: &serde_json::Value, size: &serde_json::Value, arch: &str| {
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "size": size,
+            "platform": {"architecture": arch, "os": "linux"},
+        })
+    };
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            entry(&amd64["digest"], &amd64["size"], "amd64"),
+            entry(&arm64_digest.into(), &arm64_size.into(), "arm64"),
+        ],
+    });
+    let (index_digest, index_size) = put(&index);
+    let top = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": index_digest, "size": index_size,
+            "annotations": {"org.opencontainers.image.ref.name": "latest"},
+        }],
+    });
+    std::fs::write(out.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+}
+
+/// The `index.json` entry of an OCI layout tagged `tag`.
+pub fn tagged(layout: &Path, tag: &str) -> serde_json::Value {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap_or_else(|| panic!("{} has no tag {tag}", layout.display()))
+        .clone()
+}
+
+/// A JSON blob of an OCI layout by digest.
+pub fn blob_json(layout: &Path, digest: &str) -> serde_json::Value {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+}
+
+/// The image manifest an OCI layout tags `tag` (not an index).
+pub fn image_manifest(layout: &Path, tag: &str) -> serde_json::Value {
+    blob_json(layout, tagged(layout, tag)["digest"].as_str().unwrap())
+}
+
+/// (digest, size) of each layer of the image an OCI layout tags `tag`, base first.
+pub fn layers(layout: &Path, tag: &str) -> Vec<(String, u64)> {
+    image_manifest(layout, tag)["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["digest"].as_str().unwrap().to_owned(),
+                l["size"].as_u64().unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// Our executable built from a fixture, once per test process.

@@ -1,11 +1,13 @@
 //! End-to-end test support: where the built binaries are, fixture images made from Debian
-//! packages, a runner that starts our files as an unprivileged user, and hostile tar builders.
+//! packages, a runner that starts our files as an unprivileged user, hostile tar builders, and a
+//! real registry (with auth, TLS, bearer tokens and a fault-injecting proxy) to pull from.
 //!
 //! Tests that need something this machine may lack use [`require`]: they skip with a printed
 //! reason, unless `OCI2BIN_E2E_MUST_WORK=1` says this machine has it, in which case they fail.
 
 pub mod fixtures;
 pub mod hostile;
+pub mod registry;
 pub mod runner;
 
 use std::path::{Path, PathBuf};
