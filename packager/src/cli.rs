@@ -86,8 +86,8 @@ pub enum CacheCommand {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Image to package: a registry reference (alpine:3.19, docker://ghcr.io/o/app:1),
-    /// oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG], dir:ROOTFS
+    /// Image to package: a registry reference (alpine:3.19, docker://ghcr.io/o/app:1,
+    /// http://HOST:PORT/app:1 for plain HTTP), oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG], dir:ROOTFS
     #[arg(value_name = "SOURCE", required = true)]
     pub source: Option<String>,
     /// Output file (default: from the source name, e.g. ./busybox_1.36)

@@ -168,9 +168,19 @@ impl Client {
         };
         let agent = transport::agent(&host, !insecure, tls, timeouts)?;
         let mut first_err = None;
-        for scheme in schemes {
+        for (i, scheme) in schemes.iter().enumerate() {
             let base = format!("{scheme}://{host}");
-            match Self::ping(&agent, &base, &host, retry) {
+            // With plain HTTP to fall back on, one try at TLS is enough: a server that does not
+            // speak it fails the same way every time.
+            let policy = if i + 1 < schemes.len() {
+                RetryPolicy {
+                    attempts: 1,
+                    ..retry
+                }
+            } else {
+                retry
+            };
+            match Self::ping(&agent, &base, &host, policy) {
                 Ok(challenge) => {
                     let auth = Authenticator::new(ep.credential.clone());
                     auth.on_unauthorized(challenge, None);
@@ -364,6 +374,7 @@ impl Client {
                     "tag"
                 },
                 reference: reference.into(),
+                known: String::new(),
             },
             _ => RegistryError::Status {
                 host,
@@ -384,7 +395,10 @@ impl Client {
             &what,
         )?;
         if !resp.status().is_success() {
-            return Err(self.refused(resp, &what, reference, false));
+            return Err(match self.refused(resp, &what, reference, false) {
+                RegistryError::UnknownManifest { what: "tag", .. } => self.unknown_tag(reference),
+                e => e,
+            });
         }
         let header_type = header(&resp, "content-type")
             .map(|t| t.split(';').next().unwrap_or("").trim().to_string())
@@ -438,6 +452,43 @@ impl Client {
             raw,
             media_type,
         })
+    }
+
+    /// The error for a tag the registry does not have: the tag list tells an unknown repository
+    /// from an unknown tag (distribution answers MANIFEST_UNKNOWN for both) and shows what exists.
+    fn unknown_tag(&self, tag: &str) -> RegistryError {
+        #[derive(Deserialize)]
+        struct Tags {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        const SHOWN: usize = 10;
+        let mut known = String::new();
+        let path = format!("tags/list?n={}", SHOWN + 1);
+        if let Ok(mut resp) = self.get(&path, None, 0, "the tag list") {
+            let status = resp.status().as_u16();
+            let body = read_small(&mut resp, 1 << 20).unwrap_or_default();
+            if status == 404 && error_codes(&body).0.iter().any(|c| c == "NAME_UNKNOWN") {
+                return RegistryError::UnknownRepository {
+                    host: self.host.clone(),
+                    repository: self.repository.clone(),
+                };
+            }
+            if let (200, Ok(Tags { tags: Some(t) })) = (status, serde_json::from_slice(&body)) {
+                let more = if t.len() > SHOWN { ", …" } else { "" };
+                known = match t.len() {
+                    0 => " (it has no tags)".into(),
+                    n => format!(" (it has: {}{more})", t[..n.min(SHOWN)].join(", ")),
+                };
+            }
+        }
+        RegistryError::UnknownManifest {
+            host: self.host.clone(),
+            repository: self.repository.clone(),
+            what: "tag",
+            reference: tag.into(),
+            known,
+        }
     }
 
     /// Downloads a blob into the cache unless it is there; returns its path. `progress` is told

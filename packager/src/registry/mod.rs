@@ -82,13 +82,15 @@ pub enum RegistryError {
     #[error("repository {repository} not found on {host}")]
     UnknownRepository { host: String, repository: String },
 
-    #[error("{what} `{reference}` not found in {repository} on {host}")]
+    #[error("{what} `{reference}` not found in {repository} on {host}{known}")]
     UnknownManifest {
         host: String,
         repository: String,
         /// "tag" or "manifest" (a digest).
         what: &'static str,
         reference: String,
+        /// ` (it has: …)`, the repository's tags, when they could be listed.
+        known: String,
     },
 
     #[error("blob {digest} not found in {repository} on {host}")]

@@ -2,8 +2,8 @@
 //!
 //! Transports, skopeo-style: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`,
 //! `docker-archive:FILE[:NAME:TAG]`, `dir:ROOTFS`. A bare reference (`alpine:latest`) or
-//! `docker://REF` means a registry pull: [`SourceRef::Registry`] is the seam where that source
-//! plugs in.
+//! `docker://REF` means a registry pull ([`registry`]); `http://HOST[:PORT]/REPO[:TAG]` is a pull
+//! over plain HTTP only.
 
 pub mod docker_archive;
 pub mod layout;
@@ -32,7 +32,7 @@ pub enum SourceRef {
     },
     /// A root filesystem directory, packed into one layer.
     Rootfs { path: PathBuf },
-    /// A registry reference (bare, or `docker://`).
+    /// A registry reference (bare, or after `docker://`; `http://` kept for plain HTTP).
     Registry { reference: String },
 }
 
@@ -50,6 +50,12 @@ impl SourceRef {
         if let Some(r) = s.strip_prefix("docker://") {
             return Ok(SourceRef::Registry {
                 reference: r.to_string(),
+            });
+        }
+        // A registry spoken to over plain HTTP only: the reference keeps its scheme.
+        if s.starts_with("http://") {
+            return Ok(SourceRef::Registry {
+                reference: s.to_string(),
             });
         }
         let need = |p: &str| {
@@ -282,6 +288,12 @@ mod tests {
             }
         );
         assert_eq!(
+            p("http://127.0.0.1:5000/i:1"),
+            SourceRef::Registry {
+                reference: "http://127.0.0.1:5000/i:1".into()
+            }
+        );
+        assert_eq!(
             p("docker://ghcr.io/o/i"),
             SourceRef::Registry {
                 reference: "ghcr.io/o/i".into()
@@ -308,6 +320,7 @@ mod tests {
         let n = |s: &str, tag: Option<&str>| p(s).output_name(tag).to_string_lossy().into_owned();
         assert_eq!(n("alpine:latest", None), "alpine_latest");
         assert_eq!(n("docker://ghcr.io/o/app:1.2", None), "app_1.2");
+        assert_eq!(n("http://localhost:5000/o/app:3", None), "app_3");
         assert_eq!(n("oci:/x/busybox:1.36", None), "busybox_1.36");
         assert_eq!(n("oci:/x/busybox/", None), "busybox");
         assert_eq!(n("oci-archive:/x/img.tar:v2", None), "img_v2");

@@ -1,5 +1,5 @@
-//! `docker://REF` and bare references: a pull from a registry into the blob cache, yielding an
-//! image whose layers are read from the cache files.
+//! `docker://REF`, bare references and `http://HOST/REF` (plain HTTP only): a pull from a
+//! registry into the blob cache, yielding an image whose layers are read from the cache files.
 
 use std::path::PathBuf;
 
@@ -84,7 +84,13 @@ pub fn image_name(r: &Reference, digest: Option<&Digest>) -> ImageName {
 
 /// Pulls `reference` (without `docker://`); `source` is what the user typed.
 pub fn open(reference: &str, source: &str, opts: &SourceOptions) -> Result<Image> {
-    let r = Reference::parse(reference)?;
+    let plain_http = reference.strip_prefix("http://");
+    let r = Reference::parse(plain_http.unwrap_or(reference))?;
+    if plain_http.is_some() && r.domain.is_none() {
+        return Err(Error::Invalid(format!(
+            "`{reference}` names no registry host (http://HOST[:PORT]/REPO[:TAG])"
+        )));
+    }
     let digest = r.digest.as_deref().map(Digest::parse).transpose()?;
     let ro = &opts.registry;
     let cache = match &ro.cache {
@@ -100,8 +106,14 @@ pub fn open(reference: &str, source: &str, opts: &SourceOptions) -> Result<Image
         tag: r.tag.clone(),
         digest,
     };
+    let mut endpoints = endpoints(&r, ro);
+    if plain_http.is_some() {
+        for e in &mut endpoints {
+            e.host = format!("http://{}", e.host_name());
+        }
+    }
     pull::pull(
-        &endpoints(&r, ro),
+        &endpoints,
         &wanted,
         image_name(&r, digest.as_ref()),
         source,

@@ -209,6 +209,7 @@ fn open_registry(seen: &Seen, _base: &str) -> Reply {
         "/v2/" => Reply::new(200, "{}"),
         "/v2/lib/app/manifests/1.0" => Reply::new(200, MANIFEST)
             .header("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+        "/v2/lib/app/tags/list" => Reply::new(200, r#"{"name":"lib/app","tags":["1.0"]}"#),
         p if p == blob_path() => Reply::new(200, blob_bytes()),
         _ => Reply::new(
             404,
@@ -250,7 +251,10 @@ fn unknown_repositories_and_tags_are_named() {
     let c = f.client(None).unwrap();
     let e = c.manifest("nope").unwrap_err().to_string();
     assert!(
-        e.contains("tag `nope`") && e.contains("lib/app") && e.contains(&f.host),
+        e.contains(&format!(
+            "tag `nope` not found in lib/app on {} (it has: 1.0)",
+            f.host
+        )),
         "{e}"
     );
     let ep = Endpoint {
