@@ -1,6 +1,7 @@
 //! The command line: `oci2bin [OPTIONS] SOURCE [OUTPUT]`, `oci2bin inspect FILE [--json]` and
 //! `oci2bin cache ls|rm|prune`.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -10,6 +11,8 @@ use crate::cache::{self, Cache, Outcome, Prune};
 use crate::mutate::{self, ConfigEdits};
 use crate::platform::Platform;
 use crate::reference::ImageName;
+use crate::registry::bars::Bars;
+use crate::registry::pull::{Progress, Quiet};
 use crate::registry::transport::TlsOptions;
 use crate::registry::Credential;
 use crate::sink::polyglot::{self, WriteOptions};
@@ -287,6 +290,12 @@ fn build(a: BuildArgs) -> Result<()> {
     cleanup::install();
 
     let warn = |m: &str| eprintln!("oci2bin: warning: {m}");
+    // Bars only where a person watches: a terminal, and not -q.
+    let bars = (!a.quiet && std::io::stderr().is_terminal()).then(Bars::default);
+    let progress: &dyn Progress = match &bars {
+        Some(b) => b,
+        None => &Quiet,
+    };
     let opts = SourceOptions {
         platform,
         source_date_epoch: epoch,
@@ -299,7 +308,7 @@ fn build(a: BuildArgs) -> Result<()> {
             credential,
             ..Default::default()
         },
-        progress: &crate::registry::pull::Quiet,
+        progress,
     };
     let opened =
         source::open(&reference, &opts).with_context(|| format!("cannot read {reference}"))?;

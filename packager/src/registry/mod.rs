@@ -7,6 +7,7 @@
 //! `Debug` line: their types print as `<redacted>`.
 
 pub mod auth;
+pub mod bars;
 pub mod blobcache;
 pub mod client;
 pub mod pull;
