@@ -611,3 +611,178 @@ fn nothing_listening_is_unreachable_naming_the_host() {
     assert!(matches!(e, RegistryError::Unreachable { .. }), "{e:?}");
     assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
 }
+
+/// A registry holding one small image as `lib/app:1.0` (manifest, config, one layer); the
+/// handler may override any answer first.
+fn image_registry(
+    over: impl Fn(&Seen, &str, &ImageFiles) -> Option<Reply> + Send + Sync + 'static,
+) -> (Fake, ImageFiles) {
+    let files = ImageFiles::new();
+    let f = files.clone();
+    let fake = Fake::start(move |s, b| {
+        if let Some(r) = over(s, b, &f) {
+            return r;
+        }
+        let blob = |d: &Digest| format!("/v2/lib/app/blobs/{d}");
+        match s.path() {
+            "/v2/" => Reply::new(200, "{}"),
+            "/v2/lib/app/manifests/1.0" => Reply::new(200, f.manifest.clone()),
+            p if p == format!("/v2/lib/app/manifests/{}", Digest::of(&f.manifest)) => {
+                Reply::new(200, f.manifest.clone())
+            }
+            p if p == blob(&Digest::of(&f.config)) => Reply::new(200, f.config.clone()),
+            p if p == blob(&Digest::of(&f.layer)) => Reply::new(200, f.layer.clone()),
+            _ => Reply::new(404, r#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#),
+        }
+    });
+    (fake, files)
+}
+
+#[derive(Clone)]
+struct ImageFiles {
+    manifest: Vec<u8>,
+    config: Vec<u8>,
+    layer: Vec<u8>,
+}
+
+impl ImageFiles {
+    fn new() -> ImageFiles {
+        let layer = crate::model::tests_support::gzip_layer(&[("hello", b"hi\n")]);
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": []},
+        }))
+        .unwrap();
+        let manifest = model::oci_manifest_bytes(
+            &Descriptor::new(
+                model::MEDIA_OCI_CONFIG,
+                Digest::of(&config),
+                config.len() as u64,
+            ),
+            &[Descriptor::new(
+                model::MEDIA_OCI_LAYER_GZIP,
+                Digest::of(&layer),
+                layer.len() as u64,
+            )],
+        );
+        ImageFiles {
+            manifest,
+            config,
+            layer,
+        }
+    }
+}
+
+fn pull_image(
+    endpoints: &[Endpoint],
+    wanted: &crate::registry::pull::Wanted,
+    cache: &BlobCache,
+    warnings: &Mutex<Vec<String>>,
+) -> crate::Result<crate::model::Image> {
+    let warn = |m: &str| warnings.lock().unwrap().push(m.to_string());
+    crate::registry::pull::pull(
+        endpoints,
+        wanted,
+        crate::reference::ImageName::parse("app:1.0").unwrap(),
+        "app:1.0",
+        &crate::registry::pull::PullOptions {
+            tls: TlsOptions::default(),
+            platform: None,
+            jobs: 2,
+            cache: cache.clone(),
+            timeouts: Timeouts::default(),
+            retry: fast_retry(),
+            warn: &warn,
+            progress: &crate::registry::pull::Quiet,
+        },
+    )
+}
+
+#[test]
+fn a_failing_mirror_falls_through_to_the_next_endpoint() {
+    let (good, files) = image_registry(|_, _, _| None);
+    let (broken, _) =
+        image_registry(|s, _, _| (s.path() != "/v2/").then(|| Reply::new(500, "mirror trouble")));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gone = Endpoint {
+        host: format!("http://127.0.0.1:{port}"),
+        ..good.endpoint(None)
+    };
+    let t = tempfile::tempdir().unwrap();
+    let cache = BlobCache::new(t.path());
+    let warnings = Mutex::new(Vec::new());
+    let wanted = crate::registry::pull::Wanted {
+        tag: Some("1.0".into()),
+        digest: None,
+    };
+    let image = pull_image(
+        &[gone, broken.endpoint(None), good.endpoint(None)],
+        &wanted,
+        &cache,
+        &warnings,
+    )
+    .unwrap();
+    assert_eq!(image.manifest.digest, Digest::of(&files.manifest));
+    assert!(cache.lookup(&image.layers[0]).is_some());
+    let w = warnings.into_inner().unwrap();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w[0].contains(&format!("127.0.0.1:{port} failed")), "{w:?}");
+    assert!(
+        w[1].contains(&broken.host) && w[1].contains(&good.host),
+        "{w:?}"
+    );
+    // The working registry served every blob; the broken mirror none.
+    assert_eq!(
+        broken
+            .seen()
+            .iter()
+            .filter(|s| s.path().contains("/blobs/"))
+            .count(),
+        0
+    );
+    let mut layer = Vec::new();
+    image
+        .blobs
+        .open(&image.layers[0])
+        .unwrap()
+        .read_to_end(&mut layer)
+        .unwrap();
+    assert_eq!(layer, files.layer);
+}
+
+#[test]
+fn a_digest_reference_refuses_a_manifest_with_other_bytes() {
+    let (f, files) = image_registry(|s, _, files| {
+        s.path()
+            .contains("/manifests/sha256:")
+            .then(|| Reply::new(200, [files.manifest.clone(), b" ".to_vec()].concat()))
+    });
+    let t = tempfile::tempdir().unwrap();
+    let cache = BlobCache::new(t.path());
+    let want = Digest::of(&files.manifest);
+    let e = pull_image(
+        &[f.endpoint(None)],
+        &crate::registry::pull::Wanted {
+            tag: None,
+            digest: Some(want),
+        },
+        &cache,
+        &Mutex::new(Vec::new()),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("the manifest")
+            && e.contains("does not match its digest")
+            && e.contains(&want.to_string()),
+        "{e}"
+    );
+    assert!(std::fs::read_dir(t.path().join("sha256"))
+        .unwrap()
+        .next()
+        .is_none());
+}
