@@ -81,9 +81,11 @@ pub fn busybox_multiarch() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| {
         let src = busybox();
+        // Named after the busybox manifest it contains, so a rebuilt busybox means a new index.
+        let amd64 = tagged(src, "latest")["digest"].as_str().unwrap()[7..19].to_owned();
         let dir = crate::workspace()
             .join("target/e2e-fixtures")
-            .join(format!("busybox-multiarch-{VERSION}"));
+            .join(format!("busybox-multiarch-{VERSION}-{amd64}"));
         build_once_with(dir, |out| write_multiarch(src, out))
     })
 }

@@ -100,13 +100,17 @@ impl Registry {
             .tempdir()
             .unwrap();
         let d = dir.path();
+        // Readable by all: tests may run a client as the unprivileged test user, which needs the
+        // CA. Nothing in here is secret.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut http = String::from(r#"{addr: "127.0.0.1:0", secret: oci2bin-test"#);
         if auth.is_tls() {
             write_tls_certs(d);
             http += &format!(
                 ", tls: {{certificate: {}, key: {}}}",
-                d.join("server.crt").display(),
-                d.join("server.key").display()
+                yaml_path(&d.join("server.crt")),
+                yaml_path(&d.join("server.key"))
             );
         }
         http += "}";
@@ -117,7 +121,7 @@ impl Registry {
                 write_htpasswd(&d.join("htpasswd"), user, pass);
                 format!(
                     "auth: {{htpasswd: {{realm: oci2bin-test, path: {}}}}}\n",
-                    d.join("htpasswd").display()
+                    yaml_path(&d.join("htpasswd"))
                 )
             }
             Auth::Token { user, pass } => {
@@ -126,7 +130,7 @@ impl Registry {
                     "auth: {{token: {{realm: \"{}\", service: {TOKEN_SERVICE}, \
                      issuer: {TOKEN_ISSUER}, rootcertbundle: {}}}}}\n",
                     t.realm(),
-                    t.cert_path().display()
+                    yaml_path(t.cert_path())
                 );
                 token = Some(t);
                 y
@@ -139,7 +143,7 @@ impl Registry {
              storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
              http: {http}\n\
              {auth_yaml}",
-            d.join("storage").display()
+            yaml_path(&d.join("storage"))
         );
         std::fs::write(d.join("config.yml"), config).unwrap();
         let child = Command::new("docker-registry")
@@ -270,10 +274,20 @@ impl Registry {
         self.dir.path()
     }
 
-    /// The filesystem storage root, e.g. to damage a blob at rest under
-    /// `docker/registry/v2/blobs/sha256/AB/ABCD…/data`.
+    /// The filesystem storage root.
     pub fn storage_dir(&self) -> PathBuf {
         self.dir.path().join("storage")
+    }
+
+    /// Where the registry keeps blob `sha256:HEX` (it serves the file as is, unchecked): to damage
+    /// or truncate a blob at rest.
+    pub fn blob_data_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").expect("a sha256: digest");
+        self.storage_dir()
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
     }
 
     /// The registry's own log (stderr), for failure messages.
@@ -287,11 +301,26 @@ impl Registry {
     }
 
     /// Blob downloads the registry served (`GET /v2/…/blobs/sha256:…`), whatever their status.
+    /// The registry writes a line once its answer is out, so a client may be done a moment before
+    /// its last line: this waits until the count holds still for 30 ms. A [`FaultProxy`] in front
+    /// counts without that wait.
     pub fn blob_gets(&self) -> usize {
-        self.access_log()
-            .lines()
-            .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
-            .count()
+        let count = || {
+            self.access_log()
+                .lines()
+                .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
+                .count()
+        };
+        let mut n = count();
+        for _ in 0..30 {
+            std::thread::sleep(Duration::from_millis(30));
+            let m = count();
+            if m == n {
+                break;
+            }
+            n = m;
+        }
+        n
     }
 
     /// skopeo flags to reach this registry as `side`: `"src"` or `"dest"` for `copy`, `""` for
@@ -416,8 +445,12 @@ fn skopeo_env_dir() -> &'static Path {
 /// `(prefix, mirror_host, insecure)` to `mirror_host` first: one `[[registry]]` per prefix, its
 /// location the prefix itself, with one `[[registry.mirror]]` per mirror. Returns the file's path.
 pub fn write_registries_conf(dir: &Path, mirrors: &[(&str, &str, bool)]) -> PathBuf {
-    let mut prefixes: Vec<&str> = mirrors.iter().map(|m| m.0).collect();
-    prefixes.dedup();
+    let mut prefixes: Vec<&str> = Vec::new();
+    for (prefix, _, _) in mirrors {
+        if !prefixes.contains(prefix) {
+            prefixes.push(prefix);
+        }
+    }
     let mut toml = String::from("# written by the e2e registry harness\n");
     for prefix in prefixes {
         toml += &format!("\n[[registry]]\nprefix = \"{prefix}\"\nlocation = \"{prefix}\"\n");
@@ -514,6 +547,11 @@ fn write_htpasswd(path: &Path, user: &str, pass: &str) {
         .expect("htpasswd (apt-get install apache2-utils)");
     assert!(o.status.success(), "htpasswd: {}", crate::text(&o.stderr));
     std::fs::write(path, o.stdout).unwrap();
+}
+
+/// A path as a YAML double-quoted scalar (Rust's string escapes are a subset of YAML's).
+fn yaml_path(p: &Path) -> String {
+    format!("{:?}", p.display().to_string())
 }
 
 fn read_lossy(p: &Path) -> String {

@@ -80,6 +80,29 @@ fn a_plain_registry_serves_back_what_skopeo_pushed_and_counts_blob_gets() {
 }
 
 #[test]
+fn a_blob_damaged_at_rest_is_served_as_is() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(Auth::Plain);
+    reg.push_layout(fixtures::busybox(), "latest", "busybox:latest");
+    let (digest, _) = big_layer();
+    let path = reg.blob_data_path(&digest);
+    let mut b = std::fs::read(&path).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 1;
+    std::fs::write(&path, b).unwrap();
+    let err = failed(
+        &pull(
+            &reg.docker_ref("busybox:latest"),
+            &["--src-tls-verify=false"],
+        ),
+        "pull of a blob damaged at rest",
+    );
+    assert!(err.to_lowercase().contains("digest did not match"), "{err}");
+}
+
+#[test]
 fn a_registry_is_gone_with_its_storage_once_dropped() {
     if !tools() {
         return;
@@ -460,6 +483,25 @@ fn the_proxy_passes_a_pull_through_and_counts_blob_gets_and_bytes() {
     let last = proxy.requests().pop().unwrap();
     assert_eq!(last.range.as_deref(), Some("bytes=10-19"));
     assert_eq!((last.status, last.body_bytes), (206, 10));
+}
+
+#[test]
+fn the_proxy_forwards_credentials_to_a_token_registry() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(Auth::token("erin", "pw"));
+    reg.push_layout(fixtures::busybox(), "latest", "busybox:latest");
+    reg.token_server().set_anonymous_pull(false);
+    let proxy = FaultProxy::start(reg.host());
+    let r = format!("docker://{}/busybox:latest", proxy.host());
+    // The registry's challenge names the token server itself; only registry traffic is proxied.
+    failed(&pull(&r, &["--src-tls-verify=false"]), "anonymous pull");
+    ok(
+        &pull(&r, &["--src-tls-verify=false", "--src-creds=erin:pw"]),
+        "pull with credentials",
+    );
+    assert_eq!(proxy.blob_gets(), 3);
 }
 
 #[test]

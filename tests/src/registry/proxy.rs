@@ -265,8 +265,24 @@ fn serve(
     me: &str,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
-    let rq = read_request(&mut reader)?;
     let mut out = conn;
+    // Clients told to skip TLS verification try HTTPS first; like the registry (Go's server),
+    // answer a TLS ClientHello (record type 0x16) at once with a plain 400 so they fall back to
+    // HTTP, rather than leave them waiting out their handshake timeout.
+    if reader.fill_buf()?.first() == Some(&0x16) {
+        out.write_all(
+            b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+        )?;
+        return out.shutdown(Shutdown::Both);
+    }
+    let rq = match read_request(&mut reader) {
+        Ok(rq) => rq,
+        Err(e) => {
+            let _ = write!(out, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+            let _ = out.shutdown(Shutdown::Both);
+            return Err(e);
+        }
+    };
     let digest = blob_digest(&rq.path);
     let mut entry = ProxiedRequest {
         method: rq.method.clone(),

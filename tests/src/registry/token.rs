@@ -9,11 +9,14 @@
 //! configured user gets what they ask for; wrong credentials get 401.
 //!
 //! The JWT is RS256 with an `x5c` header holding the DER of the signing certificate, which is the
-//! registry's `rootcertbundle`. Checked with Debian's docker-registry 2.8.2: distribution takes
-//! the signing key from `x5c` (verified as a chain to the bundle), else from a `jwk` header, else
-//! looks the `kid` up among the bundle's keys *by libtrust fingerprint* (not an RFC 7638
-//! thumbprint). `x5c` needs nothing libtrust-specific, so that is what we send. Its `aud` must be
-//! a single string equal to the registry's `service` in this version, and `iss` its `issuer`.
+//! registry's `rootcertbundle`. Tried against Debian's docker-registry 2.8.2 with hand-made
+//! tokens: distribution takes the signing key from `x5c` (verified as a chain to the bundle), else
+//! from a `jwk` header, else looks `kid` up among the bundle's keys *by libtrust fingerprint*
+//! (base32 of the SPKI's SHA-256, `ABCD:EFGH:…`): an `x5c` token and a libtrust `kid` token were
+//! accepted, an RFC 7638 thumbprint `kid` (what JWKS tooling writes) and a bare header were
+//! refused. `x5c` needs nothing libtrust-specific, so that is what we send. `aud` must be a
+//! single string equal to the registry's `service` (an array `["svc"]` was refused), `iss` its
+//! `issuer`.
 
 use base64::Engine as _;
 use std::path::{Path, PathBuf};
