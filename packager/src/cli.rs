@@ -12,9 +12,13 @@ use crate::credentials::{self, CredOptions, CredSources, Credential, Secret};
 use crate::mutate::{self, ConfigEdits};
 use crate::platform::Platform;
 use crate::reference::ImageName;
+use crate::registry::bars::Bars;
+use crate::registry::pull::{Progress, Quiet};
+use crate::registry::transport::TlsOptions;
 use crate::sink::polyglot::{self, WriteOptions};
+use crate::source::registry::RegistryOptions;
 use crate::source::{self, SourceOptions};
-use crate::{inspect, loader_bin};
+use crate::{cleanup, inspect, loader_bin};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -136,9 +140,31 @@ impl RegistryArgs {
 /// Its error text must not hold the password.
 pub type LoginVerifier = fn(registry: &str, cred: &Credential) -> Result<()>;
 
-/// The check `oci2bin login` runs: the registry client's (`GET /v2/` with the credentials)
-/// plugs in here. `None`, until it does: login stores the credentials unchecked and says so.
-pub const LOGIN_VERIFIER: Option<LoginVerifier> = None;
+/// The check `oci2bin login` runs: the registry client's `GET /v2/` (and, for token auth, a
+/// token request) with the credentials, as `podman login` does.
+pub const LOGIN_VERIFIER: Option<LoginVerifier> = Some(verify_login);
+
+/// Logs in to `registry` once, with the default TLS options and certs.d, without storing anything.
+fn verify_login(registry: &str, cred: &Credential) -> Result<()> {
+    let host = crate::registry_name::api_host(registry).to_string();
+    // Docker's default: registries on loopback may answer over plain HTTP.
+    let name = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+    let loopback = name == "localhost" || name == "[::1]" || name.starts_with("127.");
+    let ep = crate::registry::Endpoint {
+        host,
+        repository: String::new(),
+        insecure: loopback,
+        credential: Some(crate::source::registry::to_client_credential(cred)),
+    };
+    let client = crate::registry::client::Client::connect(
+        &ep,
+        &TlsOptions::default(),
+        crate::registry::transport::Timeouts::default(),
+        crate::registry::transport::RetryPolicy::default(),
+    )?;
+    client.check_login()?;
+    Ok(())
+}
 
 #[derive(Debug, Args)]
 pub struct CacheArgs {
@@ -180,8 +206,8 @@ pub enum CacheCommand {
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Image to package: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG],
-    /// dir:ROOTFS
+    /// Image to package: a registry reference (alpine:3.19, docker://ghcr.io/o/app:1,
+    /// http://HOST:PORT/app:1 for plain HTTP), oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG], dir:ROOTFS
     #[arg(value_name = "SOURCE", required = true)]
     pub source: Option<String>,
     /// Output file (default: from the source name, e.g. ./busybox_1.36)
@@ -209,6 +235,17 @@ pub struct BuildArgs {
     /// Platform to pick from a multi-arch index (default: this host's)
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
+    /// Registry pulls: require HTTPS with verified certificates (=false: skip verification and
+    /// fall back to plain HTTP)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = true,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+    /// Registry pulls: CA certificates (*.crt) and a client pair (NAME.cert + NAME.key), instead of
+    /// /etc/containers/certs.d/HOST:PORT/
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Static loader ELF to put at the head of the file (default: the embedded one)
     #[arg(long, value_name = "PATH", env = "OCI2BIN_LOADER")]
     pub loader: Option<PathBuf>,
@@ -439,12 +476,31 @@ fn build(a: BuildArgs) -> Result<()> {
         .transpose()
         .context("--tag")?;
     let loader = loader_bin::resolve(a.loader.as_deref())?;
+    let credentials = a.registry.cred_options()?;
+    // Temporary files (the output, blobs being downloaded) go when ^C ends the build.
+    cleanup::install();
 
     let warn = |m: &str| eprintln!("oci2bin: warning: {m}");
+    // Bars only where a person watches: a terminal, and not -q.
+    let bars = (!a.quiet && std::io::stderr().is_terminal()).then(Bars::default);
+    let progress: &dyn Progress = match &bars {
+        Some(b) => b,
+        None => &Quiet,
+    };
     let opts = SourceOptions {
         platform,
         source_date_epoch: epoch,
         warn: &warn,
+        registry: RegistryOptions {
+            tls: TlsOptions {
+                verify: a.tls_verify,
+                cert_dir: a.cert_dir,
+            },
+            credentials,
+            short_names: a.registry.short_names(),
+            ..Default::default()
+        },
+        progress,
     };
     let opened =
         source::open(&reference, &opts).with_context(|| format!("cannot read {reference}"))?;

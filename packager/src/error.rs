@@ -32,10 +32,8 @@ pub enum Error {
         reference: String,
     },
 
-    #[error(
-        "registry pulls are not supported yet (use oci:, oci-archive:, docker-archive:, dir:): {0}"
-    )]
-    RegistryUnsupported(String),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
 
     #[error("`{reference}` is not a valid image reference: {why}")]
     BadReference { reference: String, why: String },
@@ -61,6 +59,12 @@ pub enum Error {
 
     #[error(transparent)]
     Daemon(#[from] crate::source::daemon::DaemonError),
+
+    #[error(transparent)]
+    RegistriesConf(#[from] crate::registries_conf::ConfError),
+
+    #[error(transparent)]
+    Credentials(#[from] crate::credentials::CredError),
 
     #[error("loader {}: {source}", path.display())]
     BadLoader { path: PathBuf, source: FormatError },

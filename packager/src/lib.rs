@@ -6,6 +6,7 @@
 //! `loader::format`.
 
 pub mod cache;
+pub mod cleanup;
 pub mod cli;
 pub mod credentials;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod mutate;
 pub mod platform;
 pub mod reference;
 pub mod registries_conf;
+pub mod registry;
 pub mod registry_name;
 pub mod sink;
 pub mod source;

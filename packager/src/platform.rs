@@ -36,14 +36,55 @@ impl Platform {
         })
     }
 
-    /// Whether a descriptor's platform fits: os and arch equal, variant equal when we ask for one.
+    /// Whether a descriptor's platform fits: os and arch equal, and the variant equal after
+    /// containerd's normalisation (`arm64` is `arm64/v8`, `arm` is `arm/v7`, `amd64/v1` is
+    /// `amd64`) when we ask for one; without one, any variant fits.
     pub fn matches(&self, os: &str, arch: &str, variant: Option<&str>) -> bool {
         self.os == os
             && self.architecture == go_arch(arch)
-            && match self.variant.as_deref() {
-                None => true,
-                v => v == variant,
+            && (self.variant.is_none()
+                || normal_variant(&self.architecture, self.variant.as_deref())
+                    == normal_variant(go_arch(arch), variant))
+    }
+
+    /// The best fit among candidates `(os, arch, variant)`: the first whose normalised variant is
+    /// the one asked for (or the architecture's default when none is asked), else the first that
+    /// fits at all. An index listing `linux/arm/v6` and `linux/arm/v7` thus gives v7 for
+    /// `linux/arm`, as containerd does.
+    pub fn best<'a>(
+        &self,
+        candidates: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a str>)>,
+    ) -> Option<usize> {
+        let want = normal_variant(&self.architecture, self.variant.as_deref());
+        let mut fallback = None;
+        for (i, (os, arch, variant)) in candidates.into_iter().enumerate() {
+            if !self.matches(os, arch, variant) {
+                continue;
             }
+            if normal_variant(go_arch(arch), variant) == want {
+                return Some(i);
+            }
+            fallback.get_or_insert(i);
+        }
+        fallback
+    }
+}
+
+/// containerd's variant normalisation: `8`/`v8`/none on arm64 → `v8`, none on arm → `v7`,
+/// `v1` on amd64 → none, a bare number → `vN`.
+fn normal_variant(arch: &str, variant: Option<&str>) -> Option<String> {
+    let v = variant.filter(|v| !v.is_empty()).map(|v| {
+        if v.bytes().all(|c| c.is_ascii_digit()) {
+            format!("v{v}")
+        } else {
+            v.to_string()
+        }
+    });
+    match arch {
+        "arm64" => Some(v.unwrap_or_else(|| "v8".into())),
+        "arm" => Some(v.unwrap_or_else(|| "v7".into())),
+        "amd64" => v.filter(|v| v != "v1"),
+        _ => v,
     }
 }
 
@@ -74,6 +115,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_best_fit_prefers_the_default_variant() {
+        let idx = [
+            ("linux", "amd64", None),
+            ("linux", "arm", Some("v6")),
+            ("linux", "arm", Some("v7")),
+            ("linux", "arm64", Some("v8")),
+        ];
+        let best = |p: &str| Platform::parse(p).unwrap().best(idx);
+        assert_eq!(best("linux/arm"), Some(2));
+        assert_eq!(best("linux/arm/v6"), Some(1));
+        assert_eq!(best("linux/arm64"), Some(3));
+        assert_eq!(best("linux/amd64"), Some(0));
+        assert_eq!(best("linux/s390x"), None);
+    }
+
+    #[test]
     fn parses_and_matches_platforms() {
         let p = Platform::parse("linux/arm64/v8").unwrap();
         assert!(p.matches("linux", "arm64", Some("v8")));
@@ -82,6 +139,19 @@ mod tests {
             .unwrap()
             .matches("linux", "amd64", None));
         assert!(Platform::parse("linux").is_err());
+        // containerd: arm64 means arm64/v8, either way round.
+        assert!(Platform::parse("linux/arm64/v8")
+            .unwrap()
+            .matches("linux", "arm64", None));
+        assert!(Platform::parse("linux/aarch64/8")
+            .unwrap()
+            .matches("linux", "arm64", Some("v8")));
+        assert!(Platform::parse("linux/amd64/v1")
+            .unwrap()
+            .matches("linux", "amd64", None));
+        assert!(!Platform::parse("linux/arm/v6")
+            .unwrap()
+            .matches("linux", "arm", None));
         assert_eq!(
             Platform::host().to_string(),
             format!("linux/{}", go_arch(std::env::consts::ARCH))

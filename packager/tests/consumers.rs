@@ -418,9 +418,14 @@ fn errors_are_one_line_and_name_the_problem() {
         assert!(e.starts_with("oci2bin: error: "), "{e}");
         e
     };
-    assert!(err(&["alpine:latest"]).contains(
-        "registry pulls are not supported yet (use oci:, oci-archive:, docker-archive:, dir:)"
-    ));
+    // A registry with nothing listening: refused at once, offline too.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    assert!(err(&[&format!("127.0.0.1:{port}/alpine:latest")])
+        .contains(&format!("cannot reach 127.0.0.1:{port}")));
     assert!(err(&["ftp:/x"]).contains("unknown transport `ftp`"));
     assert!(err(&["oci:/nonexistent"]).contains("not an OCI image layout"));
     assert!(err(&["inspect", "/bin/busybox"]).contains("not an oci2bin file"));

@@ -1,7 +1,8 @@
 //! `oci2bin login` and `logout` as a user runs them: podman's auth.json, private (0600 in 0700
 //! directories, owned by the user), in podman's places, and no password in any output.
 //!
-//! `--verify=false`: these tests talk to no registry.
+//! `--verify=false` where a test talks to no registry; one test checks credentials against a
+//! real one.
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -176,29 +177,24 @@ fn login_writes_where_podman_does() {
 }
 
 #[test]
-fn login_without_a_registry_client_warns_that_nothing_was_checked() {
+fn login_checks_the_credentials_with_the_registry_before_storing_them() {
+    use e2e::registry::{Auth, Registry};
+    if !e2e::require(
+        e2e::have("docker-registry") && e2e::have("htpasswd"),
+        "docker-registry and htpasswd (make deps)",
+    ) {
+        return;
+    }
+    let reg = Registry::start(Auth::basic("me", PASSWORD));
     let r = Runner::new();
-    let o = run(
-        &r,
-        &[],
-        &[
-            "login",
-            "--username",
-            "me",
-            "--password-stdin",
-            "lab.example:5000",
-        ],
-        PASSWORD,
-    );
-    ok(&o, "login");
-    assert!(
-        text(&o.stderr).contains("not checked"),
-        "{}",
-        text(&o.stderr)
-    );
+    let login = ["login", "-u", "me", "--password-stdin", reg.host()];
     let file = r.home().join(".config/containers/auth.json");
+    let o = run(&r, &[], &login, "not-the-password");
+    assert_one_line_error(&o, reg.host());
+    assert!(!file.exists(), "a refused login stores nothing");
+    ok(&run(&r, &[], &login, PASSWORD), "login");
     assert_eq!(
-        auths(&file)["lab.example:5000"]["auth"],
+        auths(&file)[reg.host()]["auth"],
         b64(&format!("me:{PASSWORD}"))
     );
 }

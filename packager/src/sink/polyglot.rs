@@ -4,7 +4,8 @@
 //!
 //! Layers are copied byte for byte and every blob is checked against its digest on the way; a
 //! mismatch fails the build and leaves no output. The file is written to a temporary name in the
-//! output's directory, fsynced, made executable and renamed into place.
+//! output's directory, fsynced, made executable and renamed into place; an error drops the
+//! temporary file, and a signal's watcher ([`crate::cleanup`]) removes it.
 
 use std::collections::HashMap;
 use std::fs;
@@ -55,6 +56,8 @@ pub fn write_file(image: &Image, opts: &WriteOptions, path: &Path) -> Result<Wri
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(Error::io("cannot create a temporary file in", dir))?;
+    // Removed by the signal watcher if ^C ends the build before the rename.
+    let guard = crate::cleanup::Registered::new(tmp.path());
     let written = write_to(
         image,
         opts,
@@ -65,7 +68,7 @@ pub fn write_file(image: &Image, opts: &WriteOptions, path: &Path) -> Result<Wri
         .map_err(Error::io("cannot fsync", tmp.path()))?;
     f.set_permissions(fs::Permissions::from_mode(0o755))
         .map_err(Error::io("cannot chmod", tmp.path()))?;
-    tmp.persist(path).map_err(|e| Error::Io {
+    guard.finish(|| tmp.persist(path)).map_err(|e| Error::Io {
         what: "cannot rename into",
         path: path.to_path_buf(),
         source: e.error,

@@ -342,6 +342,8 @@ mod tests {
             platform: platform.map(|p| Platform::parse(p).unwrap()),
             source_date_epoch: None,
             warn: &|_| {},
+            registry: Default::default(),
+            progress: &crate::registry::pull::Quiet,
         }
     }
 

@@ -2,12 +2,13 @@
 //!
 //! Transports, skopeo-style: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`,
 //! `docker-archive:FILE[:NAME:TAG]`, `dir:ROOTFS`. A bare reference (`alpine:latest`) or
-//! `docker://REF` means a registry pull: [`SourceRef::Registry`] is the seam where that source
-//! plugs in.
+//! `docker://REF` means a registry pull ([`registry`]); `http://HOST[:PORT]/REPO[:TAG]` is a pull
+//! over plain HTTP only.
 
 pub mod daemon;
 pub mod docker_archive;
 pub mod layout;
+pub mod registry;
 pub mod rootfs;
 pub mod tarindex;
 
@@ -34,7 +35,7 @@ pub enum SourceRef {
     Rootfs { path: PathBuf },
     /// An image in a running Docker Engine (`docker-daemon:NAME[:TAG]`).
     DockerDaemon { reference: String },
-    /// A registry reference (bare, or `docker://`). Not supported yet.
+    /// A registry reference (bare, or after `docker://`; `http://` kept for plain HTTP).
     Registry { reference: String },
 }
 
@@ -52,6 +53,12 @@ impl SourceRef {
         if let Some(r) = s.strip_prefix("docker://") {
             return Ok(SourceRef::Registry {
                 reference: r.to_string(),
+            });
+        }
+        // A registry spoken to over plain HTTP only: the reference keeps its scheme.
+        if s.starts_with("http://") {
+            return Ok(SourceRef::Registry {
+                reference: s.to_string(),
             });
         }
         let need = |p: &str| {
@@ -187,6 +194,10 @@ pub struct SourceOptions<'a> {
     pub source_date_epoch: Option<u64>,
     /// Where non-fatal warnings go.
     pub warn: &'a dyn Fn(&str),
+    /// Registry pulls: TLS, credentials, parallelism, blob cache.
+    pub registry: registry::RegistryOptions,
+    /// Shows layer downloads.
+    pub progress: &'a dyn crate::registry::pull::Progress,
 }
 
 /// An opened source: the image and the default output name.
@@ -236,8 +247,13 @@ pub fn open(reference: &str, opts: &SourceOptions) -> Result<Opened> {
                 default_output,
             })
         }
-        // The registry source will plug in here.
-        SourceRef::Registry { reference } => Err(Error::RegistryUnsupported(reference.clone())),
+        SourceRef::Registry { reference: r } => {
+            let image = registry::open(r, reference, opts)?;
+            Ok(Opened {
+                image,
+                default_output: src.output_name(None),
+            })
+        }
     }
 }
 
@@ -292,6 +308,12 @@ mod tests {
             }
         );
         assert_eq!(
+            p("http://127.0.0.1:5000/i:1"),
+            SourceRef::Registry {
+                reference: "http://127.0.0.1:5000/i:1".into()
+            }
+        );
+        assert_eq!(
             p("docker://ghcr.io/o/i"),
             SourceRef::Registry {
                 reference: "ghcr.io/o/i".into()
@@ -320,23 +342,11 @@ mod tests {
     }
 
     #[test]
-    fn registry_references_say_pulls_are_not_supported_yet() {
-        let opts = SourceOptions {
-            platform: None,
-            source_date_epoch: None,
-            warn: &|_| {},
-        };
-        for r in ["alpine:latest", "docker://alpine"] {
-            let e = open(r, &opts).err().unwrap().to_string();
-            assert!(e.starts_with("registry pulls are not supported yet (use oci:, oci-archive:, docker-archive:, dir:)"), "{e}");
-        }
-    }
-
-    #[test]
     fn output_names_follow_the_reference() {
         let n = |s: &str, tag: Option<&str>| p(s).output_name(tag).to_string_lossy().into_owned();
         assert_eq!(n("alpine:latest", None), "alpine_latest");
         assert_eq!(n("docker://ghcr.io/o/app:1.2", None), "app_1.2");
+        assert_eq!(n("http://localhost:5000/o/app:3", None), "app_3");
         assert_eq!(n("oci:/x/busybox:1.36", None), "busybox_1.36");
         assert_eq!(n("oci:/x/busybox/", None), "busybox");
         assert_eq!(n("oci-archive:/x/img.tar:v2", None), "img_v2");

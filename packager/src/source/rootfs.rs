@@ -240,6 +240,8 @@ mod tests {
             platform: None,
             source_date_epoch: epoch,
             warn: &|_| {},
+            registry: Default::default(),
+            progress: &crate::registry::pull::Quiet,
         }
     }
 
@@ -367,6 +369,8 @@ mod tests {
             platform: None,
             source_date_epoch: None,
             warn: &warn,
+            registry: Default::default(),
+            progress: &crate::registry::pull::Quiet,
         };
         let image = open(t.path(), "dir:x", &o).unwrap();
         assert!(entries(&image).is_empty());
