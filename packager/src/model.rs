@@ -93,6 +93,12 @@ impl Descriptor {
 /// size and digest, so a source may hand out unverified bytes.
 pub trait BlobSource: Send + Sync {
     fn open(&self, desc: &Descriptor) -> Result<Box<dyn Read + '_>>;
+
+    /// Whether every reader [`open`](BlobSource::open) returns checks the sha256 itself and
+    /// fails at its end on a mismatch, so a consumer need not hash the bytes a second time.
+    fn verifies_digests(&self) -> bool {
+        false
+    }
 }
 
 /// Blobs held in memory, keyed by digest (tests and small synthesized layers).

@@ -215,6 +215,10 @@ impl BlobSource for CachedBlobs {
             path,
         }))
     }
+
+    fn verifies_digests(&self) -> bool {
+        true
+    }
 }
 
 struct Verifying {

@@ -294,7 +294,9 @@ fn copy_verified<W: Write>(
         source,
     };
     let mut r = image.blobs.open(desc)?.take(desc.size + 1);
-    let mut hasher = Sha256::new();
+    // A source that checks the digest itself (the blob cache) fails its read on a mismatch:
+    // hashing here too would only double the work of a warm pull.
+    let mut hasher = (!image.blobs.verifies_digests()).then(Sha256::new);
     let mut buf = vec![0u8; 256 << 10];
     let mut n_total = 0u64;
     let mut head = Vec::with_capacity(4);
@@ -316,7 +318,9 @@ fn copy_verified<W: Write>(
             let k = (4 - head.len()).min(n);
             head.extend_from_slice(&buf[..k]);
         }
-        hasher.update(&buf[..n]);
+        if let Some(h) = &mut hasher {
+            h.update(&buf[..n]);
+        }
         w.put(&buf[..n])?;
         n_total += n as u64;
     }
@@ -327,12 +331,14 @@ fn copy_verified<W: Write>(
             actual: n_total,
         });
     }
-    let actual = Digest(hasher.finalize().into());
-    if actual != desc.digest {
-        return Err(Error::DigestMismatch {
-            digest: desc.digest.to_string(),
-            actual: actual.to_string(),
-        });
+    if let Some(h) = hasher {
+        let actual = Digest(h.finalize().into());
+        if actual != desc.digest {
+            return Err(Error::DigestMismatch {
+                digest: desc.digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
     }
     Ok(Compression::sniff(&head))
 }
@@ -379,6 +385,43 @@ mod tests {
     use crate::model::tests_support::{fake_loader, tiny_image};
     use crate::model::{Descriptor, MemoryBlobs};
     use std::sync::Arc;
+
+    /// Layers from the blob cache are hashed once, by the cache's reader; a cached file that went
+    /// bad still fails the write (and is dropped from the cache).
+    #[test]
+    fn a_damaged_blob_cache_file_fails_the_write_though_hashed_only_once() {
+        use crate::registry::blobcache::{BlobCache, CachedBlobs};
+        let t = tempfile::tempdir().unwrap();
+        let cache = BlobCache::new(t.path());
+        cache.prepare().unwrap();
+        let mut image = tiny_image();
+        for d in &image.layers {
+            let mut bytes = Vec::new();
+            image
+                .blobs
+                .open(d)
+                .unwrap()
+                .read_to_end(&mut bytes)
+                .unwrap();
+            let mut p = cache.begin(d).unwrap();
+            p.write(&bytes).unwrap();
+            p.finish("test", "layer").unwrap();
+        }
+        image.blobs = Arc::new(CachedBlobs(cache.clone()));
+        let loader = fake_loader();
+        let opts = WriteOptions {
+            loader: &loader,
+            source_date_epoch: Some(1),
+        };
+        write_to(&image, &opts, &mut Vec::new()).unwrap();
+        let victim = cache.path(&image.layers[1].digest);
+        let mut bytes = fs::read(&victim).unwrap();
+        bytes[3] ^= 1;
+        fs::write(&victim, bytes).unwrap();
+        let e = write_to(&image, &opts, &mut Vec::new()).unwrap_err();
+        assert!(format!("{e:#}").contains("damaged"), "{e:#}");
+        assert!(!victim.exists());
+    }
 
     fn build(epoch: Option<u64>) -> (Vec<u8>, Written) {
         let loader = fake_loader();
