@@ -1,5 +1,5 @@
 //! The command line: `oci2bin [OPTIONS] SOURCE [OUTPUT]`, `oci2bin inspect FILE [--json]`,
-//! `oci2bin cache ls|rm|prune` and `oci2bin login|logout`.
+//! `oci2bin cache ls|rm|prune`, `oci2bin login|logout` and `oci2bin push FILE REF`.
 
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
@@ -51,6 +51,34 @@ pub enum Command {
     Login(LoginArgs),
     /// Remove credentials that login stored
     Logout(LogoutArgs),
+    /// Upload the image a built file holds (or any SOURCE) to a registry; prints REF@DIGEST
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// A file oci2bin wrote, or any SOURCE a build takes (oci:DIR[:TAG], oci-archive:FILE,
+    /// docker-archive:FILE, docker://REF)
+    #[arg(value_name = "FILE|SOURCE")]
+    pub source: String,
+    /// Where to push: [docker://]HOST[:PORT]/REPO[:TAG] (tag `latest` when left out;
+    /// http://HOST[:PORT]/REPO[:TAG] for plain HTTP)
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Require HTTPS with verified certificates (=false: skip verification and fall back to
+    /// plain HTTP)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = true,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+    /// CA certificates (*.crt) and a client pair (NAME.cert + NAME.key), instead of
+    /// /etc/containers/certs.d/HOST:PORT/
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Print only REF@DIGEST (no progress notes on stderr)
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -274,6 +302,7 @@ pub fn run_with(cli: Cli, verifier: Option<LoginVerifier>) -> Result<()> {
         Some(Command::Cache(c)) => cache_command(c),
         Some(Command::Login(a)) => login_command(a, verifier),
         Some(Command::Logout(a)) => logout_command(a),
+        Some(Command::Push(a)) => push_command(a),
         None => build(cli.build),
     }
 }
@@ -343,6 +372,87 @@ fn login_command(a: LoginArgs, verifier: Option<LoginVerifier>) -> Result<()> {
             path.display()
         ),
     }
+    Ok(())
+}
+
+/// The image to push: a file that exists is read as the OCI archive a built file is.
+fn push_source(s: &str) -> String {
+    if Path::new(s).is_file() {
+        format!("oci-archive:{s}")
+    } else {
+        s.to_string()
+    }
+}
+
+fn push_command(a: PushArgs) -> Result<()> {
+    use crate::reference::Reference;
+    use crate::registry::client::Client;
+    use crate::registry::push;
+    use crate::registry::transport::{RetryPolicy, Timeouts};
+
+    let dest = a.reference.as_str();
+    let bare = dest.strip_prefix("docker://").unwrap_or(dest);
+    let plain_http = bare.strip_prefix("http://");
+    let r = Reference::parse(plain_http.unwrap_or(bare))
+        .with_context(|| format!("cannot push to {dest}"))?;
+    if r.digest.is_some() {
+        anyhow::bail!("cannot push to {dest}: give a tag, not a digest (the registry computes it)");
+    }
+    let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
+    let credentials = a.registry.cred_options()?;
+    cleanup::install();
+    let warn = |m: &str| eprintln!("oci2bin: warning: {m}");
+    // Notes only where a person watches: a terminal, and not -q.
+    let quiet = a.quiet || !std::io::stderr().is_terminal();
+    let note = |m: &str| {
+        if !quiet {
+            eprintln!("oci2bin: {m}")
+        }
+    };
+    let tls = TlsOptions {
+        verify: a.tls_verify,
+        cert_dir: a.cert_dir,
+    };
+    let registry = RegistryOptions {
+        tls: tls.clone(),
+        credentials,
+        short_names: a.registry.short_names(),
+        ..Default::default()
+    };
+    // The destination: the registry itself (mirrors are for pulls), with its stored credentials.
+    let dest_opts = RegistryOptions {
+        short_names: crate::registries_conf::ShortNames::DockerHub,
+        ..registry.clone()
+    };
+    let mut ep = source::registry::endpoints(&r, &dest_opts, &warn)
+        .with_context(|| format!("cannot push to {dest}"))?
+        .pop()
+        .with_context(|| format!("cannot push to {dest}: no registry to push to"))?;
+    if plain_http.is_some() {
+        ep.host = format!("http://{}", ep.host_name());
+    }
+
+    let source_ref = push_source(&a.source);
+    let opts = SourceOptions {
+        platform: None,
+        source_date_epoch: None,
+        warn: &warn,
+        registry,
+        progress: &Quiet,
+    };
+    let opened =
+        source::open(&source_ref, &opts).with_context(|| format!("cannot read {}", a.source))?;
+    let anonymous = ep.credential.is_none();
+    let client = Client::connect(&ep, &tls, Timeouts::default(), RetryPolicy::default())
+        .map(Client::for_push)
+        .with_context(|| format!("cannot push to {dest}"))?;
+    let pushed = push::push(&client, &opened.image, &tag, anonymous, &note)
+        .with_context(|| format!("cannot push to {dest}"))?;
+    note(&format!(
+        "pushed {} blob(s), {} already there",
+        pushed.uploaded, pushed.skipped
+    ));
+    println!("{bare}@{}", pushed.digest);
     Ok(())
 }
 
@@ -578,6 +688,43 @@ mod tests {
         assert!(parse(&["logout", "--all", "quay.io"]).is_err());
         assert!(parse(&["logout", "--all"]).is_ok());
         assert!(parse(&["logout", "quay.io"]).is_ok());
+    }
+
+    #[test]
+    fn push_takes_a_file_and_a_reference_with_the_registry_flags() {
+        let a = match parse(&[
+            "push",
+            "--tls-verify=false",
+            "--creds",
+            "me:pw",
+            "--cert-dir",
+            "d",
+            "./busybox",
+            "localhost:5000/busybox:1",
+        ])
+        .unwrap()
+        .command
+        {
+            Some(Command::Push(a)) => a,
+            other => panic!("{other:?}"),
+        };
+        assert!(!a.tls_verify);
+        assert_eq!(a.cert_dir, Some(PathBuf::from("d")));
+        assert_eq!(a.registry.creds.as_deref(), Some("me:pw"));
+        assert_eq!(
+            (a.source.as_str(), a.reference.as_str()),
+            ("./busybox", "localhost:5000/busybox:1")
+        );
+        assert!(parse(&["push", "./busybox"]).is_err());
+    }
+
+    #[test]
+    fn push_reads_an_existing_file_as_an_oci_archive() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let p = f.path().to_str().unwrap();
+        assert_eq!(push_source(p), format!("oci-archive:{p}"));
+        assert_eq!(push_source("oci:/nowhere:1"), "oci:/nowhere:1");
+        assert_eq!(push_source("docker://a/b:1"), "docker://a/b:1");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A client for one repository on one endpoint: the `/v2/` ping that picks the scheme and learns
 //! the auth challenge, authenticated requests with retries, manifests, and blobs streamed into the
-//! blob cache (resumed with `Range` when a connection drops).
+//! blob cache (resumed with `Range` when a connection drops); for pushes, blob checks (`HEAD`),
+//! uploads (monolithic or chunked) and manifest puts.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -8,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::Deserialize;
-use ureq::http::Response;
+use ureq::http::{Method, Response};
 use ureq::{Agent, Body};
 
 use super::auth::{self, Action, Authenticator, Authorization, Challenge, Token, TokenRequest};
@@ -139,6 +140,13 @@ pub fn with_retries(
         }
         attempt += 1;
     }
+}
+
+/// A request the builder could make (a bad URL or header is ureq's `BadUri`).
+fn built<B>(
+    r: std::result::Result<ureq::http::Request<B>, ureq::http::Error>,
+) -> std::result::Result<ureq::http::Request<B>, ureq::Error> {
+    r.map_err(|e| ureq::Error::BadUri(e.to_string()))
 }
 
 /// `HOST[:PORT]` of a URL, for messages.
@@ -337,24 +345,51 @@ impl Client {
         from: u64,
         what: &str,
     ) -> Result<Response<Body>> {
-        let url = format!("{}/v2/{}/{path}", self.base, self.repository);
+        let mut headers = Vec::new();
+        if let Some(a) = accept {
+            headers.push(("Accept", a.to_string()));
+        }
+        if from > 0 {
+            headers.push(("Range", format!("bytes={from}-")));
+        }
+        self.send(Method::GET, &self.url(path), &headers, None, what)
+    }
+
+    /// `BASE/v2/NAME/PATH`.
+    fn url(&self, path: &str) -> String {
+        format!("{}/v2/{}/{path}", self.base, self.repository)
+    }
+
+    /// Any request to `url` (under this registry), authenticated: a 401 takes the new challenge
+    /// (or drops a stale token) and tries once more with a fresh header. Transport failures and
+    /// 408/429/5xx are retried ([`with_retries`]); `body` is sent again on each try.
+    pub(super) fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Option<&[u8]>,
+        what: &str,
+    ) -> Result<Response<Body>> {
         let mut tries = 0;
         loop {
             let authz = self
                 .auth
                 .authorization(&self.scope, |c, s| self.fetch_token(c, s))?;
             let resp = with_retries(&self.host, what, self.retry, || {
-                let mut r = self.agent.get(&url);
-                if let Some(a) = accept {
-                    r = r.header("Accept", a);
+                let mut r = ureq::http::Request::builder()
+                    .method(method.clone())
+                    .uri(url);
+                for (k, v) in headers {
+                    r = r.header(*k, v.as_str());
                 }
                 if let Some(Authorization { header, .. }) = &authz {
                     r = r.header("Authorization", header.expose());
                 }
-                if from > 0 {
-                    r = r.header("Range", format!("bytes={from}-"));
+                match body {
+                    Some(b) => self.agent.run(built(r.body(b))?),
+                    None => self.agent.run(built(r.body(()))?),
                 }
-                r.call()
             })?;
             if resp.status() == 401 && tries < 2 {
                 tries += 1;
@@ -520,6 +555,148 @@ impl Client {
             what: "tag",
             reference: tag.into(),
             known,
+        }
+    }
+
+    /// The same client with a `pull,push` scope for its repository, for uploads.
+    pub fn for_push(mut self) -> Client {
+        self.scope = auth::scope(&self.repository, Action::PullPush);
+        self
+    }
+
+    /// Whether the repository has the blob: `HEAD /v2/NAME/blobs/DIGEST`.
+    pub fn has_blob(&self, digest: &Digest) -> Result<bool> {
+        let d = digest.to_string();
+        let what = format!("HEAD of blob {d}");
+        let resp = self.send(
+            Method::HEAD,
+            &self.url(&format!("blobs/{d}")),
+            &[],
+            None,
+            &what,
+        )?;
+        match resp.status().as_u16() {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            _ => Err(self.refused(resp, &what, &d, true)),
+        }
+    }
+
+    /// An upload location (`Location` of a 202) as a URL: absolute, or a path on this registry.
+    fn location(&self, resp: &Response<Body>, what: &str) -> Result<String> {
+        let loc = header(resp, "location").ok_or_else(|| RegistryError::Protocol {
+            host: self.host.clone(),
+            what: what.into(),
+            detail: "the answer has no Location".into(),
+        })?;
+        Ok(
+            if loc.starts_with("http://") || loc.starts_with("https://") {
+                loc.to_string()
+            } else if loc.starts_with('/') {
+                format!("{}{loc}", self.base)
+            } else {
+                format!("{}/{loc}", self.base)
+            },
+        )
+    }
+
+    /// Uploads a blob of `desc.size` bytes read from `data`: `POST /v2/NAME/blobs/uploads/`,
+    /// then one `PUT ?digest=` with the bytes when they fit in `chunk`, else `PATCH`es of
+    /// `chunk` bytes (`Content-Range`, each to the `Location` the last answer gave) and an empty
+    /// `PUT ?digest=`. The registry checks the digest. `progress` is told of each part sent.
+    pub fn upload_blob(
+        &self,
+        desc: &Descriptor,
+        data: &mut dyn Read,
+        chunk: usize,
+        progress: &dyn Fn(u64),
+    ) -> Result<()> {
+        let d = desc.digest.to_string();
+        let what = format!("the upload of blob {d}");
+        let resp = self.send(
+            Method::POST,
+            &self.url("blobs/uploads/"),
+            &[],
+            Some(&[]),
+            &what,
+        )?;
+        if resp.status() != 202 {
+            return Err(self.refused(resp, &what, &d, true));
+        }
+        let mut location = self.location(&resp, &what)?;
+        let read_err = |source| RegistryError::Io {
+            what: format!("cannot read blob {d}"),
+            source,
+        };
+        let mut buf = Vec::with_capacity(chunk.min(desc.size as usize));
+        let mut sent = 0u64;
+        let last = loop {
+            buf.clear();
+            (&mut *data)
+                .take(chunk as u64)
+                .read_to_end(&mut buf)
+                .map_err(read_err)?;
+            let done = buf.len() < chunk || sent + buf.len() as u64 >= desc.size;
+            if sent == 0 && done {
+                // Small enough for one monolithic PUT.
+                break Some(std::mem::take(&mut buf));
+            }
+            if buf.is_empty() {
+                break None;
+            }
+            let end = sent + buf.len() as u64 - 1;
+            let resp = self.send(
+                Method::PATCH,
+                &location,
+                &[
+                    ("Content-Type", "application/octet-stream".into()),
+                    ("Content-Range", format!("{sent}-{end}")),
+                ],
+                Some(&buf),
+                &what,
+            )?;
+            if resp.status() != 202 {
+                return Err(self.refused(resp, &what, &d, true));
+            }
+            location = self.location(&resp, &what)?;
+            sent += buf.len() as u64;
+            progress(buf.len() as u64);
+            if done {
+                break None;
+            }
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let url = format!("{location}{sep}digest={d}");
+        let body = last.unwrap_or_default();
+        let resp = self.send(
+            Method::PUT,
+            &url,
+            &[("Content-Type", "application/octet-stream".into())],
+            Some(&body),
+            &what,
+        )?;
+        match resp.status().as_u16() {
+            201 | 204 | 200 => {
+                progress(body.len() as u64);
+                Ok(())
+            }
+            _ => Err(self.refused(resp, &what, &d, true)),
+        }
+    }
+
+    /// `PUT /v2/NAME/manifests/REFERENCE` with the manifest's bytes as they are.
+    pub fn put_manifest(&self, reference: &str, raw: &[u8], media_type: &str) -> Result<()> {
+        let what = format!("the manifest upload of {reference}");
+        let resp = self.send(
+            Method::PUT,
+            &self.url(&format!("manifests/{reference}")),
+            &[("Content-Type", media_type.into())],
+            Some(raw),
+            &what,
+        )?;
+        match resp.status().as_u16() {
+            200..=299 => Ok(()),
+            _ => Err(self.refused(resp, &what, reference, false)),
         }
     }
 

@@ -1,7 +1,7 @@
-//! The registry pull client (distribution API v2): transport and TLS ([`transport`]), the auth
+//! The registry client (distribution API v2): transport and TLS ([`transport`]), the auth
 //! flow ([`auth`]), manifests and blobs ([`client`]), the verified blob cache ([`blobcache`]) and
 //! the pull itself ([`pull`]), which turns an ordered list of [`Endpoint`]s into an
-//! [`Image`](crate::model::Image).
+//! [`Image`](crate::model::Image), and the push ([`push`]) of one image to a repository.
 //!
 //! Secrets (passwords, identity tokens, bearer tokens) never reach a message, an error or a
 //! `Debug` line: their types print as `<redacted>`.
@@ -11,6 +11,7 @@ pub mod bars;
 pub mod blobcache;
 pub mod client;
 pub mod pull;
+pub mod push;
 pub mod transport;
 
 use std::io;
@@ -77,6 +78,14 @@ pub enum RegistryError {
     Denied {
         host: String,
         repository: String,
+        message: String,
+    },
+
+    #[error("push access to {repository} on {host} denied ({status}){}: log in with an account that may push there (`oci2bin login {host}` or --creds USER:PASS)", server_says(.message))]
+    PushDenied {
+        host: String,
+        repository: String,
+        status: &'static str,
         message: String,
     },
 

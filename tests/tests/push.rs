@@ -1,0 +1,266 @@
+//! `oci2bin push FILE REF` against a real registry (the harness of `e2e::registry`): a built file
+//! goes up as the image it holds, skopeo and our own pull read it back with the same digest,
+//! token auth wants credentials for a push, big layers go up in chunks, and a second push of the
+//! same image uploads no blob. Each test runs oci2bin with a HOME of its own, so no credentials or
+//! certs.d of this machine leak in.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use e2e::registry::{skopeo, Auth, Registry};
+use e2e::{assert_one_line_error, fixtures, have, require, text, Runner};
+
+fn tools() -> bool {
+    require(
+        have("docker-registry") && have("skopeo") && have("openssl") && have("htpasswd"),
+        "docker-registry, skopeo, openssl and htpasswd (make deps)",
+    )
+}
+
+/// `oci2bin ARGS…` with an empty HOME.
+fn oci2bin(home: &Path, args: &[&str]) -> Output {
+    Command::new(e2e::oci2bin())
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", home)
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .unwrap()
+}
+
+/// `oci2bin push [EXTRA…] FILE HOST/REPO_TAG`, asserting success; returns the digest it printed
+/// after checking the line is `HOST/REPO_TAG@sha256:…`.
+fn push_ok(home: &Path, reg: &Registry, file: &Path, repo_tag: &str, extra: &[&str]) -> String {
+    let dest = format!("{}/{repo_tag}", reg.host());
+    let mut args = vec!["push"];
+    args.extend_from_slice(extra);
+    args.push(file.to_str().unwrap());
+    args.push(&dest);
+    let o = oci2bin(home, &args);
+    assert!(
+        o.status.success(),
+        "oci2bin {args:?} failed:\n{}\nregistry log:\n{}",
+        text(&o.stderr),
+        reg.log()
+    );
+    let out = text(&o.stdout);
+    let line = out.trim();
+    assert_eq!(out.lines().count(), 1, "stdout: {out}");
+    let digest = line
+        .strip_prefix(&format!("{dest}@"))
+        .unwrap_or_else(|| panic!("`{line}` is not {dest}@DIGEST"));
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+    digest.to_string()
+}
+
+/// The digest `skopeo inspect` reports for `repo_tag`.
+fn skopeo_digest(reg: &Registry, repo_tag: &str) -> String {
+    let o = skopeo()
+        .arg("inspect")
+        .args(reg.skopeo_flags("", true))
+        .arg(reg.docker_ref(repo_tag))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "skopeo inspect: {}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["Digest"].as_str().unwrap().to_string()
+}
+
+/// Requests in the access log whose request line starts with `method` and holds `part`, once
+/// the log holds still (the registry writes a line after its answer is out).
+fn requests(reg: &Registry, method: &str, part: &str) -> usize {
+    let count = || {
+        reg.access_log()
+            .lines()
+            .filter(|l| l.contains(&format!("\"{method} /v2/")) && l.contains(part))
+            .count()
+    };
+    let mut n = count();
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_millis(30));
+        let m = count();
+        if m == n {
+            break;
+        }
+        n = m;
+    }
+    n
+}
+
+/// Blob uploads the registry saw: upload starts, chunks and blob PUTs.
+fn uploads(reg: &Registry) -> usize {
+    requests(reg, "POST", "/blobs/uploads/")
+        + requests(reg, "PATCH", "/blobs/uploads/")
+        + requests(reg, "PUT", "/blobs/uploads/")
+}
+
+#[test]
+fn a_built_file_pushes_as_the_image_it_holds_and_a_second_push_uploads_no_blob() {
+    if !tools() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let reg = Registry::start(Auth::Plain);
+    let file = fixtures::busybox_bin();
+    let digest = push_ok(
+        home.path(),
+        &reg,
+        file,
+        "o2b/busybox:pushed",
+        &["--tls-verify=false"],
+    );
+    assert!(uploads(&reg) > 0);
+    assert_eq!(skopeo_digest(&reg, "o2b/busybox:pushed"), digest);
+
+    // skopeo copies it back byte for byte: same manifest digest in the layout it writes.
+    let back = tempfile::tempdir().unwrap();
+    let o = skopeo()
+        .args(["copy", "--quiet"])
+        .args(reg.skopeo_flags("src", true))
+        .arg(reg.docker_ref("o2b/busybox:pushed"))
+        .arg(format!("oci:{}:back", back.path().display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "skopeo copy: {}", text(&o.stderr));
+    assert_eq!(
+        fixtures::tagged(back.path(), "back")["digest"].as_str(),
+        Some(digest.as_str())
+    );
+
+    // Again, to another tag: every blob is there, only the manifest goes up.
+    let before = uploads(&reg);
+    let manifests = requests(&reg, "PUT", "/manifests/");
+    let again = push_ok(
+        home.path(),
+        &reg,
+        file,
+        "o2b/busybox:again",
+        &["--tls-verify=false"],
+    );
+    assert_eq!(again, digest);
+    assert_eq!(uploads(&reg), before, "the second push uploaded blobs");
+    assert_eq!(requests(&reg, "PUT", "/manifests/"), manifests + 1);
+    assert_eq!(skopeo_digest(&reg, "o2b/busybox:again"), digest);
+}
+
+#[test]
+fn a_token_registry_takes_a_push_with_creds_and_refuses_an_anonymous_one() {
+    if !tools() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let pass = "s3cret-push-pw";
+    let reg = Registry::start(Auth::token("pusher", pass));
+    let file = fixtures::busybox_bin().to_str().unwrap();
+    let dest = format!("{}/o2b/busybox:tok", reg.host());
+
+    let o = oci2bin(
+        home.path(),
+        &["push", "--tls-verify=false", file, dest.as_str()],
+    );
+    assert_one_line_error(&o, reg.host());
+    let err = text(&o.stderr);
+    assert!(err.contains("o2b/busybox"), "{err}");
+    assert!(err.contains("oci2bin login"), "{err}");
+    assert!(!err.contains(pass), "{err}");
+
+    let creds = format!("--creds=pusher:{pass}");
+    let digest = push_ok(
+        home.path(),
+        &reg,
+        Path::new(file),
+        "o2b/busybox:tok",
+        &["--tls-verify=false", &creds],
+    );
+    assert_eq!(skopeo_digest(&reg, "o2b/busybox:tok"), digest);
+
+    // Wrong credentials: one line, no password.
+    let o = oci2bin(
+        home.path(),
+        &[
+            "push",
+            "--tls-verify=false",
+            "--creds=pusher:not-the-pw",
+            file,
+            dest.as_str(),
+        ],
+    );
+    assert_one_line_error(&o, reg.host());
+    assert!(!text(&o.stderr).contains("not-the-pw"));
+}
+
+#[test]
+fn debian_goes_up_in_chunks_and_comes_back_through_our_pull() {
+    if !tools() {
+        return;
+    }
+    let biggest = fixtures::layers(fixtures::debian(), "latest")
+        .iter()
+        .map(|(_, s)| *s)
+        .max()
+        .unwrap();
+    assert!(
+        biggest > 8 << 20,
+        "the Debian fixture has no layer over 8 MiB ({biggest} bytes): chunks go untested"
+    );
+    let home = tempfile::tempdir().unwrap();
+    let reg = Registry::start(Auth::Plain);
+    let digest = push_ok(
+        home.path(),
+        &reg,
+        fixtures::debian_bin(),
+        "o2b/debian:12",
+        &["--tls-verify=false"],
+    );
+    assert!(
+        requests(&reg, "PATCH", "/blobs/uploads/") >= 2,
+        "no chunked upload:\n{}",
+        reg.access_log()
+    );
+    assert_eq!(skopeo_digest(&reg, "o2b/debian:12"), digest);
+
+    let out_dir = e2e::world_tempdir();
+    let out = out_dir.path().join("debian-back");
+    let o = oci2bin(
+        home.path(),
+        &[
+            "--tls-verify=false",
+            "-q",
+            &format!("docker://{}/o2b/debian:12", reg.host()),
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "pull back: {}", text(&o.stderr));
+    assert!(Runner::new()
+        .ok(&out, &["cat", "/etc/os-release"])
+        .contains("bookworm"));
+}
+
+#[test]
+fn an_oci_layout_source_pushes_too() {
+    if !tools() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let reg = Registry::start(Auth::Plain);
+    let layout = format!("oci:{}:latest", fixtures::busybox().display());
+    let digest = push_ok(
+        home.path(),
+        &reg,
+        Path::new(&layout),
+        "o2b/layout:1",
+        &["--tls-verify=false"],
+    );
+    // Byte for byte: the layout's own manifest.
+    assert_eq!(
+        fixtures::tagged(fixtures::busybox(), "latest")["digest"].as_str(),
+        Some(digest.as_str())
+    );
+    assert_eq!(skopeo_digest(&reg, "o2b/layout:1"), digest);
+}
