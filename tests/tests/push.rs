@@ -264,3 +264,40 @@ fn an_oci_layout_source_pushes_too() {
     );
     assert_eq!(skopeo_digest(&reg, "o2b/layout:1"), digest);
 }
+
+/// The engine here allows 127.0.0.0/8 as an insecure registry: what we push, `docker pull` takes
+/// and `docker run` runs, with the digest we printed.
+#[test]
+fn docker_pulls_and_runs_what_we_pushed() {
+    let docker = have("docker")
+        && Command::new("docker")
+            .arg("info")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !tools() || !require(docker, "no Docker engine answers `docker info`") {
+        return;
+    }
+    let reg = Registry::start(Auth::Plain);
+    let home = tempfile::tempdir().unwrap();
+    let digest = push_ok(
+        home.path(),
+        &reg,
+        fixtures::busybox_bin(),
+        "o2b/docker-pull:1",
+        &["--tls-verify=false"],
+    );
+    let image = format!("{}/o2b/docker-pull:1", reg.host());
+    let o = Command::new("docker")
+        .args(["pull", &image])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "docker pull: {}", text(&o.stderr));
+    assert!(text(&o.stdout).contains(&digest), "{}", text(&o.stdout));
+    let o = Command::new("docker")
+        .args(["run", "--rm", "--net", "none", &image, "cat", "/etc/issue"])
+        .output()
+        .unwrap();
+    let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
+    assert!(o.status.success(), "docker run: {}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "busybox fixture\n");
+}
