@@ -65,15 +65,6 @@ pub struct PushArgs {
     /// http://HOST[:PORT]/REPO[:TAG] for plain HTTP)
     #[arg(value_name = "REF")]
     pub reference: String,
-    /// Require HTTPS with verified certificates (=false: skip verification and fall back to
-    /// plain HTTP)
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = true,
-          default_missing_value = "true", action = clap::ArgAction::Set)]
-    pub tls_verify: bool,
-    /// CA certificates (*.crt) and a client pair (NAME.cert + NAME.key), instead of
-    /// /etc/containers/certs.d/HOST:PORT/
-    #[arg(long, value_name = "DIR")]
-    pub cert_dir: Option<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Print only REF@DIGEST (no progress notes on stderr)
@@ -128,10 +119,19 @@ pub struct LogoutArgs {
     pub authfile: Option<PathBuf>,
 }
 
-/// Options of a build from a registry (a bare reference or `docker://REF`), for the registry
-/// source to flatten into [`BuildArgs`].
-#[derive(Debug, Clone, Default, Args)]
+/// How to talk to registries (TLS, credentials, short names), flattened into the build and
+/// push commands.
+#[derive(Debug, Clone, Args)]
 pub struct RegistryArgs {
+    /// Registries: require HTTPS with verified certificates (=false: skip verification and fall
+    /// back to plain HTTP)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = true,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+    /// Registries: CA certificates (*.crt) and a client pair (NAME.cert + NAME.key), instead of
+    /// /etc/containers/certs.d/HOST:PORT/
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
     /// Credentials for the registry, USER[:PASSWORD] (the password is asked for, without echo,
     /// when left out and stdin is a terminal)
     #[arg(long, value_name = "USER[:PASSWORD]")]
@@ -146,7 +146,28 @@ pub struct RegistryArgs {
     pub search_registries: bool,
 }
 
+impl Default for RegistryArgs {
+    /// As with no flags: TLS verified.
+    fn default() -> Self {
+        RegistryArgs {
+            tls_verify: true,
+            cert_dir: None,
+            creds: None,
+            authfile: None,
+            search_registries: false,
+        }
+    }
+}
+
 impl RegistryArgs {
+    /// `--tls-verify` and `--cert-dir`.
+    pub fn tls(&self) -> TlsOptions {
+        TlsOptions {
+            verify: self.tls_verify,
+            cert_dir: self.cert_dir.clone(),
+        }
+    }
+
     /// Credential options; asks for the password of `--creds USER` now, once.
     pub fn cred_options(&self) -> Result<CredOptions> {
         Ok(CredOptions::from_env(
@@ -263,15 +284,6 @@ pub struct BuildArgs {
     /// Platform to pick from a multi-arch index (default: this host's)
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
-    /// Registry pulls: require HTTPS with verified certificates (=false: skip verification and
-    /// fall back to plain HTTP)
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = true,
-          default_missing_value = "true", action = clap::ArgAction::Set)]
-    pub tls_verify: bool,
-    /// Registry pulls: CA certificates (*.crt) and a client pair (NAME.cert + NAME.key), instead of
-    /// /etc/containers/certs.d/HOST:PORT/
-    #[arg(long, value_name = "DIR")]
-    pub cert_dir: Option<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Static loader ELF to put at the head of the file (default: the embedded one)
@@ -409,10 +421,7 @@ fn push_command(a: PushArgs) -> Result<()> {
             eprintln!("oci2bin: {m}")
         }
     };
-    let tls = TlsOptions {
-        verify: a.tls_verify,
-        cert_dir: a.cert_dir,
-    };
+    let tls = a.registry.tls();
     let registry = RegistryOptions {
         tls: tls.clone(),
         credentials,
@@ -602,10 +611,7 @@ fn build(a: BuildArgs) -> Result<()> {
         source_date_epoch: epoch,
         warn: &warn,
         registry: RegistryOptions {
-            tls: TlsOptions {
-                verify: a.tls_verify,
-                cert_dir: a.cert_dir,
-            },
+            tls: a.registry.tls(),
             credentials,
             short_names: a.registry.short_names(),
             ..Default::default()
@@ -708,8 +714,8 @@ mod tests {
             Some(Command::Push(a)) => a,
             other => panic!("{other:?}"),
         };
-        assert!(!a.tls_verify);
-        assert_eq!(a.cert_dir, Some(PathBuf::from("d")));
+        assert!(!a.registry.tls_verify);
+        assert_eq!(a.registry.cert_dir, Some(PathBuf::from("d")));
         assert_eq!(a.registry.creds.as_deref(), Some("me:pw"));
         assert_eq!(
             (a.source.as_str(), a.reference.as_str()),

@@ -225,6 +225,25 @@ impl Image {
         })
     }
 
+    /// Warns (through `warn`) when the image is not of the platform asked for: an image that is
+    /// not an index cannot be resolved, only reported. `shown` names it in the message.
+    pub fn warn_unless_platform(
+        &self,
+        platform: Option<&crate::platform::Platform>,
+        shown: &str,
+        warn: &dyn Fn(&str),
+    ) {
+        let Some(p) = platform else { return };
+        let variant = self.config.parsed.variant();
+        if !p.matches(&self.os(), &self.architecture(), variant.as_deref()) {
+            warn(&format!(
+                "{shown} is {}/{}, not the requested {p}",
+                self.os(),
+                self.architecture()
+            ));
+        }
+    }
+
     pub fn architecture(&self) -> String {
         self.config.parsed.architecture().to_string()
     }

@@ -89,6 +89,31 @@ impl Runner {
         }
     }
 
+    /// Runs `file ARGS…` with `env` added and `stdin` on its standard input. A command that
+    /// fails before reading closes the pipe: that is its answer, not an error here.
+    pub fn run_with_stdin(
+        &self,
+        file: &Path,
+        args: &[&str],
+        env: &[(&str, &Path)],
+        stdin: &str,
+    ) -> Output {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut c = self.command(file, args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        child.wait_with_output().unwrap()
+    }
+
     pub fn run(&self, file: &Path, args: &[&str]) -> Output {
         self.command(file, args).output().unwrap()
     }

@@ -4,10 +4,9 @@
 //! `--verify=false` where a test talks to no registry; one test checks credentials against a
 //! real one.
 
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use e2e::{assert_one_line_error, text, Runner};
 
@@ -15,19 +14,7 @@ const PASSWORD: &str = "e2e-pa55-W0RD-never-print-me";
 
 /// Runs `oci2bin ARGS` as the test user with `env` added and `stdin` on its standard input.
 fn run(r: &Runner, env: &[(&str, &Path)], args: &[&str], stdin: &str) -> Output {
-    let mut c = r.command(&e2e::oci2bin(), args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A command that fails before reading closes the pipe: that is its answer, not ours.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    let o = child.wait_with_output().unwrap();
+    let o = r.run_with_stdin(&e2e::oci2bin(), args, env, stdin);
     assert_no_secret(&o, args);
     o
 }

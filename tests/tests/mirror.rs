@@ -2,9 +2,8 @@
 //! through registries.conf's mirror for docker.io on loopback, run as an unprivileged user; and
 //! credentials stored by `oci2bin login` used by the next pull, with no `--creds`.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use e2e::registry::{write_registries_conf, Auth, Registry};
 use e2e::{assert_one_line_error, fixtures, have, require, text, Runner};
@@ -18,18 +17,7 @@ fn tools() -> bool {
 
 /// `oci2bin ARGS` as the test user, in its home, with `env` added and `stdin` fed.
 fn oci2bin_as_user(r: &Runner, env: &[(&str, &Path)], args: &[&str], stdin: &str) -> Output {
-    let mut c = r.command(&e2e::oci2bin(), args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
+    r.run_with_stdin(&e2e::oci2bin(), args, env, stdin)
 }
 
 #[test]

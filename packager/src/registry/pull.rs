@@ -211,19 +211,7 @@ fn pull_from(
         name.clone(),
         source.to_string(),
     )?;
-    if let Some(p) = &opts.platform {
-        if !p.matches(
-            &image.os(),
-            &image.architecture(),
-            image.config.parsed.variant().as_deref(),
-        ) {
-            (opts.warn)(&format!(
-                "{shown} is {}/{}, not the requested {p}",
-                image.os(),
-                image.architecture()
-            ));
-        }
-    }
+    image.warn_unless_platform(opts.platform.as_ref(), &shown, opts.warn);
     download_layers(&client, &image.layers, opts)?;
     Ok(image)
 }

@@ -242,19 +242,7 @@ fn open_store<S: Store + 'static>(
                 name,
                 source.to_string(),
             )?;
-            if let Some(p) = &opts.platform {
-                if !p.matches(
-                    &image.os(),
-                    &image.architecture(),
-                    image.config.parsed.variant().as_deref(),
-                ) {
-                    (opts.warn)(&format!(
-                        "image is {}/{}, not the requested {p}",
-                        image.os(),
-                        image.architecture()
-                    ));
-                }
-            }
+            image.warn_unless_platform(opts.platform.as_ref(), "image", opts.warn);
             return Ok(image);
         }
         let nested: IndexDoc =
