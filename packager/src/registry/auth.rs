@@ -17,25 +17,8 @@ use serde::Deserialize;
 
 use super::{RegistryError, Result};
 
-/// Something secret: prints as `<redacted>`, so no `Debug`, error or log line can show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+/// Passwords and tokens: the one secret type of the crate, which prints as `***`.
+pub use crate::credentials::Secret;
 
 /// What the caller knows to log in with.
 #[derive(Clone, PartialEq, Eq)]
@@ -169,7 +152,7 @@ pub fn parse_token(body: &[u8], now: Instant) -> Option<Token> {
         .unwrap_or(DEFAULT_TOKEN_LIFE)
         .max(TOKEN_MARGIN * 2);
     Some(Token {
-        secret: Secret(secret),
+        secret: Secret::new(secret),
         expires: now + life - TOKEN_MARGIN,
     })
 }

@@ -4,7 +4,8 @@
 //! [`Image`](crate::model::Image), and the push ([`push`]) of one image to a repository.
 //!
 //! Secrets (passwords, identity tokens, bearer tokens) never reach a message, an error or a
-//! `Debug` line: their types print as `<redacted>`.
+//! `Debug` line: they are [`crate::credentials::Secret`]s (`***`), and the types holding them
+//! print `<redacted>` in their place.
 
 pub mod auth;
 pub mod bars;
