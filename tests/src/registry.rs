@@ -301,14 +301,20 @@ impl Registry {
     }
 
     /// Blob downloads the registry served (`GET /v2/…/blobs/sha256:…`), whatever their status.
-    /// The registry writes a line once its answer is out, so a client may be done a moment before
-    /// its last line: this waits until the count holds still for 30 ms. A [`FaultProxy`] in front
-    /// counts without that wait.
+    /// A [`FaultProxy`] in front counts without the wait of [`Registry::requests`].
     pub fn blob_gets(&self) -> usize {
+        self.requests("GET", "/blobs/sha256:")
+    }
+
+    /// Requests in the access log whose request line starts with `METHOD /v2/` and holds `part`.
+    /// The registry writes a line once its answer is out, so a client may be done a moment before
+    /// its last line: this waits until the count holds still for 30 ms.
+    pub fn requests(&self, method: &str, part: &str) -> usize {
+        let start = format!("\"{method} /v2/");
         let count = || {
             self.access_log()
                 .lines()
-                .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
+                .filter(|l| l.contains(&start) && l.contains(part))
                 .count()
         };
         let mut n = count();

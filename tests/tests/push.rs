@@ -6,7 +6,6 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use e2e::registry::{skopeo, Auth, Registry};
 use e2e::{assert_one_line_error, fixtures, have, require, text, Runner};
@@ -72,32 +71,11 @@ fn skopeo_digest(reg: &Registry, repo_tag: &str) -> String {
     v["Digest"].as_str().unwrap().to_string()
 }
 
-/// Requests in the access log whose request line starts with `method` and holds `part`, once
-/// the log holds still (the registry writes a line after its answer is out).
-fn requests(reg: &Registry, method: &str, part: &str) -> usize {
-    let count = || {
-        reg.access_log()
-            .lines()
-            .filter(|l| l.contains(&format!("\"{method} /v2/")) && l.contains(part))
-            .count()
-    };
-    let mut n = count();
-    for _ in 0..30 {
-        std::thread::sleep(Duration::from_millis(30));
-        let m = count();
-        if m == n {
-            break;
-        }
-        n = m;
-    }
-    n
-}
-
 /// Blob uploads the registry saw: upload starts, chunks and blob PUTs.
 fn uploads(reg: &Registry) -> usize {
-    requests(reg, "POST", "/blobs/uploads/")
-        + requests(reg, "PATCH", "/blobs/uploads/")
-        + requests(reg, "PUT", "/blobs/uploads/")
+    reg.requests("POST", "/blobs/uploads/")
+        + reg.requests("PATCH", "/blobs/uploads/")
+        + reg.requests("PUT", "/blobs/uploads/")
 }
 
 #[test]
@@ -135,7 +113,7 @@ fn a_built_file_pushes_as_the_image_it_holds_and_a_second_push_uploads_no_blob()
 
     // Again, to another tag: every blob is there, only the manifest goes up.
     let before = uploads(&reg);
-    let manifests = requests(&reg, "PUT", "/manifests/");
+    let manifests = reg.requests("PUT", "/manifests/");
     let again = push_ok(
         home.path(),
         &reg,
@@ -145,7 +123,7 @@ fn a_built_file_pushes_as_the_image_it_holds_and_a_second_push_uploads_no_blob()
     );
     assert_eq!(again, digest);
     assert_eq!(uploads(&reg), before, "the second push uploaded blobs");
-    assert_eq!(requests(&reg, "PUT", "/manifests/"), manifests + 1);
+    assert_eq!(reg.requests("PUT", "/manifests/"), manifests + 1);
     assert_eq!(skopeo_digest(&reg, "o2b/busybox:again"), digest);
 }
 
@@ -219,7 +197,7 @@ fn debian_goes_up_in_chunks_and_comes_back_through_our_pull() {
         &["--tls-verify=false"],
     );
     assert!(
-        requests(&reg, "PATCH", "/blobs/uploads/") >= 2,
+        reg.requests("PATCH", "/blobs/uploads/") >= 2,
         "no chunked upload:\n{}",
         reg.access_log()
     );
