@@ -99,6 +99,13 @@ pub trait BlobSource: Send + Sync {
     fn verifies_digests(&self) -> bool {
         false
     }
+
+    /// A file holding exactly this blob's bytes, verified when it was stored, so a sink may copy
+    /// it in the kernel (`copy_file_range`) without reading or hashing it. `None`: use
+    /// [`open`](BlobSource::open).
+    fn trusted_file(&self, _desc: &Descriptor) -> Option<std::fs::File> {
+        None
+    }
 }
 
 /// Blobs held in memory, keyed by digest (tests and small synthesized layers).

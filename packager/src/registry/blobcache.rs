@@ -200,8 +200,14 @@ impl Partial {
     }
 }
 
-/// Layers of a pulled image, read from the blob cache. The bytes are hashed as they are read: a
-/// cached file that went bad on disk is removed, so the next pull downloads it again.
+/// Layers of a pulled image, read from the blob cache.
+///
+/// A cache file is trusted at rest, as containerd trusts its content store: it was hashed while
+/// it arrived, fsynced, and renamed into a private directory only when its digest was right, so
+/// the sink copies it whole in the kernel ([`BlobSource::trusted_file`]) and a warm pull reads
+/// no layer byte. Rot on disk is still caught: the loader hashes every layer it extracts, and
+/// `docker load` does too. Readers that stream ([`BlobSource::open`], e.g. `push`) hash as they
+/// read, and remove a damaged file so the next pull downloads it again.
 pub struct CachedBlobs(pub BlobCache);
 
 impl BlobSource for CachedBlobs {
@@ -218,6 +224,12 @@ impl BlobSource for CachedBlobs {
 
     fn verifies_digests(&self) -> bool {
         true
+    }
+
+    fn trusted_file(&self, desc: &Descriptor) -> Option<File> {
+        let f = File::open(self.0.path(&desc.digest)).ok()?;
+        let m = f.metadata().ok()?;
+        (m.is_file() && m.len() == desc.size).then_some(f)
     }
 }
 

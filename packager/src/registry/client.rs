@@ -219,9 +219,20 @@ impl Client {
     ) -> Result<Option<Challenge>> {
         let url = format!("{base}/v2/");
         let mut resp = with_retries(host, "GET /v2/", retry, || agent.get(&url).call())?;
+        // A body read to its end hands the connection back to the pool for the next request.
+        let drain = |resp: &mut Response<Body>| {
+            let _ = read_small(resp, 64 << 10);
+        };
         match resp.status().as_u16() {
-            200..=299 => Ok(None),
-            401 => Ok(challenge_of(&resp)),
+            200..=299 => {
+                drain(&mut resp);
+                Ok(None)
+            }
+            401 => {
+                let challenge = challenge_of(&resp);
+                drain(&mut resp);
+                Ok(challenge)
+            }
             status => {
                 let body = read_small(&mut resp, 64 << 10).unwrap_or_default();
                 let (_, message) = error_codes(&body);
