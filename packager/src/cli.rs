@@ -67,6 +67,10 @@ pub struct PushArgs {
     pub reference: String,
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// When the source names a multi-platform index (docker://REF), push every image it lists
+    /// and then the index itself, byte for byte; without it, only the host's image is pushed
+    #[arg(long)]
+    pub all: bool,
     /// Print only REF@DIGEST (no progress notes on stderr)
     #[arg(short, long)]
     pub quiet: bool,
@@ -449,20 +453,74 @@ fn push_command(a: PushArgs) -> Result<()> {
         registry,
         progress: &Quiet,
     };
-    let opened =
-        source::open(&source_ref, &opts).with_context(|| format!("cannot read {}", a.source))?;
+    // Blobs may be mounted from the repository the image came from, when it is on the same
+    // registry: the source itself, or for a built file the source it was built from.
+    let origin = if source_ref.starts_with("oci-archive:") {
+        polyglot::read_back(Path::new(&a.source))
+            .ok()
+            .map(|(_, meta, ..)| meta.source)
+    } else {
+        Some(a.source.clone())
+    };
+    let origin = origin.and_then(|o| registry_origin(&o, &opts.registry));
+    let mount_from = push::mount_source(
+        origin.as_ref().map(|(h, r)| (h.as_str(), r.as_str())),
+        (ep.host_name(), &ep.repository),
+    );
+    let index = match source::SourceRef::parse(&source_ref) {
+        Ok(source::SourceRef::Registry { reference }) if a.all => {
+            source::registry::open_index(&reference, &opts)
+                .with_context(|| format!("cannot read {}", a.source))?
+                .map(|(index, children)| (reference, index, children))
+        }
+        _ => None,
+    };
     let anonymous = ep.credential.is_none();
     let client = Client::connect(&ep, &tls, Timeouts::default(), RetryPolicy::default())
-        .map(Client::for_push)
+        .map(|c| c.for_push(mount_from.as_deref()))
         .with_context(|| format!("cannot push to {dest}"))?;
-    let pushed = push::push(&client, &opened.image, &tag, anonymous, &note)
-        .with_context(|| format!("cannot push to {dest}"))?;
+    let push_opts = push::PushOptions {
+        anonymous,
+        mount_from: mount_from.as_deref(),
+        note: &note,
+    };
+    let pushed = match index {
+        Some((reference, index, children)) => {
+            let mut images = Vec::with_capacity(children.len());
+            for d in &children {
+                let child = source::registry::child_reference(&reference, d)?;
+                note(&format!("reading {child}"));
+                let image = source::registry::open(&child, &child, &opts)
+                    .with_context(|| format!("cannot read {child} of {}", a.source))?;
+                images.push(image);
+            }
+            push::push_index(&client, &index, &images, &tag, &push_opts)
+        }
+        None => {
+            let opened = source::open(&source_ref, &opts)
+                .with_context(|| format!("cannot read {}", a.source))?;
+            push::push(&client, &opened.image, &tag, &push_opts)
+        }
+    }
+    .with_context(|| format!("cannot push to {dest}"))?;
     note(&format!(
-        "pushed {} blob(s), {} already there",
-        pushed.uploaded, pushed.skipped
+        "pushed {} blob(s), {} mounted, {} already there",
+        pushed.uploaded, pushed.mounted, pushed.skipped
     ));
     println!("{bare}@{}", pushed.digest);
     Ok(())
+}
+
+/// The registry host and repository a source names, when it is a registry reference.
+fn registry_origin(source: &str, opts: &RegistryOptions) -> Option<(String, String)> {
+    let source::SourceRef::Registry { reference } = source::SourceRef::parse(source).ok()? else {
+        return None;
+    };
+    let r =
+        crate::reference::Reference::parse(reference.strip_prefix("http://").unwrap_or(&reference))
+            .ok()?;
+    let ep = source::registry::endpoints(&r, opts, &|_| {}).ok()?.pop()?;
+    Some((ep.host_name().to_string(), ep.repository))
 }
 
 fn logout_command(a: LogoutArgs) -> Result<()> {

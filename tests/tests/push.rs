@@ -279,3 +279,146 @@ fn docker_pulls_and_runs_what_we_pushed() {
     assert!(o.status.success(), "docker run: {}", text(&o.stderr));
     assert_eq!(text(&o.stdout), "busybox fixture\n");
 }
+
+/// `skopeo inspect --raw` bytes of `repo_tag` and their sha256.
+fn raw_and_digest(reg: &Registry, repo_tag: &str) -> (Vec<u8>, String) {
+    use sha2::Digest;
+    let o = skopeo()
+        .args(["inspect", "--raw"])
+        .args(reg.skopeo_flags("", true))
+        .arg(reg.docker_ref(repo_tag))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "skopeo inspect --raw: {}",
+        text(&o.stderr)
+    );
+    let d = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&o.stdout)));
+    (o.stdout, d)
+}
+
+/// Mount requests (`POST …/blobs/uploads/?mount=…`) the registry answered 201 Created.
+fn mounted(reg: &Registry) -> usize {
+    reg.requests("POST", "?mount="); // waits for the log to settle
+    reg.access_log()
+        .lines()
+        .filter(|l| l.contains("\"POST /v2/") && l.contains("?mount=") && l.contains("\" 201 "))
+        .count()
+}
+
+/// Issue 13: a file built from `docker://REG/base/busybox` and pushed to `REG/team/app` has its
+/// blobs mounted from `base/busybox` (cross-repository mount) instead of uploaded again.
+#[test]
+fn a_file_built_from_a_registry_mounts_its_blobs_from_that_repository() {
+    if !tools() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let reg = Registry::start(Auth::Plain);
+    reg.push_layout(fixtures::busybox(), "latest", "base/busybox:1");
+    let file = home.path().join("busybox_1");
+    let src = format!("docker://{}/base/busybox:1", reg.host());
+    let o = oci2bin(
+        home.path(),
+        &["-q", "--tls-verify=false", &src, file.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "build: {}", text(&o.stderr));
+    let blobs = 1 + fixtures::layers(fixtures::busybox(), "latest").len();
+    let digest = push_ok(
+        home.path(),
+        &reg,
+        &file,
+        "team/app:1",
+        &["--tls-verify=false"],
+    );
+    assert_eq!(mounted(&reg), blobs, "{}", reg.access_log());
+    assert_eq!(
+        reg.requests("PATCH", "team/app/blobs/uploads/")
+            + reg.requests("PUT", "team/app/blobs/uploads/"),
+        0,
+        "blobs were uploaded, not mounted"
+    );
+    assert_eq!(skopeo_digest(&reg, "team/app:1"), digest);
+}
+
+/// With bearer tokens, the push asks for `pull` on the repository it mounts from as well as
+/// `pull,push` on its own (two scopes in one token request), so the mount is allowed.
+#[test]
+fn a_token_registry_mounts_with_a_token_scoped_to_both_repositories() {
+    if !tools() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let pass = "s3cret-mount-pw";
+    let reg = Registry::start(Auth::token("pusher", pass));
+    reg.push_layout(fixtures::busybox(), "latest", "base/busybox:1");
+    let src = format!("docker://{}/base/busybox:1", reg.host());
+    let creds = format!("--creds=pusher:{pass}");
+    let digest = push_ok(
+        home.path(),
+        &reg,
+        Path::new(&src),
+        "team/app:1",
+        &["--tls-verify=false", &creds],
+    );
+    let blobs = 1 + fixtures::layers(fixtures::busybox(), "latest").len();
+    assert_eq!(mounted(&reg), blobs, "{}", reg.access_log());
+    let asked = reg.token_server().log();
+    assert!(
+        asked.iter().any(|r| r
+            .scopes
+            .contains(&"repository:team/app:pull,push".to_string())
+            && r.scopes
+                .contains(&"repository:base/busybox:pull".to_string())),
+        "no token request named both scopes: {:?}",
+        asked.iter().map(|r| &r.scopes).collect::<Vec<_>>()
+    );
+    assert_eq!(skopeo_digest(&reg, "team/app:1"), digest);
+}
+
+/// `push --all` copies a multi-arch index as it is: every manifest by digest, then the index's
+/// exact bytes under the tag, so the tag names the source's digest. Without `--all`, the host's
+/// image alone goes up.
+#[test]
+fn push_all_keeps_a_multi_arch_index_byte_for_byte() {
+    if !tools() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let reg = Registry::start(Auth::Plain);
+    reg.push_layout_all(fixtures::busybox_multiarch(), "latest", "o2b/multi:1");
+    let (src_raw, src_digest) = raw_and_digest(&reg, "o2b/multi:1");
+    let src = format!("docker://{}/o2b/multi:1", reg.host());
+    let digest = push_ok(
+        home.path(),
+        &reg,
+        Path::new(&src),
+        "copy/multi:1",
+        &["--tls-verify=false", "--all"],
+    );
+    assert_eq!(digest, src_digest);
+    let (raw, _) = raw_and_digest(&reg, "copy/multi:1");
+    assert_eq!(raw, src_raw);
+    // Both platforms' manifests are there, by digest, and their blobs came by mount.
+    let index: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    for m in index["manifests"].as_array().unwrap() {
+        let d = m["digest"].as_str().unwrap();
+        let (_, got) = raw_and_digest(&reg, &format!("copy/multi@{d}"));
+        assert_eq!(got, d);
+    }
+    assert!(mounted(&reg) > 0, "{}", reg.access_log());
+
+    let single = push_ok(
+        home.path(),
+        &reg,
+        Path::new(&src),
+        "copy/single:1",
+        &["--tls-verify=false"],
+    );
+    assert_eq!(
+        single,
+        index["manifests"][0]["digest"].as_str().unwrap(),
+        "without --all the host's (amd64) image is pushed"
+    );
+}

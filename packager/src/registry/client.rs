@@ -155,6 +155,15 @@ fn url_host(url: &str) -> &str {
     rest.split(['/', '?']).next().unwrap_or(rest)
 }
 
+/// The answer to a cross-repository mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mount {
+    /// The registry linked the blob into this repository: nothing to upload.
+    Mounted,
+    /// It would not; this upload session is open for the bytes instead.
+    Upload(String),
+}
+
 impl Client {
     /// Connects to an endpoint: `GET /v2/` over HTTPS (verified unless the endpoint is insecure
     /// or `--tls-verify=false`), then over plain HTTP when an insecure endpoint's TLS fails, as
@@ -298,7 +307,12 @@ impl Client {
             let mut resp =
                 with_retries(realm_host, "the token request", self.retry, || match req {
                     TokenRequest::Get { basic } => {
-                        let mut r = self.agent.get(realm).query("scope", scope);
+                        // Several scopes (a push that mounts from another repository) are
+                        // several `scope` parameters in the GET form, space-separated in POST's.
+                        let mut r = self.agent.get(realm);
+                        for s in scope.split(' ') {
+                            r = r.query("scope", s);
+                        }
                         if let Some(s) = service {
                             r = r.query("service", s);
                         }
@@ -569,9 +583,13 @@ impl Client {
         }
     }
 
-    /// The same client with a `pull,push` scope for its repository, for uploads.
-    pub fn for_push(mut self) -> Client {
+    /// The same client with a `pull,push` scope for its repository, for uploads, and `pull` on
+    /// `mount_from` (a repository of the same registry blobs may be mounted from).
+    pub fn for_push(mut self, mount_from: Option<&str>) -> Client {
         self.scope = auth::scope(&self.repository, Action::PullPush);
+        if let Some(from) = mount_from {
+            self.scope = format!("{} {}", self.scope, auth::scope(from, Action::Pull));
+        }
         self
     }
 
@@ -611,30 +629,53 @@ impl Client {
         )
     }
 
-    /// Uploads a blob of `desc.size` bytes read from `data`: `POST /v2/NAME/blobs/uploads/`,
-    /// then one `PUT ?digest=` with the bytes when they fit in `chunk`, else `PATCH`es of
-    /// `chunk` bytes (`Content-Range`, each to the `Location` the last answer gave) and an empty
+    /// Asks the registry to mount a blob from another of its repositories (`POST
+    /// /v2/NAME/blobs/uploads/?mount=DIGEST&from=REPO`): `Mounted` on 201; on 202 (the registry
+    /// would not: no access to `from`, or it lacks the blob) the upload session it opened instead.
+    pub fn mount_blob(&self, digest: &Digest, from: &str) -> Result<Mount> {
+        let d = digest.to_string();
+        let what = format!("the mount of blob {d} from {from}");
+        // A digest and a repository name hold no character a query must escape.
+        let url = format!("{}?mount={d}&from={from}", self.url("blobs/uploads/"));
+        let resp = self.send(Method::POST, &url, &[], Some(&[]), &what)?;
+        match resp.status().as_u16() {
+            201 => Ok(Mount::Mounted),
+            202 => Ok(Mount::Upload(self.location(&resp, &what)?)),
+            _ => Err(self.refused(resp, &what, &d, true)),
+        }
+    }
+
+    /// Uploads a blob of `desc.size` bytes read from `data`: `POST /v2/NAME/blobs/uploads/`
+    /// (unless `session` is an upload location already opened, e.g. by a refused mount), then
+    /// one `PUT ?digest=` with the bytes when they fit in `chunk`, else `PATCH`es of `chunk`
+    /// bytes (`Content-Range`, each to the `Location` the last answer gave) and an empty
     /// `PUT ?digest=`. The registry checks the digest. `progress` is told of each part sent.
     pub fn upload_blob(
         &self,
         desc: &Descriptor,
         data: &mut dyn Read,
         chunk: usize,
+        session: Option<String>,
         progress: &dyn Fn(u64),
     ) -> Result<()> {
         let d = desc.digest.to_string();
         let what = format!("the upload of blob {d}");
-        let resp = self.send(
-            Method::POST,
-            &self.url("blobs/uploads/"),
-            &[],
-            Some(&[]),
-            &what,
-        )?;
-        if resp.status() != 202 {
-            return Err(self.refused(resp, &what, &d, true));
-        }
-        let mut location = self.location(&resp, &what)?;
+        let mut location = match session {
+            Some(l) => l,
+            None => {
+                let resp = self.send(
+                    Method::POST,
+                    &self.url("blobs/uploads/"),
+                    &[],
+                    Some(&[]),
+                    &what,
+                )?;
+                if resp.status() != 202 {
+                    return Err(self.refused(resp, &what, &d, true));
+                }
+                self.location(&resp, &what)?
+            }
+        };
         let read_err = |source| RegistryError::Io {
             what: format!("cannot read blob {d}"),
             source,

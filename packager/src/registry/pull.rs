@@ -129,6 +129,45 @@ pub fn pull(
     Err(last.unwrap_or_else(|| Error::Invalid("no registry to pull from".into())))
 }
 
+/// The manifest or index a reference names, as the first endpoint that answers has it, with no
+/// index resolved and no blob fetched (`push --all` copies an index as it is).
+pub fn fetch_top(endpoints: &[Endpoint], wanted: &Wanted, opts: &PullOptions) -> Result<Fetched> {
+    let fetch = |ep: &Endpoint| -> Result<Fetched> {
+        let c = Client::connect(ep, &opts.tls, opts.timeouts, opts.retry)?;
+        let m = c.manifest(&wanted.reference())?;
+        if let Some(d) = &wanted.digest {
+            check_digest(&c, &m, d, "the manifest")?;
+        }
+        Ok(m)
+    };
+    let mut last = None;
+    for (i, ep) in endpoints.iter().enumerate() {
+        match fetch(ep) {
+            Ok(m) => return Ok(m),
+            Err(Error::Registry(e)) if e.falls_through() && i + 1 < endpoints.len() => {
+                (opts.warn)(&format!(
+                    "{} failed ({e}); trying {}",
+                    ep.host_name(),
+                    endpoints[i + 1].host_name()
+                ));
+                last = Some(Error::Registry(e));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Invalid("no registry to pull from".into())))
+}
+
+/// The manifests an index lists, in its order.
+pub fn index_children(raw: &[u8], what: &str) -> Result<Vec<Digest>> {
+    let index: IndexDoc = serde_json::from_slice(raw).map_err(Error::json(what.to_string()))?;
+    index
+        .manifests
+        .iter()
+        .map(|e| Digest::parse(&e.digest))
+        .collect()
+}
+
 fn pull_from(
     ep: &Endpoint,
     wanted: &Wanted,

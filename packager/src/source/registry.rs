@@ -12,6 +12,7 @@ use crate::registries_conf::{self, RegistriesConf, ShortNames};
 use crate::registry::auth::Secret;
 use crate::registry::blobcache::BlobCache;
 use crate::registry::pull::{self, PullOptions, Wanted, DEFAULT_JOBS};
+use crate::registry::push::IndexBytes;
 use crate::registry::transport::{RetryPolicy, Timeouts, TlsOptions};
 use crate::registry::{Credential, Endpoint};
 
@@ -107,8 +108,71 @@ pub fn image_name(r: &Reference, digest: Option<&Digest>) -> ImageName {
     }
 }
 
+/// A reference made ready to pull: where from, what, and how.
+struct Prepared {
+    reference: Reference,
+    digest: Option<Digest>,
+    endpoints: Vec<Endpoint>,
+    wanted: Wanted,
+    cache: BlobCache,
+}
+
 /// Pulls `reference` (without `docker://`); `source` is what the user typed.
 pub fn open(reference: &str, source: &str, opts: &SourceOptions) -> Result<Image> {
+    let p = prepare(reference, opts)?;
+    pull::pull(
+        &p.endpoints,
+        &p.wanted,
+        image_name(&p.reference, p.digest.as_ref()),
+        source,
+        &pull_options(p.cache, opts),
+    )
+}
+
+/// The index `reference` names, with the digests of its manifests, or `None` when it names a
+/// single manifest: what `push --all` copies.
+pub fn open_index(
+    reference: &str,
+    opts: &SourceOptions,
+) -> Result<Option<(IndexBytes, Vec<Digest>)>> {
+    let p = prepare(reference, opts)?;
+    let top = pull::fetch_top(&p.endpoints, &p.wanted, &pull_options(p.cache, opts))?;
+    if !top.is_index() {
+        return Ok(None);
+    }
+    let children = pull::index_children(&top.raw, &format!("the index of {reference}"))?;
+    Ok(Some((
+        IndexBytes {
+            raw: top.raw,
+            media_type: top.media_type,
+        },
+        children,
+    )))
+}
+
+/// `reference` with a digest in place of its tag: one manifest of an index it names.
+pub fn child_reference(reference: &str, digest: &Digest) -> Result<String> {
+    let plain_http = reference.strip_prefix("http://");
+    let r = Reference::parse(plain_http.unwrap_or(reference))?;
+    let scheme = if plain_http.is_some() { "http://" } else { "" };
+    Ok(format!("{scheme}{}@{digest}", r.repository()))
+}
+
+fn pull_options<'a>(cache: BlobCache, opts: &'a SourceOptions) -> PullOptions<'a> {
+    let ro = &opts.registry;
+    PullOptions {
+        tls: ro.tls.clone(),
+        platform: opts.platform.clone(),
+        jobs: ro.jobs,
+        cache,
+        timeouts: ro.timeouts,
+        retry: ro.retry,
+        warn: opts.warn,
+        progress: opts.progress,
+    }
+}
+
+fn prepare(reference: &str, opts: &SourceOptions) -> Result<Prepared> {
     let plain_http = reference.strip_prefix("http://");
     let r = Reference::parse(plain_http.unwrap_or(reference))?;
     if plain_http.is_some() && r.domain.is_none() {
@@ -137,22 +201,13 @@ pub fn open(reference: &str, source: &str, opts: &SourceOptions) -> Result<Image
             e.host = format!("http://{}", e.host_name());
         }
     }
-    pull::pull(
-        &endpoints,
-        &wanted,
-        image_name(&r, digest.as_ref()),
-        source,
-        &PullOptions {
-            tls: ro.tls.clone(),
-            platform: opts.platform.clone(),
-            jobs: ro.jobs,
-            cache,
-            timeouts: ro.timeouts,
-            retry: ro.retry,
-            warn: opts.warn,
-            progress: opts.progress,
-        },
-    )
+    Ok(Prepared {
+        reference: r,
+        digest,
+        endpoints,
+        wanted,
+        cache,
+    })
 }
 
 #[cfg(test)]
