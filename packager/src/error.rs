@@ -86,3 +86,43 @@ impl Error {
         move |source| Error::Json { what, source }
     }
 }
+
+/// An error and its causes on one line, joined by ": ". A cause whose text the message already
+/// ends with is left out: our `Io` variants, like many library errors, print their source
+/// themselves and also return it from `source()`, so anyhow's `{:#}` would say it twice.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_says_each_cause_once() {
+        let io = || io::Error::from(io::ErrorKind::PermissionDenied);
+        let e = anyhow::Error::new(Error::Io {
+            what: "cannot open",
+            path: "/x/index.json".into(),
+            source: io(),
+        })
+        .context("cannot read oci:/x");
+        assert_eq!(
+            one_line(&e),
+            format!("cannot read oci:/x: cannot open /x/index.json: {}", io())
+        );
+        let plain = anyhow::Error::new(io()).context("a").context("b");
+        assert_eq!(one_line(&plain), format!("b: a: {}", io()));
+    }
+}

@@ -3,8 +3,7 @@ use clap::Parser;
 fn main() {
     let cli = oci2bin::cli::Cli::parse();
     if let Err(e) = oci2bin::cli::run(cli) {
-        // One line: the context chain joined by ": ".
-        eprintln!("oci2bin: error: {e:#}");
+        eprintln!("oci2bin: error: {}", oci2bin::error::one_line(&e));
         std::process::exit(1);
     }
 }
