@@ -148,6 +148,10 @@ pub struct RegistryArgs {
     /// unqualified-search-registries instead of Docker Hub
     #[arg(long)]
     pub search_registries: bool,
+    /// Registries: a connection that sends nothing for SECS seconds is dropped and the request
+    /// retried (a blob resumes where it stopped)
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub registry_timeout: u64,
 }
 
 impl Default for RegistryArgs {
@@ -159,6 +163,7 @@ impl Default for RegistryArgs {
             creds: None,
             authfile: None,
             search_registries: false,
+            registry_timeout: 60,
         }
     }
 }
@@ -178,6 +183,14 @@ impl RegistryArgs {
             self.creds.as_deref(),
             self.authfile.clone(),
         )?)
+    }
+
+    /// `--registry-timeout` for reads; connecting gets half of it (at least 1 s).
+    pub fn timeouts(&self) -> crate::registry::transport::Timeouts {
+        crate::registry::transport::Timeouts {
+            connect: std::time::Duration::from_secs((self.registry_timeout / 2).max(1)),
+            read: std::time::Duration::from_secs(self.registry_timeout),
+        }
     }
 
     pub fn short_names(&self) -> crate::registries_conf::ShortNames {
@@ -404,7 +417,7 @@ fn push_command(a: PushArgs) -> Result<()> {
     use crate::reference::Reference;
     use crate::registry::client::Client;
     use crate::registry::push;
-    use crate::registry::transport::{RetryPolicy, Timeouts};
+    use crate::registry::transport::RetryPolicy;
 
     let dest = a.reference.as_str();
     let bare = dest.strip_prefix("docker://").unwrap_or(dest);
@@ -430,6 +443,7 @@ fn push_command(a: PushArgs) -> Result<()> {
         tls: tls.clone(),
         credentials,
         short_names: a.registry.short_names(),
+        timeouts: a.registry.timeouts(),
         ..Default::default()
     };
     // The destination: the registry itself (mirrors are for pulls), with its stored credentials.
@@ -476,7 +490,7 @@ fn push_command(a: PushArgs) -> Result<()> {
         _ => None,
     };
     let anonymous = ep.credential.is_none();
-    let client = Client::connect(&ep, &tls, Timeouts::default(), RetryPolicy::default())
+    let client = Client::connect(&ep, &tls, a.registry.timeouts(), RetryPolicy::default())
         .map(|c| c.for_push(mount_from.as_deref()))
         .with_context(|| format!("cannot push to {dest}"))?;
     let push_opts = push::PushOptions {
@@ -672,6 +686,7 @@ fn build(a: BuildArgs) -> Result<()> {
             tls: a.registry.tls(),
             credentials,
             short_names: a.registry.short_names(),
+            timeouts: a.registry.timeouts(),
             ..Default::default()
         },
         progress,

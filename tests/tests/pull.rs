@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use e2e::registry::{Auth, FaultProxy, Registry};
 use e2e::{assert_one_line_error, fixtures, have, require, text, Runner};
@@ -490,6 +491,47 @@ fn a_cut_connection_resumes_with_range() {
     );
     assert_eq!(gets[1].status, 206);
     // The whole layer crossed the wire once.
+    assert_eq!(gets[0].body_bytes + gets[1].body_bytes, size);
+}
+
+/// A registry that goes silent in the middle of a layer: after `--registry-timeout` the pull
+/// drops the connection and resumes with `Range` where the bytes stopped.
+#[test]
+fn a_stalled_layer_times_out_and_resumes_where_it_stopped() {
+    if !tools() {
+        return;
+    }
+    let reg = plain_busybox();
+    let proxy = FaultProxy::start(reg.host());
+    let (layer, size) = busybox_layers()
+        .into_iter()
+        .max_by_key(|(_, s)| *s)
+        .unwrap();
+    let stall_at = size / 2;
+    proxy.stall_blob_once(&layer, stall_at, Duration::from_secs(30));
+    let p = Puller::new();
+    let started = Instant::now();
+    let f = p.pull_ok(
+        &format!("http://{}/library/busybox:latest", proxy.host()),
+        "bb",
+        &["--tls-verify=false", "--registry-timeout=2"],
+    );
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "took {took:?}: the stall was waited out"
+    );
+    assert_eq!(inspect_json(&f)["manifest_digest"], busybox_digest());
+    let gets: Vec<_> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.digest.as_deref() == Some(layer.as_str()))
+        .collect();
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    assert_eq!(
+        gets[1].range.as_deref(),
+        Some(format!("bytes={stall_at}-").as_str())
+    );
     assert_eq!(gets[0].body_bytes + gets[1].body_bytes, size);
 }
 

@@ -2,6 +2,7 @@
 //! corruption tests: clients talk to `proxy.host()` as if it were the registry.
 //!
 //! Knobs: cut the first response for a blob after N body bytes ([`FaultProxy::cut_blob_once`]),
+//! or stall it there for a while first ([`FaultProxy::stall_blob_once`]),
 //! answer blob GETs 503 K times ([`FaultProxy::fail_blob_gets`]), flip a byte of a blob's body
 //! ([`FaultProxy::corrupt_blob`]). Counters: blob GETs, body bytes sent, every request.
 //!
@@ -19,6 +20,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// One request the proxy answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,8 +42,9 @@ pub struct ProxiedRequest {
 
 #[derive(Default)]
 struct Faults {
-    /// (digest, body bytes to send before closing), taken by the first answer for that blob.
-    cut: Option<(String, u64)>,
+    /// (digest, body bytes to send before closing, silence before closing), taken by the first
+    /// answer for that blob.
+    cut: Option<(String, u64, Duration)>,
     /// Blob GETs still to answer 503.
     fail_blob_gets: usize,
     corrupt: HashSet<String>,
@@ -117,7 +120,13 @@ impl FaultProxy {
     /// The first answer (200 or 206) for blob `digest` from now on sends its headers (full
     /// `Content-Length`) and `after_bytes` body bytes, then closes the connection. Once.
     pub fn cut_blob_once(&self, digest: &str, after_bytes: u64) {
-        self.state.faults.lock().unwrap().cut = Some((digest.into(), after_bytes));
+        self.state.faults.lock().unwrap().cut = Some((digest.into(), after_bytes, Duration::ZERO));
+    }
+
+    /// As [`FaultProxy::cut_blob_once`], but the connection then stays open and silent for
+    /// `silence` before it closes: a client with a shorter read timeout gives up first.
+    pub fn stall_blob_once(&self, digest: &str, after_bytes: u64, silence: Duration) {
+        self.state.faults.lock().unwrap().cut = Some((digest.into(), after_bytes, silence));
     }
 
     /// The next `times` blob GETs are answered `503 Service Unavailable` with `Retry-After: 0`
@@ -377,18 +386,18 @@ fn serve(
     out.write_all(head.as_bytes())?;
 
     let body_ok = blob_get && matches!(status.as_u16(), 200 | 206);
-    let (mut cut_after, corrupt) = {
+    let (mut cut_after, silence, corrupt) = {
         let mut f = state.faults.lock().unwrap();
-        let cut = match &f.cut {
-            Some((d, n)) if body_ok && digest.as_ref() == Some(d) => {
-                let n = *n;
+        let (cut, silence) = match &f.cut {
+            Some((d, n, silence)) if body_ok && digest.as_ref() == Some(d) => {
+                let (n, silence) = (*n, *silence);
                 f.cut = None;
-                Some(n)
+                (Some(n), silence)
             }
-            _ => None,
+            _ => (None, Duration::ZERO),
         };
         let corrupt = body_ok && digest.as_ref().is_some_and(|d| f.corrupt.contains(d));
-        (cut, corrupt)
+        (cut, silence, corrupt)
     };
     entry.cut = cut_after.is_some();
     // Logged before the body goes out, its byte count kept up to date ahead of each write: a
@@ -419,6 +428,8 @@ fn serve(
             state.body_bytes.fetch_add(n as u64, Ordering::SeqCst);
             out.write_all(&buf[..n])?;
             if cut_after == Some(0) {
+                out.flush()?;
+                std::thread::sleep(silence);
                 break;
             }
         }
