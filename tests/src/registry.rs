@@ -35,6 +35,9 @@ pub enum Auth {
     Tls,
     /// HTTPS as [`Auth::Tls`] plus HTTP Basic auth as [`Auth::Basic`].
     TlsBasic { user: String, pass: String },
+    /// HTTPS as [`Auth::Tls`] that also requires a client certificate signed by its CA (mutual
+    /// TLS); [`Registry::cert_dir`] then holds the client pair too.
+    MutualTls,
     /// Plain HTTP with bearer tokens from a [`TokenServer`], the Docker Hub / GHCR flow: anonymous
     /// clients get pull tokens, `user`/`pass` get whatever they ask for.
     Token { user: String, pass: String },
@@ -65,7 +68,7 @@ impl Auth {
     /// The credentials this registry accepts, if it wants any.
     pub fn creds(&self) -> Option<(&str, &str)> {
         match self {
-            Auth::Plain | Auth::Tls => None,
+            Auth::Plain | Auth::Tls | Auth::MutualTls => None,
             Auth::Basic { user, pass }
             | Auth::TlsBasic { user, pass }
             | Auth::Token { user, pass } => Some((user, pass)),
@@ -73,7 +76,7 @@ impl Auth {
     }
 
     pub fn is_tls(&self) -> bool {
-        matches!(self, Auth::Tls | Auth::TlsBasic { .. })
+        matches!(self, Auth::Tls | Auth::TlsBasic { .. } | Auth::MutualTls)
     }
 }
 
@@ -107,8 +110,14 @@ impl Registry {
         let mut http = String::from(r#"{addr: "127.0.0.1:0", secret: oci2bin-test"#);
         if auth.is_tls() {
             write_tls_certs(d);
+            let clientcas = if auth == Auth::MutualTls {
+                write_client_pair(d);
+                format!(", clientcas: [{}]", yaml_path(&d.join("certs/ca.crt")))
+            } else {
+                String::new()
+            };
             http += &format!(
-                ", tls: {{certificate: {}, key: {}}}",
+                ", tls: {{certificate: {}, key: {}{clientcas}}}",
                 yaml_path(&d.join("server.crt")),
                 yaml_path(&d.join("server.key"))
             );
@@ -116,7 +125,7 @@ impl Registry {
         http += "}";
         let mut token = None;
         let auth_yaml = match &auth {
-            Auth::Plain | Auth::Tls => String::new(),
+            Auth::Plain | Auth::Tls | Auth::MutualTls => String::new(),
             Auth::Basic { user, pass } | Auth::TlsBasic { user, pass } => {
                 write_htpasswd(&d.join("htpasswd"), user, pass);
                 format!(
@@ -255,8 +264,9 @@ impl Registry {
         self.cert_dir().join("ca.crt")
     }
 
-    /// A dir holding only `ca.crt`, the layout of skopeo's `--src-cert-dir` / `--dest-cert-dir`
-    /// and of `/etc/containers/certs.d/HOST/`. Panics on a non-TLS registry.
+    /// A dir holding `ca.crt` (and for [`Auth::MutualTls`] the client pair `client.cert` +
+    /// `client.key`), the layout of skopeo's `--src-cert-dir` / `--dest-cert-dir` and of
+    /// `/etc/containers/certs.d/HOST/`. Panics on a non-TLS registry.
     pub fn cert_dir(&self) -> PathBuf {
         assert!(self.auth.is_tls(), "{:?} registry has no CA", self.auth);
         self.dir.path().join("certs")
@@ -531,6 +541,58 @@ fn write_tls_certs(d: &Path) {
         "-out",
         &d.join("server.crt").display().to_string(),
     ]);
+}
+
+/// A client key and certificate signed by the registry's CA, as `certs/client.key` and
+/// `certs/client.cert` (the names containers/image and we look for).
+fn write_client_pair(d: &Path) {
+    let p = |name: &str| d.join(name).display().to_string();
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        "/CN=oci2bin test client",
+        "-keyout",
+        &p("certs/client.key"),
+        "-out",
+        &p("client.csr"),
+    ]);
+    std::fs::write(
+        d.join("client.ext"),
+        "basicConstraints=CA:FALSE
+keyUsage=digitalSignature
+extendedKeyUsage=clientAuth
+",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-days",
+        "2",
+        "-in",
+        &p("client.csr"),
+        "-CA",
+        &p("certs/ca.crt"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-extfile",
+        &p("client.ext"),
+        "-out",
+        &p("certs/client.cert"),
+    ]);
+    // Readable by the unprivileged test user, like the rest of this throwaway dir.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        d.join("certs/client.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
 }
 
 pub(crate) fn openssl(args: &[&str]) {

@@ -247,6 +247,37 @@ fn tls_with_the_registry_ca_in_cert_dir_and_refused_without() {
     Puller::new().pull_ok(&src, "bb", &["--tls-verify=false"]);
 }
 
+/// Mutual TLS: a registry that requires a client certificate takes the pair from `--cert-dir`
+/// (`*.cert` + `*.key`, skopeo's layout) and refuses a client without one, in one line that
+/// names the host.
+#[test]
+fn mutual_tls_presents_the_client_pair_from_cert_dir() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(Auth::MutualTls);
+    reg.push_layout(fixtures::busybox(), "latest", "busybox:latest");
+    let src = format!("docker://{}/busybox:latest", reg.host());
+    let p = Puller::new();
+    let f = p.pull_ok(
+        &src,
+        "bb",
+        &["--cert-dir", reg.cert_dir().to_str().unwrap()],
+    );
+    assert_eq!(inspect_json(&f)["manifest_digest"], busybox_digest());
+
+    let ca_only = tempfile::tempdir().unwrap();
+    std::fs::copy(reg.ca_cert_path(), ca_only.path().join("ca.crt")).unwrap();
+    let p = Puller::new();
+    let o = p.pull(
+        &src,
+        "bb",
+        &["--cert-dir", ca_only.path().to_str().unwrap()],
+    );
+    assert_one_line_error(&o, reg.host());
+    assert!(p.outputs().is_empty());
+}
+
 #[test]
 fn token_auth_pulls_anonymously_and_with_creds() {
     if !tools() {
