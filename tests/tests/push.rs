@@ -422,3 +422,64 @@ fn push_all_keeps_a_multi_arch_index_byte_for_byte() {
         "without --all the host's (amd64) image is pushed"
     );
 }
+
+/// An identity token stored in auth.json (`identitytoken`, what `docker login` keeps for an
+/// OAuth2 registry) is traded for a push token with the OAuth2 `refresh_token` grant, and never
+/// printed.
+#[test]
+fn an_identity_token_in_auth_json_pushes_through_the_oauth2_form() {
+    if !tools() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let reg = Registry::start(Auth::token("pusher", "unused-pw-1"));
+    let refresh = reg.token_server().refresh_token().to_string();
+    let auth = home.path().join("auth.json");
+    std::fs::write(
+        &auth,
+        serde_json::json!({"auths": {reg.host(): {"identitytoken": refresh}}}).to_string(),
+    )
+    .unwrap();
+    let file = fixtures::busybox_bin();
+    let authfile = format!("--authfile={}", auth.display());
+    let digest = push_ok(
+        home.path(),
+        &reg,
+        file,
+        "o2b/busybox:idtok",
+        &["--tls-verify=false", &authfile],
+    );
+    assert_eq!(skopeo_digest(&reg, "o2b/busybox:idtok"), digest);
+    let log = reg.token_server().log();
+    assert!(
+        log.iter()
+            .any(|r| r.method == "POST" && r.user.as_deref() == Some("pusher")),
+        "no refresh-token grant in {:?}",
+        log.iter().map(|r| (&r.method, &r.user)).collect::<Vec<_>>()
+    );
+    // Nothing printed holds the token, also when it is refused.
+    let bad = home.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        serde_json::json!({"auths": {reg.host(): {"identitytoken": "wrong-refresh-token-77"}}})
+            .to_string(),
+    )
+    .unwrap();
+    let dest = format!("{}/o2b/busybox:bad", reg.host());
+    let o = oci2bin(
+        home.path(),
+        &[
+            "push",
+            "--tls-verify=false",
+            &format!("--authfile={}", bad.display()),
+            file.to_str().unwrap(),
+            &dest,
+        ],
+    );
+    assert_one_line_error(&o, reg.host());
+    let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        !all.contains("wrong-refresh-token-77") && !all.contains(&refresh),
+        "{all}"
+    );
+}
