@@ -67,8 +67,9 @@ pub struct PushArgs {
     pub reference: String,
     #[command(flatten)]
     pub registry: RegistryArgs,
-    /// When the source names a multi-platform index (docker://REF), push every image it lists
-    /// and then the index itself, byte for byte; without it, only the host's image is pushed
+    /// When the source names a multi-platform index (docker://REF, oci:DIR:TAG,
+    /// oci-archive:FILE:TAG), push every image it lists and then the index itself, byte for
+    /// byte; without it, only the host's image is pushed
     #[arg(long)]
     pub all: bool,
     /// Print only REF@DIGEST (no progress notes on stderr)
@@ -481,13 +482,10 @@ fn push_command(a: PushArgs) -> Result<()> {
         origin.as_ref().map(|(h, r)| (h.as_str(), r.as_str())),
         (ep.host_name(), &ep.repository),
     );
-    let index = match source::SourceRef::parse(&source_ref) {
-        Ok(source::SourceRef::Registry { reference }) if a.all => {
-            source::registry::open_index(&reference, &opts)
-                .with_context(|| format!("cannot read {}", a.source))?
-                .map(|(index, children)| (reference, index, children))
-        }
-        _ => None,
+    let index = if a.all {
+        source::open_all(&source_ref, &opts).with_context(|| format!("cannot read {}", a.source))?
+    } else {
+        None
     };
     let anonymous = ep.credential.is_none();
     let client = Client::connect(&ep, &tls, a.registry.timeouts(), RetryPolicy::default())
@@ -499,17 +497,7 @@ fn push_command(a: PushArgs) -> Result<()> {
         note: &note,
     };
     let pushed = match index {
-        Some((reference, index, children)) => {
-            let mut images = Vec::with_capacity(children.len());
-            for d in &children {
-                let child = source::registry::child_reference(&reference, d)?;
-                note(&format!("reading {child}"));
-                let image = source::registry::open(&child, &child, &opts)
-                    .with_context(|| format!("cannot read {child} of {}", a.source))?;
-                images.push(image);
-            }
-            push::push_index(&client, &index, &images, &tag, &push_opts)
-        }
+        Some((index, images)) => push::push_index(&client, &index, &images, &tag, &push_opts),
         None => {
             let opened = source::open(&source_ref, &opts)
                 .with_context(|| format!("cannot read {}", a.source))?;

@@ -377,9 +377,9 @@ fn a_token_registry_mounts_with_a_token_scoped_to_both_repositories() {
     assert_eq!(skopeo_digest(&reg, "team/app:1"), digest);
 }
 
-/// `push --all` copies a multi-arch index as it is: every manifest by digest, then the index's
-/// exact bytes under the tag, so the tag names the source's digest. Without `--all`, the host's
-/// image alone goes up.
+/// `push --all` copies a multi-arch index as it is (from a registry or an OCI layout): every
+/// manifest by digest, then the index's exact bytes under the tag, so the tag names the source's
+/// digest. Without `--all`, the host's image alone goes up.
 #[test]
 fn push_all_keeps_a_multi_arch_index_byte_for_byte() {
     if !tools() {
@@ -408,6 +408,18 @@ fn push_all_keeps_a_multi_arch_index_byte_for_byte() {
         assert_eq!(got, d);
     }
     assert!(mounted(&reg) > 0, "{}", reg.access_log());
+
+    // From an OCI layout holding the index, the same bytes go up.
+    let layout = format!("oci:{}:latest", fixtures::busybox_multiarch().display());
+    let from_layout = push_ok(
+        home.path(),
+        &reg,
+        Path::new(&layout),
+        "layout/multi:1",
+        &["--tls-verify=false", "--all"],
+    );
+    assert_eq!(from_layout, src_digest);
+    assert_eq!(raw_and_digest(&reg, "layout/multi:1").0, src_raw);
 
     let single = push_ok(
         home.path(),

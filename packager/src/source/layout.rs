@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::model::{self, BlobSource, Descriptor, Digest, Image, JSON_LIMIT};
 use crate::platform::Platform;
 use crate::reference::ImageName;
+use crate::registry::push::IndexBytes;
 
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
@@ -130,21 +131,8 @@ pub fn open_dir(
     source: &str,
     opts: &SourceOptions,
 ) -> Result<Image> {
-    if !path.join("index.json").is_file() {
-        return Err(Error::Invalid(format!(
-            "{} is not an OCI image layout (no index.json)",
-            path.display()
-        )));
-    }
-    let hint = super::base_name(path);
-    open_store(
-        Arc::new(LayoutBlobs(DirStore(path.to_path_buf()))),
-        &path.display().to_string(),
-        &hint,
-        tag,
-        source,
-        opts,
-    )
+    let (blobs, where_, hint) = dir_store(path)?;
+    open_store(blobs, &where_, &hint, tag, source, opts)
 }
 
 pub fn open_archive(
@@ -153,6 +141,50 @@ pub fn open_archive(
     source: &str,
     opts: &SourceOptions,
 ) -> Result<Image> {
+    let (blobs, where_, hint) = archive_store(path)?;
+    open_store(blobs, &where_, &hint, tag, source, opts)
+}
+
+/// As [`open_dir`] for `push --all`: the index the tag names with an image per manifest, or
+/// `None` for a single manifest.
+pub fn open_dir_all(
+    path: &Path,
+    tag: Option<&str>,
+    source: &str,
+    opts: &SourceOptions,
+) -> Result<Option<(IndexBytes, Vec<Image>)>> {
+    let (blobs, where_, hint) = dir_store(path)?;
+    open_store_all(blobs, &where_, &hint, tag, source, opts)
+}
+
+/// As [`open_dir_all`] for an `oci-archive:`.
+pub fn open_archive_all(
+    path: &Path,
+    tag: Option<&str>,
+    source: &str,
+    opts: &SourceOptions,
+) -> Result<Option<(IndexBytes, Vec<Image>)>> {
+    let (blobs, where_, hint) = archive_store(path)?;
+    open_store_all(blobs, &where_, &hint, tag, source, opts)
+}
+
+type Opened<S> = (Arc<LayoutBlobs<S>>, String, String);
+
+fn dir_store(path: &Path) -> Result<Opened<DirStore>> {
+    if !path.join("index.json").is_file() {
+        return Err(Error::Invalid(format!(
+            "{} is not an OCI image layout (no index.json)",
+            path.display()
+        )));
+    }
+    Ok((
+        Arc::new(LayoutBlobs(DirStore(path.to_path_buf()))),
+        path.display().to_string(),
+        super::base_name(path),
+    ))
+}
+
+fn archive_store(path: &Path) -> Result<Opened<TarIndex>> {
     let idx = TarIndex::open(path)?;
     if !idx.contains("index.json") {
         return Err(Error::Invalid(format!(
@@ -160,15 +192,11 @@ pub fn open_archive(
             path.display()
         )));
     }
-    let hint = super::base_name(&path.with_extension(""));
-    open_store(
+    Ok((
         Arc::new(LayoutBlobs(idx)),
-        &path.display().to_string(),
-        &hint,
-        tag,
-        source,
-        opts,
-    )
+        path.display().to_string(),
+        super::base_name(&path.with_extension("")),
+    ))
 }
 
 fn open_store<S: Store + 'static>(
@@ -180,68 +208,16 @@ fn open_store<S: Store + 'static>(
     opts: &SourceOptions,
 ) -> Result<Image> {
     let store = &blobs.0;
-    let index: IndexDoc = serde_json::from_slice(&store.read("index.json", JSON_LIMIT)?)
-        .map_err(Error::json(format!("index.json of {where_}")))?;
+    let index = read_index(store, where_)?;
     let platform = opts.platform.clone().unwrap_or_else(Platform::host);
-    let tags = || {
-        index
-            .manifests
-            .iter()
-            .map(DescDoc::label)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-
-    let chosen = match tag {
-        Some(t) => index
-            .manifests
-            .iter()
-            .find(|d| d.tag_matches(t))
-            .ok_or_else(|| Error::NotFound {
-                what: "image",
-                name: format!("tagged `{t}` in {where_} (it has: {})", tags()),
-            })?,
-        None => match index.manifests.as_slice() {
-            [] => return Err(Error::Invalid(format!("{where_} holds no image"))),
-            [one] => one,
-            many => {
-                let fit: Vec<_> = many.iter().filter(|d| d.fits(&platform)).collect();
-                match fit.as_slice() {
-                    [one] => *one,
-                    _ => {
-                        return Err(Error::Invalid(format!(
-                            "{where_} holds {} images; name one with a tag (it has: {})",
-                            many.len(),
-                            tags()
-                        )))
-                    }
-                }
-            }
-        },
-    };
-    let name = name_for(chosen, hint, tag)?;
+    let (chosen, name) = select(&index, where_, hint, tag, &platform)?;
 
     // Resolve nested indexes down to a manifest for the platform.
     let mut desc = chosen.clone();
     for _ in 0..4 {
-        let digest = Digest::parse(&desc.digest)?;
-        let raw = model::read_verified(store.open(&blob_path(&digest))?, &digest, JSON_LIMIT)?;
-        let looks_like_index = desc.is_index()
-            || (desc.media_type.is_empty()
-                && serde_json::from_slice::<serde_json::Value>(&raw)
-                    .is_ok_and(|v| v.get("manifests").is_some()));
-        if !looks_like_index {
-            let manifest = model::parse_manifest(raw.clone(), Some(&desc.media_type))?;
-            let cd = Digest::parse(manifest.parsed.config().digest().as_ref())?;
-            let config = model::read_verified(store.open(&blob_path(&cd))?, &cd, JSON_LIMIT)?;
-            let image = Image::new(
-                raw,
-                Some(&desc.media_type),
-                config,
-                blobs.clone(),
-                name,
-                source.to_string(),
-            )?;
+        let (digest, raw, is_index) = read_desc(store, &desc)?;
+        if !is_index {
+            let image = leaf(&blobs, &desc, raw, name, source)?;
             image.warn_unless_platform(opts.platform.as_ref(), "image", opts.warn);
             return Ok(image);
         }
@@ -270,6 +246,130 @@ fn open_store<S: Store + 'static>(
     Err(Error::Invalid(format!(
         "indexes in {where_} nest too deeply"
     )))
+}
+
+/// The multi-platform index the tag (or the layout's one entry) names, as stored, with an image
+/// for each manifest it lists; `None` when it names a single manifest. For `push --all`.
+fn open_store_all<S: Store + 'static>(
+    blobs: Arc<LayoutBlobs<S>>,
+    where_: &str,
+    hint: &str,
+    tag: Option<&str>,
+    source: &str,
+    opts: &SourceOptions,
+) -> Result<Option<(IndexBytes, Vec<Image>)>> {
+    let store = &blobs.0;
+    let index = read_index(store, where_)?;
+    let platform = opts.platform.clone().unwrap_or_else(Platform::host);
+    let (chosen, name) = select(&index, where_, hint, tag, &platform)?;
+    let (digest, raw, is_index) = read_desc(store, chosen)?;
+    if !is_index {
+        return Ok(None);
+    }
+    let nested: IndexDoc =
+        serde_json::from_slice(&raw).map_err(Error::json(format!("index {digest}")))?;
+    let mut images = Vec::with_capacity(nested.manifests.len());
+    for child in &nested.manifests {
+        let (d, child_raw, child_is_index) = read_desc(store, child)?;
+        if child_is_index {
+            return Err(Error::Invalid(format!(
+                "index {digest} in {where_} lists another index ({d}): only one level is copied"
+            )));
+        }
+        images.push(leaf(&blobs, child, child_raw, name.clone(), source)?);
+    }
+    let media_type = if chosen.media_type.is_empty() {
+        model::MEDIA_OCI_INDEX.to_string()
+    } else {
+        chosen.media_type.clone()
+    };
+    Ok(Some((IndexBytes { raw, media_type }, images)))
+}
+
+fn read_index(store: &dyn Store, where_: &str) -> Result<IndexDoc> {
+    serde_json::from_slice(&store.read("index.json", JSON_LIMIT)?)
+        .map_err(Error::json(format!("index.json of {where_}")))
+}
+
+/// The entry of `index.json` a tag names (else its only one, else the one for the platform),
+/// and the name the output carries.
+fn select<'a>(
+    index: &'a IndexDoc,
+    where_: &str,
+    hint: &str,
+    tag: Option<&str>,
+    platform: &Platform,
+) -> Result<(&'a DescDoc, ImageName)> {
+    let tags = || {
+        index
+            .manifests
+            .iter()
+            .map(DescDoc::label)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let chosen = match tag {
+        Some(t) => index
+            .manifests
+            .iter()
+            .find(|d| d.tag_matches(t))
+            .ok_or_else(|| Error::NotFound {
+                what: "image",
+                name: format!("tagged `{t}` in {where_} (it has: {})", tags()),
+            })?,
+        None => match index.manifests.as_slice() {
+            [] => return Err(Error::Invalid(format!("{where_} holds no image"))),
+            [one] => one,
+            many => {
+                let fit: Vec<_> = many.iter().filter(|d| d.fits(platform)).collect();
+                match fit.as_slice() {
+                    [one] => *one,
+                    _ => {
+                        return Err(Error::Invalid(format!(
+                            "{where_} holds {} images; name one with a tag (it has: {})",
+                            many.len(),
+                            tags()
+                        )))
+                    }
+                }
+            }
+        },
+    };
+    Ok((chosen, name_for(chosen, hint, tag)?))
+}
+
+/// A descriptor's blob, verified, and whether it is an index (by media type, or by shape when
+/// the descriptor has none).
+fn read_desc(store: &dyn Store, desc: &DescDoc) -> Result<(Digest, Vec<u8>, bool)> {
+    let digest = Digest::parse(&desc.digest)?;
+    let raw = model::read_verified(store.open(&blob_path(&digest))?, &digest, JSON_LIMIT)?;
+    let is_index = desc.is_index()
+        || (desc.media_type.is_empty()
+            && serde_json::from_slice::<serde_json::Value>(&raw)
+                .is_ok_and(|v| v.get("manifests").is_some()));
+    Ok((digest, raw, is_index))
+}
+
+/// The image of one manifest (`raw`, already verified).
+fn leaf<S: Store + 'static>(
+    blobs: &Arc<LayoutBlobs<S>>,
+    desc: &DescDoc,
+    raw: Vec<u8>,
+    name: ImageName,
+    source: &str,
+) -> Result<Image> {
+    let store = &blobs.0;
+    let manifest = model::parse_manifest(raw.clone(), Some(&desc.media_type))?;
+    let cd = Digest::parse(manifest.parsed.config().digest().as_ref())?;
+    let config = model::read_verified(store.open(&blob_path(&cd))?, &cd, JSON_LIMIT)?;
+    Image::new(
+        raw,
+        Some(&desc.media_type),
+        config,
+        blobs.clone(),
+        name,
+        source.to_string(),
+    )
 }
 
 /// The output name: a full name annotation when there is one, else the layout's file name with
@@ -385,6 +485,26 @@ mod tests {
         );
         let single = open_dir(t.path(), Some("single"), "s", &opts(None)).unwrap();
         assert_eq!(single.architecture(), "riscv64");
+    }
+
+    #[test]
+    fn all_gives_the_index_as_stored_with_an_image_per_manifest() {
+        let t = layout();
+        let (index, images) = open_dir_all(t.path(), Some("multi"), "s", &opts(None))
+            .unwrap()
+            .unwrap();
+        let top: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(t.path().join("index.json")).unwrap()).unwrap();
+        assert_eq!(
+            Digest::of(&index.raw).to_string(),
+            top["manifests"][0]["digest"].as_str().unwrap()
+        );
+        assert_eq!(index.media_type, model::MEDIA_OCI_INDEX);
+        let archs: Vec<_> = images.iter().map(|i| i.architecture()).collect();
+        assert_eq!(archs, ["amd64", "arm64"]);
+        assert!(open_dir_all(t.path(), Some("single"), "s", &opts(None))
+            .unwrap()
+            .is_none());
     }
 
     #[test]

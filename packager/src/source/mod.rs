@@ -206,6 +206,24 @@ pub struct Opened {
     pub default_output: PathBuf,
 }
 
+/// For `push --all`: the multi-platform index a source names, as stored, with an image for each
+/// manifest it lists; `None` when the source holds one image (or cannot hold an index).
+pub fn open_all(
+    reference: &str,
+    opts: &SourceOptions,
+) -> Result<Option<(crate::registry::push::IndexBytes, Vec<Image>)>> {
+    match SourceRef::parse(reference)? {
+        SourceRef::OciDir { path, tag } => {
+            layout::open_dir_all(&path, tag.as_deref(), reference, opts)
+        }
+        SourceRef::OciArchive { path, tag } => {
+            layout::open_archive_all(&path, tag.as_deref(), reference, opts)
+        }
+        SourceRef::Registry { reference: r } => registry::open_all(&r, opts),
+        _ => Ok(None),
+    }
+}
+
 /// Opens any source.
 pub fn open(reference: &str, opts: &SourceOptions) -> Result<Opened> {
     let src = SourceRef::parse(reference)?;

@@ -129,29 +129,29 @@ pub fn open(reference: &str, source: &str, opts: &SourceOptions) -> Result<Image
     )
 }
 
-/// The index `reference` names, with the digests of its manifests, or `None` when it names a
-/// single manifest: what `push --all` copies.
-pub fn open_index(
-    reference: &str,
-    opts: &SourceOptions,
-) -> Result<Option<(IndexBytes, Vec<Digest>)>> {
+/// The index `reference` names, as stored, with each image it lists pulled (by digest), or
+/// `None` when it names a single manifest: what `push --all` copies.
+pub fn open_all(reference: &str, opts: &SourceOptions) -> Result<Option<(IndexBytes, Vec<Image>)>> {
     let p = prepare(reference, opts)?;
     let top = pull::fetch_top(&p.endpoints, &p.wanted, &pull_options(p.cache, opts))?;
     if !top.is_index() {
         return Ok(None);
     }
     let children = pull::index_children(&top.raw, &format!("the index of {reference}"))?;
-    Ok(Some((
-        IndexBytes {
-            raw: top.raw,
-            media_type: top.media_type,
-        },
-        children,
-    )))
+    let mut images = Vec::with_capacity(children.len());
+    for d in &children {
+        let child = child_reference(reference, d)?;
+        images.push(open(&child, &child, opts)?);
+    }
+    let index = IndexBytes {
+        raw: top.raw,
+        media_type: top.media_type,
+    };
+    Ok(Some((index, images)))
 }
 
 /// `reference` with a digest in place of its tag: one manifest of an index it names.
-pub fn child_reference(reference: &str, digest: &Digest) -> Result<String> {
+fn child_reference(reference: &str, digest: &Digest) -> Result<String> {
     let plain_http = reference.strip_prefix("http://");
     let r = Reference::parse(plain_http.unwrap_or(reference))?;
     let scheme = if plain_http.is_some() { "http://" } else { "" };
