@@ -566,6 +566,44 @@ fn a_stalled_layer_times_out_and_resumes_where_it_stopped() {
     assert_eq!(gets[0].body_bytes + gets[1].body_bytes, size);
 }
 
+/// A registry that keeps blobs in object storage answers blob GETs with a redirect to a signed
+/// URL on another host: the pull follows it without sending the registry's credentials there.
+#[test]
+fn blob_redirects_are_followed_without_the_registry_credentials() {
+    if !tools() {
+        return;
+    }
+    let reg = Registry::start(Auth::basic("alice", "redirect-pw-9"));
+    reg.push_layout(fixtures::busybox(), "latest", "library/busybox:latest");
+    let proxy = FaultProxy::start(reg.host());
+    proxy.redirect_blobs(&reg.storage_dir());
+    let p = Puller::new();
+    let f = p.pull_ok(
+        &format!("http://{}/library/busybox:latest", proxy.host()),
+        "bb",
+        &["--tls-verify=false", "--creds", "alice:redirect-pw-9"],
+    );
+    assert_eq!(inspect_json(&f)["manifest_digest"], busybox_digest());
+    let log = proxy.requests();
+    let storage: Vec<_> = log
+        .iter()
+        .filter(|r| r.path.starts_with("/storage/"))
+        .collect();
+    assert!(
+        !storage.is_empty(),
+        "no blob was fetched from storage: {log:?}"
+    );
+    assert!(storage.iter().all(|r| r.status == 200), "{storage:?}");
+    assert!(
+        storage.iter().all(|r| !r.authorization),
+        "credentials went to the storage host: {storage:?}"
+    );
+    assert!(
+        log.iter().any(|r| r.status == 307 && r.authorization),
+        "the registry itself got no credentials: {log:?}"
+    );
+}
+
 #[test]
 fn an_interrupted_pull_leaves_no_partial_blob_or_output() {
     if !tools() {

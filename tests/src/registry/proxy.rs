@@ -2,7 +2,8 @@
 //! corruption tests: clients talk to `proxy.host()` as if it were the registry.
 //!
 //! Knobs: cut the first response for a blob after N body bytes ([`FaultProxy::cut_blob_once`]),
-//! or stall it there for a while first ([`FaultProxy::stall_blob_once`]),
+//! or stall it there for a while first ([`FaultProxy::stall_blob_once`]), send blob GETs to
+//! "object storage" with a 307 as S3-backed registries do ([`FaultProxy::redirect_blobs`]),
 //! answer blob GETs 503 K times ([`FaultProxy::fail_blob_gets`]), flip a byte of a blob's body
 //! ([`FaultProxy::corrupt_blob`]). Counters: blob GETs, body bytes sent, every request.
 //!
@@ -17,6 +18,7 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -38,6 +40,8 @@ pub struct ProxiedRequest {
     pub body_bytes: u64,
     /// Whether the proxy cut this response short.
     pub cut: bool,
+    /// Whether the client sent an `Authorization` header.
+    pub authorization: bool,
 }
 
 #[derive(Default)]
@@ -48,6 +52,9 @@ struct Faults {
     /// Blob GETs still to answer 503.
     fail_blob_gets: usize,
     corrupt: HashSet<String>,
+    /// Registry storage root whose blob files `/storage/sha256:HEX` serves, once blob GETs are
+    /// redirected there.
+    redirect: Option<PathBuf>,
 }
 
 #[derive(Default)]
@@ -144,6 +151,15 @@ impl FaultProxy {
             .unwrap()
             .corrupt
             .insert(digest.into());
+    }
+
+    /// Blob GETs from now on are answered `307 Temporary Redirect` to a signed-looking URL on
+    /// another host name (`localhost:PORT/storage/DIGEST?X-Amz-Signature=…`), which this proxy
+    /// serves from the registry's filesystem storage `storage_root`, as an S3-backed registry
+    /// sends clients to the bucket. [`ProxiedRequest::authorization`] tells whether a client
+    /// leaked its registry credentials to the storage.
+    pub fn redirect_blobs(&self, storage_root: &std::path::Path) {
+        self.state.faults.lock().unwrap().redirect = Some(storage_root.to_path_buf());
     }
 
     /// Removes every fault not yet triggered.
@@ -259,6 +275,43 @@ fn read_request(conn: &mut BufReader<TcpStream>) -> std::io::Result<Incoming> {
     Ok(incoming)
 }
 
+/// `GET /storage/sha256:HEX?…`: the blob file from the registry's filesystem storage, whole.
+fn serve_storage(
+    mut out: TcpStream,
+    state: &State,
+    mut entry: ProxiedRequest,
+    root: &std::path::Path,
+    digest: &str,
+) -> std::io::Result<()> {
+    let hex = digest
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("sha256:");
+    let path = root
+        .join("docker/registry/v2/blobs/sha256")
+        .join(hex.get(..2).unwrap_or("xx"))
+        .join(hex)
+        .join("data");
+    let body = std::fs::read(path).unwrap_or_default();
+    entry.status = if body.is_empty() { 404 } else { 200 };
+    entry.body_bytes = body.len() as u64;
+    state
+        .body_bytes
+        .fetch_add(body.len() as u64, Ordering::SeqCst);
+    state.log.lock().unwrap().push(entry.clone());
+    write!(
+        out,
+        "HTTP/1.1 {} X\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        entry.status,
+        body.len()
+    )?;
+    out.write_all(&body)?;
+    out.flush()?;
+    out.shutdown(Shutdown::Both)
+}
+
 /// `sha256:HEX` out of `/v2/NAME/blobs/sha256:HEX[?…]`.
 fn blob_digest(path: &str) -> Option<String> {
     let (_, rest) = path.split_once("/blobs/")?;
@@ -301,8 +354,26 @@ fn serve(
         status: 0,
         body_bytes: 0,
         cut: false,
+        authorization: rq.header("authorization").is_some(),
     };
+    let redirect = state.faults.lock().unwrap().redirect.clone();
+    if let (Some(root), Some(d)) = (&redirect, rq.path.strip_prefix("/storage/")) {
+        return serve_storage(out, state, entry, root, d);
+    }
     let blob_get = rq.method == "GET" && digest.is_some();
+    if let (true, Some(_), Some(d)) = (blob_get, &redirect, &digest) {
+        let port = me.rsplit(':').next().unwrap_or("0");
+        entry.status = 307;
+        state.blob_gets.fetch_add(1, Ordering::SeqCst);
+        state.log.lock().unwrap().push(entry);
+        write!(
+            out,
+            "HTTP/1.1 307 Temporary Redirect\r\n\
+             Location: http://localhost:{port}/storage/{d}?X-Amz-Signature=o2b-test\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        return out.shutdown(Shutdown::Both);
+    }
     if blob_get {
         state.blob_gets.fetch_add(1, Ordering::SeqCst);
         let fail = {
