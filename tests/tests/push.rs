@@ -174,7 +174,7 @@ fn a_token_registry_takes_a_push_with_creds_and_refuses_an_anonymous_one() {
 }
 
 #[test]
-fn debian_goes_up_in_chunks_and_comes_back_through_our_pull() {
+fn debian_goes_up_in_chunks_and_comes_back_through_our_pull_once() {
     if !tools() {
         return;
     }
@@ -218,6 +218,23 @@ fn debian_goes_up_in_chunks_and_comes_back_through_our_pull() {
     assert!(Runner::new()
         .ok(&out, &["cat", "/etc/os-release"])
         .contains("bookworm"));
+
+    // A second pull of the four-layer image fetches no blob: only the manifest is asked for.
+    let (gets, manifests) = (reg.blob_gets(), reg.requests("GET", "/manifests/"));
+    let again = out_dir.path().join("debian-again");
+    let o = oci2bin(
+        home.path(),
+        &[
+            "--tls-verify=false",
+            "-q",
+            &format!("docker://{}/o2b/debian:12", reg.host()),
+            again.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "second pull: {}", text(&o.stderr));
+    assert_eq!(reg.blob_gets(), gets, "the second pull fetched blobs");
+    assert_eq!(reg.requests("GET", "/manifests/"), manifests + 1);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
 }
 
 #[test]
