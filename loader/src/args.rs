@@ -26,6 +26,14 @@ enum Id {
     StopSignal,
     StopTimeout,
     PreserveFds,
+    Net,
+    Hostname,
+    Dns,
+    DnsSearch,
+    DnsOption,
+    AddHost,
+    Ip,
+    MacAddress,
     Help,
     Version,
 }
@@ -112,6 +120,69 @@ const OPTIONS: &[Opt] = &[
         help: "pass N descriptors after stderr (3 to N+2) to the command; others are closed",
     },
     Opt {
+        long: "net",
+        short: None,
+        value: Some("MODE"),
+        id: Id::Net,
+        help: "network: host (the default: the host's network) or none (only lo, up)",
+    },
+    Opt {
+        long: "network",
+        short: None,
+        value: Some("MODE"),
+        id: Id::Net,
+        help: "same as --net",
+    },
+    Opt {
+        long: "hostname",
+        short: None,
+        value: Some("NAME"),
+        id: Id::Hostname,
+        help: "the container's host name (default: a random 12-hex-digit one)",
+    },
+    Opt {
+        long: "dns",
+        short: None,
+        value: Some("IP"),
+        id: Id::Dns,
+        help: "name server for /etc/resolv.conf (repeatable; replaces the host's)",
+    },
+    Opt {
+        long: "dns-search",
+        short: None,
+        value: Some("DOMAIN"),
+        id: Id::DnsSearch,
+        help: "search domain for /etc/resolv.conf (repeatable; '.' for none)",
+    },
+    Opt {
+        long: "dns-option",
+        short: None,
+        value: Some("OPT"),
+        id: Id::DnsOption,
+        help: "resolver option for /etc/resolv.conf, e.g. ndots:2 (repeatable)",
+    },
+    Opt {
+        long: "add-host",
+        short: None,
+        value: Some("NAME:IP"),
+        id: Id::AddHost,
+        help: "add a line to /etc/hosts (IP may be host-gateway: the host)",
+    },
+    Opt {
+        long: "ip",
+        short: None,
+        value: Some("IP"),
+        id: Id::Ip,
+        help: "refused: --net host and none have no address of their own to set",
+    },
+    Opt {
+        long: "mac-address",
+        short: None,
+        value: Some("MAC"),
+        id: Id::MacAddress,
+        help: "refused: --net host and none have no interface of their own to set",
+    },
+    Opt {
         long: "help",
         short: Some('h'),
         value: None,
@@ -146,10 +217,59 @@ pub struct Flags {
     pub stop_timeout: Option<Option<u32>>,
     /// `--preserve-fds N`.
     pub preserve_fds: u32,
+    /// `--net`/`--network`.
+    pub net: NetMode,
+    /// `--hostname`.
+    pub hostname: Option<String>,
+    /// `--dns`, `--dns-search`, `--dns-option` values in order.
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    /// `--add-host NAME:IP` pairs in order.
+    pub add_hosts: Vec<AddHost>,
+    /// `--ip`, `--mac-address`: kept to be refused by the plan with the network mode's reason.
+    pub ip: Option<String>,
+    pub mac_address: Option<String>,
     /// The command and its arguments (replaces the image's Cmd when not empty).
     pub command: Vec<OsString>,
 }
 
+/// The container's network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NetMode {
+    /// The host's network namespace (Docker's `--net host`).
+    #[default]
+    Host,
+    /// A network namespace of its own with only `lo`, up.
+    None,
+}
+
+impl NetMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            NetMode::Host => "host",
+            NetMode::None => "none",
+        }
+    }
+}
+
+/// One `--add-host` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddHost {
+    pub name: String,
+    pub addr: HostAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostAddr {
+    /// An address, as given (checked to be IPv4 or IPv6).
+    Ip(String),
+    /// `host-gateway`: the address the host is reached at from the container.
+    Gateway,
+}
+
+// Made once per run and moved out at once: boxing the flags would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
     Run(Flags),
@@ -362,11 +482,131 @@ fn apply(
                 .filter(|&n: &u32| n < 1 << 20)
                 .ok_or_else(|| bad(&v, WANT))?;
         }
+        (Id::Net, Some(v)) => {
+            const WANT: &str = "host or none";
+            let v = text(option, v, WANT)?;
+            flags.net = match v.as_str() {
+                "host" => NetMode::Host,
+                "none" => NetMode::None,
+                _ => return Err(bad(&v, WANT)),
+            };
+        }
+        (Id::Hostname, Some(v)) => {
+            const WANT: &str = "a host name: letters, digits, '-' and '.', at most 64";
+            let v = text(option, v, WANT)?;
+            if !valid_hostname(&v) {
+                return Err(bad(&v, WANT));
+            }
+            flags.hostname = Some(v);
+        }
+        (Id::Dns, Some(v)) => {
+            const WANT: &str = "an IPv4 or IPv6 address";
+            let v = text(option, v, WANT)?;
+            if !is_ip(&v) {
+                return Err(bad(&v, WANT));
+            }
+            flags.dns.push(v);
+        }
+        (Id::DnsSearch, Some(v)) => {
+            const WANT: &str = "a domain without spaces";
+            let v = text(option, v, WANT)?;
+            if v.is_empty() || v.contains(char::is_whitespace) {
+                return Err(bad(&v, WANT));
+            }
+            flags.dns_search.push(v);
+        }
+        (Id::DnsOption, Some(v)) => {
+            const WANT: &str = "a resolver option without spaces, e.g. ndots:2";
+            let v = text(option, v, WANT)?;
+            if v.is_empty() || v.contains(char::is_whitespace) {
+                return Err(bad(&v, WANT));
+            }
+            flags.dns_options.push(v);
+        }
+        (Id::AddHost, Some(v)) => {
+            const WANT: &str = "NAME:IP (IP may be host-gateway)";
+            let v = text(option, v, WANT)?;
+            // Docker splits at the first ':' (an IPv6 address keeps its own), and takes `=` too.
+            let (name, ip) = v.split_once(['=', ':']).ok_or_else(|| bad(&v, WANT))?;
+            let addr = match ip {
+                "host-gateway" => HostAddr::Gateway,
+                ip => {
+                    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+                    if !is_ip(ip) {
+                        return Err(bad(&v, WANT));
+                    }
+                    HostAddr::Ip(ip.into())
+                }
+            };
+            if !valid_hostname(name) {
+                return Err(bad(&v, WANT));
+            }
+            flags.add_hosts.push(AddHost {
+                name: name.into(),
+                addr,
+            });
+        }
+        (Id::Ip, Some(v)) => flags.ip = Some(v.to_string_lossy().into_owned()),
+        (Id::MacAddress, Some(v)) => flags.mac_address = Some(v.to_string_lossy().into_owned()),
         (Id::Help, _) => return Ok(on.then_some(Parsed::Help)),
         (Id::Version, _) => return Ok(on.then_some(Parsed::Version)),
         (_, None) => unreachable!("value options always carry a value"),
     }
     Ok(None)
+}
+
+/// Whether `s` is an IPv4 address (dotted quad) or an IPv6 one (RFC 4291 text, `::` and a
+/// dotted-quad tail included). Checked by hand: std's address parser costs the loader 10 KB.
+fn is_ip(s: &str) -> bool {
+    fn v4(s: &str) -> bool {
+        let parts: Vec<&str> = s.split('.').collect();
+        parts.len() == 4
+            && parts.iter().all(|p| {
+                (1..=3).contains(&p.len())
+                    && p.bytes().all(|b| b.is_ascii_digit())
+                    && p.parse::<u16>().is_ok_and(|n| n < 256)
+            })
+    }
+    // Groups of 1-4 hex digits; the last may be a dotted quad (worth two groups).
+    fn groups(s: &str) -> Option<usize> {
+        if s.is_empty() {
+            return Some(0);
+        }
+        let parts: Vec<&str> = s.split(':').collect();
+        let mut n = 0;
+        for (i, p) in parts.iter().enumerate() {
+            if i + 1 == parts.len() && p.contains('.') {
+                n += if v4(p) { 2 } else { return None };
+            } else if (1..=4).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_hexdigit()) {
+                n += 1;
+            } else {
+                return None;
+            }
+        }
+        Some(n)
+    }
+    if !s.contains(':') {
+        return v4(s);
+    }
+    match s.split_once("::") {
+        Some((a, b)) => {
+            !b.contains("::") && matches!((groups(a), groups(b)), (Some(x), Some(y)) if x + y <= 7)
+        }
+        None => groups(s) == Some(8),
+    }
+}
+
+/// RFC 1123 labels: letters, digits and '-' (not first or last), dot-separated, 64 bytes at
+/// most (the kernel's HOST_NAME_MAX).
+fn valid_hostname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// The closest long option to a mistyped one, if it is close enough to be what was meant.
@@ -477,6 +717,86 @@ mod tests {
         parse(args.iter().map(|s| s.to_string()))
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn ip_addresses_are_checked_as_std_would() {
+        for ok in [
+            "1.2.3.4",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "1::",
+            "2001:db8::8:800:200c:417a",
+            "1:2:3:4:5:6:7:8",
+            "::ffff:10.0.0.1",
+            "fe80::1:2:3:4:5:6",
+        ] {
+            assert!(is_ip(ok), "{ok}");
+            assert!(ok.parse::<std::net::IpAddr>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "1.2.3",
+            "1.2.3.256",
+            "1.2.3.4.5",
+            "a.b.c.d",
+            ":::",
+            "1:2:3:4:5:6:7:8:9",
+            "1::2::3",
+            "12345::",
+            "1:2:3:4:5:6:7",
+            "::1.2.3",
+            "g::1",
+            "1:2:3:4:5:6:7::8",
+        ] {
+            assert!(!is_ip(bad), "{bad}");
+            assert!(bad.parse::<std::net::IpAddr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn network_flags_take_checked_values() {
+        let f = run(&[
+            "--net=none",
+            "--hostname",
+            "a-b.c",
+            "--dns",
+            "9.9.9.9",
+            "--dns-search=x.test",
+            "--dns-option",
+            "ndots:1",
+            "--add-host",
+            "db:10.1.2.3",
+        ]);
+        assert_eq!(f.net, NetMode::None);
+        assert_eq!(f.hostname.as_deref(), Some("a-b.c"));
+        assert_eq!(
+            (f.dns, f.dns_search, f.dns_options),
+            (
+                vec!["9.9.9.9".to_string()],
+                vec!["x.test".to_string()],
+                vec!["ndots:1".to_string()]
+            )
+        );
+        assert_eq!(
+            f.add_hosts,
+            [AddHost {
+                name: "db".into(),
+                addr: HostAddr::Ip("10.1.2.3".into())
+            }]
+        );
+        assert_eq!(run(&["--network", "host"]).net, NetMode::Host);
+        assert_eq!(
+            err(&["--net", "bridge"]),
+            "invalid value 'bridge' for '--net': want host or none"
+        );
+        assert!(err(&["--dns", "one.one"]).starts_with("invalid value 'one.one' for '--dns'"));
+        assert!(err(&["--hostname", "-x"]).starts_with("invalid value '-x'"));
+        assert!(err(&["--hostname", &"h".repeat(65)]).starts_with("invalid value"));
+        assert!(err(&["--add-host", "nocolon"]).starts_with("invalid value 'nocolon'"));
+        assert!(err(&["--add-host", "a:not-an-ip"]).starts_with("invalid value 'a:not-an-ip'"));
+        assert!(err(&["--dns-option", "a b"]).starts_with("invalid value 'a b'"));
     }
 
     #[test]

@@ -175,6 +175,7 @@ fn apply(step: &Step) -> Result<(), ExecError> {
         .map_err(|e| fail("mount /proc", e))?,
         Step::SysReadOnly { target } => sys_read_only(target),
         Step::Hostname(name) => ns::sethostname(name).map_err(|e| fail("sethostname", e))?,
+        Step::LoopbackUp => ns::loopback_up().map_err(|e| fail("bringing up lo", e))?,
         Step::PivotRoot { new_root } => pivot(new_root)?,
         Step::WriteFile { path, contents } => write_file(path, contents)
             .map_err(|e| fail(format_args!("write {}", path.display()), e))?,

@@ -35,6 +35,7 @@ pub fn gather(
     rootfs: PathBuf,
     scratch: PathBuf,
     env_files: Vec<(OsString, Vec<u8>)>,
+    hostname: Option<String>,
 ) -> io::Result<HostFacts> {
     let env = std::env::vars_os().collect();
     let etc = rootfs.join("etc");
@@ -43,7 +44,11 @@ pub fn gather(
         gid: ns::egid(),
         env,
         env_files,
-        hostname: random_hostname()?,
+        // `--hostname`, else a random one.
+        hostname: match hostname {
+            Some(h) => h,
+            None => random_hostname()?,
+        },
         passwd: read_image_file(&etc.join("passwd")),
         group: read_image_file(&etc.join("group")),
         resolv_conf: fs::read("/etc/resolv.conf").ok(),
@@ -65,7 +70,7 @@ mod tests {
         fs::create_dir_all(r.join("etc/apt")).unwrap();
         fs::write(r.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
         std::os::unix::fs::symlink("/etc/group", r.join("etc/group")).unwrap();
-        let f = gather(r.clone(), d.path().join("s"), vec![]).unwrap();
+        let f = gather(r.clone(), d.path().join("s"), vec![], None).unwrap();
         assert_eq!(f.passwd.as_deref(), Some("root:x:0:0::/root:/bin/sh\n"));
         assert_eq!(f.group, None);
         assert!(f.has_apt);

@@ -70,10 +70,15 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         Err(cache::CacheError::Interrupted(sig)) => loader::sys::sig::die_of(sig),
         r => r?,
     };
-    let result = host::gather(prepared.rootfs.clone(), prepared.scratch.clone(), env_files)
-        .map_err(|e| format!("gather host facts: {e}").into())
-        .and_then(|facts| Ok(plan::plan(rt, &flags, &facts)?))
-        .and_then(|steps| Ok(exec::run(&steps)?));
+    let result = host::gather(
+        prepared.rootfs.clone(),
+        prepared.scratch.clone(),
+        env_files,
+        flags.hostname.clone(),
+    )
+    .map_err(|e| format!("gather host facts: {e}").into())
+    .and_then(|facts| Ok(plan::plan(rt, &flags, &facts)?))
+    .and_then(|steps| Ok(exec::run(&steps)?));
     if let Some(dir) = &prepared.cleanup {
         if let Err(e) = extract::remove_tree(dir) {
             eprintln!("oci2bin: warning: remove {}: {e}", dir.display());

@@ -2,12 +2,13 @@
 //! hostname, hosts and resolv.conf, and the single-uid patches (passwd/group entries, apt's
 //! sandbox user). Never written into the cache.
 
-use super::{HostFacts, Step};
+use super::{net, HostFacts, Step};
+use crate::args::Flags;
 use crate::patch;
 use crate::users::User;
 
 /// The files every run writes into its private copy.
-pub(super) fn per_run(facts: &HostFacts, user: &User, steps: &mut Vec<Step>) {
+pub(super) fn per_run(facts: &HostFacts, flags: &Flags, user: &User, steps: &mut Vec<Step>) {
     steps.push(Step::Mkdir {
         path: "/etc".into(),
         mode: 0o755,
@@ -18,12 +19,12 @@ pub(super) fn per_run(facts: &HostFacts, user: &User, steps: &mut Vec<Step>) {
     });
     steps.push(Step::WriteFile {
         path: "/etc/hosts".into(),
-        contents: hosts_file(&facts.hostname),
+        contents: net::hosts_file(&facts.hostname, flags),
     });
-    if let Some(resolv) = &facts.resolv_conf {
+    if let Some(resolv) = net::resolv_conf(facts.resolv_conf.as_deref(), flags) {
         steps.push(Step::WriteFile {
             path: "/etc/resolv.conf".into(),
-            contents: resolv.clone(),
+            contents: resolv,
         });
     }
     let host_user = facts
@@ -53,13 +54,4 @@ pub(super) fn per_run(facts: &HostFacts, user: &User, steps: &mut Vec<Step>) {
             contents: patch::APT_SANDBOX_TEXT.into(),
         });
     }
-}
-
-fn hosts_file(hostname: &str) -> Vec<u8> {
-    format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
-         fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
-         ff02::2\tip6-allrouters\n127.0.0.1\t{hostname}\n"
-    )
-    .into_bytes()
 }

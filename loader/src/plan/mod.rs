@@ -8,6 +8,7 @@
 //! in the module it concerns.
 
 mod files;
+mod net;
 mod process;
 mod root;
 #[cfg(test)]
@@ -41,6 +42,7 @@ pub struct HostFacts {
     pub rootfs: PathBuf,
     /// An empty directory for the per-run tmpfs.
     pub scratch: PathBuf,
+    /// The container's host name: `--hostname`, else a random one.
     pub hostname: String,
     /// The image's `/etc/passwd` and `/etc/group`, if they are regular files.
     pub passwd: Option<String>,
@@ -119,6 +121,8 @@ pub enum Step {
         target: PathBuf,
     },
     Hostname(String),
+    /// Bring the loopback interface of our network namespace up.
+    LoopbackUp,
     /// pivot_root into `new_root` and detach the old root.
     PivotRoot {
         new_root: PathBuf,
@@ -161,6 +165,12 @@ pub enum PlanError {
         entry: OsString,
         why: &'static str,
     },
+    /// A network flag the mode cannot honour.
+    Network {
+        option: &'static str,
+        mode: &'static str,
+        why: &'static str,
+    },
 }
 
 impl fmt::Display for PlanError {
@@ -173,6 +183,9 @@ impl fmt::Display for PlanError {
                 "the working directory '{}' is invalid, it needs to be an absolute path",
                 w.to_string_lossy()
             ),
+            PlanError::Network { option, mode, why } => {
+                write!(f, "{option} cannot be used with --net {mode}: {why}")
+            }
             PlanError::BadEnv { source, entry, why } => {
                 write!(
                     f,
@@ -195,6 +208,7 @@ impl From<UserError> for PlanError {
 
 /// Plans a run: every namespace, mount, file and the final exec, in order.
 pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>, PlanError> {
+    net::check(flags)?;
     let argv = process::command(rt, flags)?;
     let user_spec = flags.user.as_deref().unwrap_or(&rt.user);
     let user = users::resolve(user_spec, facts.passwd.as_deref(), facts.group.as_deref())?;
@@ -202,9 +216,9 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
     let env = process::environment(rt, flags, facts, &user.home, &mut steps)?;
     let workdir = process::workdir(rt, flags)?;
     let stop = process::stop_policy(rt, flags, &mut steps);
-    root::namespaces(&user, facts, stop, &mut steps);
+    root::namespaces(&user, facts, flags, stop, &mut steps);
     root::filesystem(facts, &mut steps);
-    files::per_run(facts, &user, &mut steps);
+    files::per_run(facts, flags, &user, &mut steps);
     steps.push(Step::Chdir(workdir));
     steps.push(Step::Exec {
         argv,

@@ -1,7 +1,8 @@
 //! The namespaces and the root filesystem, up to `pivot_root`: a private overlay on the cached
 //! tree, a minimal `/dev`, a fresh `/proc`, a read-only `/sys`, the user-switcher stand-ins.
 
-use super::{HostFacts, Step};
+use super::{net, HostFacts, Step};
+use crate::args::Flags;
 use crate::init::StopPolicy;
 use crate::sys::ns;
 use crate::users::User;
@@ -11,11 +12,17 @@ use std::path::PathBuf;
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
 /// The user namespace and the fork into the new pid namespace, whose PID 1 carries on.
-pub(super) fn namespaces(user: &User, facts: &HostFacts, stop: StopPolicy, steps: &mut Vec<Step>) {
+pub(super) fn namespaces(
+    user: &User,
+    facts: &HostFacts,
+    flags: &Flags,
+    stop: StopPolicy,
+    steps: &mut Vec<Step>,
+) {
     // Namespaces: the supervisor creates them and stays outside the mount namespace (so it can
     // clean up on the host); its first child is PID 1.
     steps.push(Step::Unshare(
-        ns::NEW_USER | ns::NEW_PID | ns::NEW_UTS | ns::NEW_IPC,
+        ns::NEW_USER | ns::NEW_PID | ns::NEW_UTS | ns::NEW_IPC | net::namespace_flags(flags),
     ));
     steps.push(Step::MapIds {
         uid: user.uid,
@@ -23,6 +30,7 @@ pub(super) fn namespaces(user: &User, facts: &HostFacts, stop: StopPolicy, steps
         gid: user.gid,
         host_gid: facts.gid,
     });
+    net::after_unshare(flags, steps);
     steps.push(Step::Fork(stop));
     steps.push(Step::DieWithParent);
 }

@@ -572,3 +572,137 @@ fn hostname_hosts_and_resolv_conf_are_written_after_the_pivot() {
         .iter()
         .any(|s| matches!(s, Step::WriteFile { path, .. } if path.ends_with("resolv.conf"))));
 }
+
+fn written(steps: &[Step], path: &str) -> Option<String> {
+    steps.iter().rev().find_map(|s| match s {
+        Step::WriteFile { path: p, contents } if p == Path::new(path) => {
+            Some(String::from_utf8(contents.clone()).unwrap())
+        }
+        _ => None,
+    })
+}
+
+#[test]
+fn net_none_adds_a_network_namespace_with_lo_up_and_host_keeps_the_hosts() {
+    let host = plan(&image(), &flags(&[]), &facts()).unwrap();
+    assert!(matches!(host[0], Step::Unshare(f) if f & ns::NEW_NET == 0));
+    assert!(!host.contains(&Step::LoopbackUp));
+    for args in [&["--net", "none"][..], &["--network=none"]] {
+        let none = plan(&image(), &flags(args), &facts()).unwrap();
+        assert!(matches!(none[0], Step::Unshare(f) if f & ns::NEW_NET != 0));
+        let up = none.iter().position(|s| *s == Step::LoopbackUp).unwrap();
+        let fork = none
+            .iter()
+            .position(|s| matches!(s, Step::Fork(_)))
+            .unwrap();
+        assert!(
+            up < fork,
+            "lo comes up in the supervisor, right after the unshare"
+        );
+    }
+}
+
+#[test]
+fn the_hostname_names_the_uts_namespace_the_files_and_the_environment() {
+    let mut f = facts();
+    f.hostname = "web-1.test".into(); // `--hostname`, which host::gather puts here
+    let steps = plan(&image(), &flags(&[]), &f).unwrap();
+    assert!(steps.contains(&Step::Hostname("web-1.test".into())));
+    assert_eq!(written(&steps, "/etc/hostname").unwrap(), "web-1.test\n");
+    assert!(written(&steps, "/etc/hosts")
+        .unwrap()
+        .contains("127.0.0.1\tweb-1.test\n"));
+    assert!(exec_of(&steps)
+        .1
+        .contains(&"HOSTNAME=web-1.test".to_string()));
+}
+
+#[test]
+fn dns_flags_replace_the_matching_lines_of_the_hosts_resolv_conf() {
+    let mut f = facts();
+    f.resolv_conf =
+        Some(b"# host\nnameserver 10.0.0.1\nsearch corp.example\noptions edns0\n".to_vec());
+    let resolv = |args: &[&str]| {
+        written(
+            &plan(&image(), &flags(args), &f).unwrap(),
+            "/etc/resolv.conf",
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        resolv(&[]),
+        "# host\nnameserver 10.0.0.1\nsearch corp.example\noptions edns0\n",
+        "untouched without flags"
+    );
+    assert_eq!(
+        resolv(&["--dns", "1.1.1.1", "--dns=2001:db8::1"]),
+        "search corp.example\nnameserver 1.1.1.1\nnameserver 2001:db8::1\noptions edns0\n"
+    );
+    assert_eq!(
+        resolv(&[
+            "--dns-search",
+            "a.test",
+            "--dns-search",
+            "b.test",
+            "--dns-option",
+            "ndots:2"
+        ]),
+        "search a.test b.test\nnameserver 10.0.0.1\noptions ndots:2\n"
+    );
+    assert_eq!(
+        resolv(&["--dns-search", "."]),
+        "nameserver 10.0.0.1\noptions edns0\n"
+    );
+}
+
+#[test]
+fn add_host_appends_lines_and_host_gateway_is_loopback_on_the_host_network() {
+    let steps = plan(
+        &image(),
+        &flags(&[
+            "--add-host",
+            "db:10.0.0.5",
+            "--add-host=v6:::1",
+            "--add-host",
+            "h=host-gateway",
+        ]),
+        &facts(),
+    )
+    .unwrap();
+    let hosts = written(&steps, "/etc/hosts").unwrap();
+    assert!(
+        hosts.ends_with("10.0.0.5\tdb\n::1\tv6\n127.0.0.1\th\n"),
+        "{hosts}"
+    );
+    let e = plan(
+        &image(),
+        &flags(&["--net=none", "--add-host", "h:host-gateway"]),
+        &facts(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "--add-host NAME:host-gateway cannot be used with --net none: the container cannot reach the host"
+    );
+}
+
+#[test]
+fn ip_and_mac_address_are_refused_with_the_modes_reason() {
+    for (args, option, mode) in [
+        (&["--ip", "10.0.0.9"][..], "--ip", "host"),
+        (
+            &["--net", "none", "--mac-address", "02:42:ac:11:00:02"],
+            "--mac-address",
+            "none",
+        ),
+    ] {
+        let e = plan(&image(), &flags(args), &facts())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("{option} cannot be used with --net {mode}: ")),
+            "{e}"
+        );
+    }
+}

@@ -5,6 +5,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
@@ -17,6 +18,7 @@ pub const NEW_NS: i32 = libc::CLONE_NEWNS;
 pub const NEW_PID: i32 = libc::CLONE_NEWPID;
 pub const NEW_UTS: i32 = libc::CLONE_NEWUTS;
 pub const NEW_IPC: i32 = libc::CLONE_NEWIPC;
+pub const NEW_NET: i32 = libc::CLONE_NEWNET;
 
 /// Mount flags, re-exported so callers need no libc.
 pub const MS_RDONLY: u64 = libc::MS_RDONLY;
@@ -190,6 +192,30 @@ pub fn mount_flags(path: &Path) -> io::Result<u64> {
 pub fn sethostname(name: &str) -> io::Result<()> {
     // SAFETY: the pointer and length describe the bytes of `name`, which outlive the call.
     check(unsafe { libc::sethostname(name.as_ptr() as *const libc::c_char, name.len()) })
+}
+
+/// Sets IFF_UP on `lo` in our network namespace (what `ip link set lo up` does, by ioctl: no
+/// netlink code for one flag).
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: socket() takes integers only; the descriptor is owned (and closed) below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket() and nothing else owns it.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the name from and writes the flags into `req`, which lives on
+    // our stack for the whole call.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) })?;
+    // SAFETY: the kernel filled ifru_flags (the union's flags member) just above.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as for SIOCGIFFLAGS; the kernel only reads `req`.
+    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) })
 }
 
 /// Asks the kernel to SIGKILL us when our parent dies, so a container never outlives its loader.
