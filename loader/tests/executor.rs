@@ -42,7 +42,7 @@ fn executor_child_entry() {
         ..Runtime::default()
     };
     let env_files = args::read_env_files(&flags).unwrap();
-    let facts = host::gather(rootfs, scratch, env_files).unwrap();
+    let facts = host::gather(rootfs, scratch, env_files, None).unwrap();
     let steps = match plan::plan(&rt, &flags, &facts) {
         Ok(s) => s,
         Err(e) => {
