@@ -26,6 +26,7 @@ enum Id {
     StopSignal,
     StopTimeout,
     PreserveFds,
+    Userns,
     Help,
     Version,
 }
@@ -112,6 +113,15 @@ const OPTIONS: &[Opt] = &[
         help: "pass N descriptors after stderr (3 to N+2) to the command; others are closed",
     },
     Opt {
+        long: "userns",
+        short: None,
+        value: Some("MODE"),
+        id: Id::Userns,
+        help:
+            "auto (default: your /etc/subuid range when newuidmap can map it, else one uid), \
+               map (the range or fail), keep-id (the range, your uid as itself) or single (one uid)",
+    },
+    Opt {
         long: "help",
         short: Some('h'),
         value: None,
@@ -146,8 +156,26 @@ pub struct Flags {
     pub stop_timeout: Option<Option<u32>>,
     /// `--preserve-fds N`.
     pub preserve_fds: u32,
+    /// `--userns MODE`.
+    pub userns: Userns,
     /// The command and its arguments (replaces the image's Cmd when not empty).
     pub command: Vec<OsString>,
+}
+
+/// How the user namespace maps ids (`--userns`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Userns {
+    /// The caller's subordinate range when the host can map it (as rootless podman), else one
+    /// uid.
+    #[default]
+    Auto,
+    /// Root is the caller, 1..N the subordinate range; fail if it cannot be mapped.
+    Map,
+    /// As `Map`, but the caller's own uid/gid is itself inside, and the default user (podman's
+    /// `--userns=keep-id`).
+    KeepId,
+    /// Only the caller's uid/gid, mapped to the container user (the rootfs is patched for it).
+    Single,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,6 +389,17 @@ fn apply(
                 .ok()
                 .filter(|&n: &u32| n < 1 << 20)
                 .ok_or_else(|| bad(&v, WANT))?;
+        }
+        (Id::Userns, Some(v)) => {
+            const WANT: &str = "auto, map, keep-id or single";
+            let v = text(option, v, WANT)?;
+            flags.userns = match v.as_str() {
+                "auto" => Userns::Auto,
+                "map" => Userns::Map,
+                "keep-id" => Userns::KeepId,
+                "single" => Userns::Single,
+                _ => return Err(bad(&v, WANT)),
+            };
         }
         (Id::Help, _) => return Ok(on.then_some(Parsed::Help)),
         (Id::Version, _) => return Ok(on.then_some(Parsed::Version)),
@@ -701,6 +740,19 @@ mod tests {
         assert!(err(&["--stop-signal", "KILL"]).starts_with("invalid value 'KILL'"));
         assert!(err(&["--stop-timeout", "soon"]).starts_with("invalid value 'soon'"));
         assert!(err(&["--stop-timeout", "-5"]).starts_with("invalid value '-5'"));
+    }
+
+    #[test]
+    fn userns_takes_a_mode() {
+        assert_eq!(run(&[]).userns, Userns::Auto);
+        assert_eq!(run(&["--userns", "keep-id"]).userns, Userns::KeepId);
+        assert_eq!(run(&["--userns=single"]).userns, Userns::Single);
+        assert_eq!(run(&["--userns=map"]).userns, Userns::Map);
+        assert_eq!(
+            run(&["--userns=single", "--userns=auto"]).userns,
+            Userns::Auto
+        );
+        assert!(err(&["--userns=host"]).contains("auto, map, keep-id or single"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! hostname, hosts and resolv.conf, and the single-uid patches (passwd/group entries, apt's
 //! sandbox user). Never written into the cache.
 
-use super::{HostFacts, Step};
+use super::{HostFacts, IdMode, Step};
 use crate::patch;
 use crate::users::User;
 
@@ -26,6 +26,12 @@ pub(super) fn per_run(facts: &HostFacts, user: &User, steps: &mut Vec<Step>) {
             contents: resolv.clone(),
         });
     }
+    // With a range, the image's users are real: no entries invented, no apt sandbox patch.
+    // keep-id adds the caller's entry as podman does (the default user then has one).
+    match facts.ids {
+        IdMode::Single | IdMode::Mapped { keep_id: true } => {}
+        IdMode::Mapped { keep_id: false } => return,
+    }
     let host_user = facts
         .env
         .iter()
@@ -43,7 +49,7 @@ pub(super) fn per_run(facts: &HostFacts, user: &User, steps: &mut Vec<Step>) {
             contents: add,
         });
     }
-    if facts.has_apt {
+    if facts.has_apt && facts.ids == IdMode::Single {
         steps.push(Step::Mkdir {
             path: "/etc/apt/apt.conf.d".into(),
             mode: 0o755,
