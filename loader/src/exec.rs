@@ -265,30 +265,52 @@ fn map_ids(pid: ns::pid_t, m: &Mapping) -> Result<(), ExecError> {
     for (helper, map) in [(&m.newuidmap, &m.uid_map), (&m.newgidmap, &m.gid_map)] {
         let args = subid::map_args(map);
         let shown = format!("{} {pid} {}", helper.display(), args.join(" "));
-        let out = std::process::Command::new(helper)
-            .arg(pid.to_string())
-            .args(&args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| fail(&shown, e))?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let err: Vec<&str> = err
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect();
-            let why = match err.is_empty() {
-                true => out.status.to_string(),
-                false => err.join("; "),
-            };
-            return Err(ExecError {
-                code: EXIT_OURS,
-                message: format!("{shown}: {why}"),
-            });
-        }
+        run_helper(helper, pid, &args).map_err(|why| ExecError {
+            code: EXIT_OURS,
+            message: format!("{shown}: {why}"),
+        })?;
     }
     Ok(())
+}
+
+/// Runs `helper PID ARGS…` with an empty environment; `Err` holds its stderr (or status) as
+/// one line. fork+execve rather than std's Command, which would add tens of KiB to the loader.
+fn run_helper(helper: &Path, pid: ns::pid_t, args: &[String]) -> Result<(), String> {
+    let c = |b: &[u8]| CString::new(b).map_err(|_| "argument contains a NUL byte".to_string());
+    let path = c(helper.as_os_str().as_bytes())?;
+    let mut argv = vec![path.clone(), c(pid.to_string().as_bytes())?];
+    for a in args {
+        argv.push(c(a.as_bytes())?);
+    }
+    let (r, w) = ns::pipe().map_err(|e| e.to_string())?;
+    let child = match ns::fork().map_err(|e| e.to_string())? {
+        ns::Forked::Child => {
+            drop(r);
+            if ns::dup_to(std::os::fd::AsFd::as_fd(&w), 2).is_ok() {
+                let e = ns::execve(&path, &argv, &[]);
+                let _ = writeln!(io::stderr(), "exec: {e}");
+            }
+            ns::exit_now(127)
+        }
+        ns::Forked::Parent(pid) => pid,
+    };
+    drop(w);
+    let mut err = String::new();
+    let _ = fs::File::from(r).read_to_string(&mut err);
+    let status = ns::wait_for(child).map_err(|e| e.to_string())?;
+    if status == ns::Exit::Code(0) {
+        return Ok(());
+    }
+    let lines: Vec<&str> = err
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    Err(match (lines.is_empty(), status) {
+        (false, _) => lines.join("; "),
+        (true, ns::Exit::Code(c)) => format!("exited with {c}"),
+        (true, ns::Exit::Signal(s)) => format!("killed by signal {s}"),
+    })
 }
 
 fn cstrings(v: &[OsString]) -> Result<Vec<CString>, ExecError> {

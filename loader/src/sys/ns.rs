@@ -254,6 +254,13 @@ pub fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
     })
 }
 
+/// Makes descriptor `to` a copy of `fd` (dup2), without close-on-exec.
+pub fn dup_to(fd: std::os::fd::BorrowedFd<'_>, to: i32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: dup2 takes plain descriptor numbers; fd is open for the borrow.
+    check(unsafe { libc::dup2(fd.as_raw_fd(), to) })
+}
+
 /// Joins the user namespace `fd` refers to (the caller must be single-threaded).
 pub fn setns_user(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
     use std::os::fd::AsRawFd;
