@@ -18,7 +18,7 @@ fn test_user_ids() -> (u32, u32) {
 
 fn user_ids(user: &str) -> (u32, u32) {
     let id = |flag: &str| -> u32 {
-        let o = Command::new("id").args([flag, &user]).output().unwrap();
+        let o = Command::new("id").args([flag, user]).output().unwrap();
         assert!(
             o.status.success(),
             "test user {user} missing: run tests/setup-test-user.sh (make test does)"

@@ -25,7 +25,7 @@ fn is_root() -> bool {
 /// This suite checks the cache mechanics of the single-uid mode, so it runs as the range-less
 /// test user when there is one (as root); mapped entries are covered by the userns suite.
 fn runner() -> Runner {
-    Runner::for_user("o2btest-norange").unwrap_or_else(Runner::new)
+    Runner::for_user("o2btest-norange").unwrap_or_default()
 }
 
 /// The cache key of a built file, by the loader's own rule.
