@@ -34,6 +34,7 @@ enum Id {
     AddHost,
     Ip,
     MacAddress,
+    Userns,
     Help,
     Version,
 }
@@ -183,6 +184,15 @@ const OPTIONS: &[Opt] = &[
         help: "refused: --net host and none have no interface of their own to set",
     },
     Opt {
+        long: "userns",
+        short: None,
+        value: Some("MODE"),
+        id: Id::Userns,
+        help:
+            "auto (default: your /etc/subuid range when newuidmap can map it, else one uid), \
+               map (the range or fail), keep-id (the range, your uid as itself) or single (one uid)",
+    },
+    Opt {
         long: "help",
         short: Some('h'),
         value: None,
@@ -230,6 +240,8 @@ pub struct Flags {
     /// `--ip`, `--mac-address`: kept to be refused by the plan with the network mode's reason.
     pub ip: Option<String>,
     pub mac_address: Option<String>,
+    /// `--userns MODE`.
+    pub userns: Userns,
     /// The command and its arguments (replaces the image's Cmd when not empty).
     pub command: Vec<OsString>,
 }
@@ -266,6 +278,22 @@ pub enum HostAddr {
     Ip(String),
     /// `host-gateway`: the address the host is reached at from the container.
     Gateway,
+}
+
+/// How the user namespace maps ids (`--userns`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Userns {
+    /// The caller's subordinate range when the host can map it (as rootless podman), else one
+    /// uid.
+    #[default]
+    Auto,
+    /// Root is the caller, 1..N the subordinate range; fail if it cannot be mapped.
+    Map,
+    /// As `Map`, but the caller's own uid/gid is itself inside, and the default user (podman's
+    /// `--userns=keep-id`).
+    KeepId,
+    /// Only the caller's uid/gid, mapped to the container user (the rootfs is patched for it).
+    Single,
 }
 
 // Made once per run and moved out at once: boxing the flags would buy nothing.
@@ -548,6 +576,17 @@ fn apply(
         }
         (Id::Ip, Some(v)) => flags.ip = Some(v.to_string_lossy().into_owned()),
         (Id::MacAddress, Some(v)) => flags.mac_address = Some(v.to_string_lossy().into_owned()),
+        (Id::Userns, Some(v)) => {
+            const WANT: &str = "auto, map, keep-id or single";
+            let v = text(option, v, WANT)?;
+            flags.userns = match v.as_str() {
+                "auto" => Userns::Auto,
+                "map" => Userns::Map,
+                "keep-id" => Userns::KeepId,
+                "single" => Userns::Single,
+                _ => return Err(bad(&v, WANT)),
+            };
+        }
         (Id::Help, _) => return Ok(on.then_some(Parsed::Help)),
         (Id::Version, _) => return Ok(on.then_some(Parsed::Version)),
         (_, None) => unreachable!("value options always carry a value"),
@@ -1021,6 +1060,19 @@ mod tests {
         assert!(err(&["--stop-signal", "KILL"]).starts_with("invalid value 'KILL'"));
         assert!(err(&["--stop-timeout", "soon"]).starts_with("invalid value 'soon'"));
         assert!(err(&["--stop-timeout", "-5"]).starts_with("invalid value '-5'"));
+    }
+
+    #[test]
+    fn userns_takes_a_mode() {
+        assert_eq!(run(&[]).userns, Userns::Auto);
+        assert_eq!(run(&["--userns", "keep-id"]).userns, Userns::KeepId);
+        assert_eq!(run(&["--userns=single"]).userns, Userns::Single);
+        assert_eq!(run(&["--userns=map"]).userns, Userns::Map);
+        assert_eq!(
+            run(&["--userns=single", "--userns=auto"]).userns,
+            Userns::Auto
+        );
+        assert!(err(&["--userns=host"]).contains("auto, map, keep-id or single"));
     }
 
     #[test]

@@ -117,27 +117,41 @@ impl Locations {
     }
 }
 
-/// Returns the image's root filesystem, extracting it into the cache first if needed.
-pub fn prepare(exe: &File, rt: &Runtime) -> Result<Prepared, CacheError> {
-    prepare_at(&Locations::from_env(), exe, rt)
+/// Returns the image's root filesystem, extracting it into the cache first if needed. With
+/// `map` (the id maps as [`crate::subid::map_text`] names them; the caller is then inside that
+/// mapped user namespace), the entry is one of its own and keeps the layers' owners and xattrs.
+pub fn prepare(exe: &File, rt: &Runtime, map: Option<&str>) -> Result<Prepared, CacheError> {
+    prepare_in(&Locations::from_env(), exe, rt, map)
+}
+
+/// [`prepare`] with explicit locations, single-uid.
+pub fn prepare_at(loc: &Locations, exe: &File, rt: &Runtime) -> Result<Prepared, CacheError> {
+    prepare_in(loc, exe, rt, None)
 }
 
 /// [`prepare`] with explicit locations.
-pub fn prepare_at(loc: &Locations, exe: &File, rt: &Runtime) -> Result<Prepared, CacheError> {
+pub fn prepare_in(
+    loc: &Locations,
+    exe: &File,
+    rt: &Runtime,
+    map: Option<&str>,
+) -> Result<Prepared, CacheError> {
     // Checked although the key no longer uses it: it is written into the meta file.
     image_hex(&rt.image_id)?;
-    let key = cachedir::key(&rt.layers);
+    let key = cachedir::key_mapped(&rt.layers, map);
+    let owners = map.is_some();
     let Some(root) = &loc.cache else {
         let why = "cache not usable (neither XDG_CACHE_HOME nor HOME is set)";
-        return private(loc, exe, &rt.layers, &key, why);
+        return private(loc, exe, &rt.layers, &key, why, owners);
     };
-    let c = Cache::new(root, &key);
+    let mut c = Cache::new(root, &key);
+    c.owners = owners;
     if let Some(p) = c.warm(rt) {
         return Ok(p);
     }
     match c.cold(loc, exe, rt) {
         Ok(p) => Ok(p),
-        Err(Cold::Fallback(why)) => private(loc, exe, &rt.layers, &key, &why),
+        Err(Cold::Fallback(why)) => private(loc, exe, &rt.layers, &key, &why, owners),
         Err(Cold::Failed(e)) => Err(e),
     }
 }
@@ -178,6 +192,8 @@ struct Cache<'a> {
     meta: PathBuf,
     mnt: PathBuf,
     euid: u32,
+    /// Extract with the layers' owners (a mapped entry).
+    owners: bool,
 }
 
 impl<'a> Cache<'a> {
@@ -190,6 +206,7 @@ impl<'a> Cache<'a> {
             meta: root.join(META).join(&name),
             mnt: root.join(MNT),
             euid: sys::geteuid(),
+            owners: false,
         }
     }
 
@@ -298,8 +315,13 @@ impl<'a> Cache<'a> {
             .mode(0o700)
             .create(&staging)
             .map_err(fallback("mkdir", &staging))?;
-        let published = extracted(extract::extract_layers(exe, &rt.layers, &staging))
-            .and_then(|()| publish(&staging, &self.entry));
+        let published = extracted(extract::extract_layers_owned(
+            exe,
+            &rt.layers,
+            &staging,
+            self.owners,
+        ))
+        .and_then(|()| publish(&staging, &self.entry));
         if published.is_err() {
             let _ = extract::remove_tree(&staging);
         }
@@ -547,6 +569,7 @@ fn private(
     layers: &[LayerRef],
     key: &str,
     why: &str,
+    owners: bool,
 ) -> Result<Prepared, CacheError> {
     sweep_private(&loc.tmp);
     let (dir, lock) = loop {
@@ -592,7 +615,7 @@ fn private(
                 .create(d)
                 .map_err(io_err("mkdir", d))?;
         }
-        extracted(extract::extract_layers(exe, layers, &rootfs))
+        extracted(extract::extract_layers_owned(exe, layers, &rootfs, owners))
     })();
     drop(catch);
     if let (Ok(()), Some(s)) = (&made, sig::pending()) {

@@ -40,8 +40,20 @@ pub const KEY_LEN: usize = 64;
 /// The cache key of a root filesystem: sha256 over the ordered layer digests only, so images that
 /// differ in their config alone share one tree.
 pub fn key(layers: &[LayerRef]) -> String {
+    key_mapped(layers, None)
+}
+
+/// The key of a root filesystem extracted with file owners under an id map (`map` is
+/// [`crate::subid::map_text`] of the uid and gid maps): a different entry than the single-uid
+/// one of the same layers, and one per map, since the host owners of its files differ.
+pub fn key_mapped(layers: &[LayerRef], map: Option<&str>) -> String {
     let mut h = Sha256::new();
     h.update(b"oci2bin rootfs v2\n");
+    if let Some(m) = map {
+        h.update(b"mapped ");
+        h.update(m.as_bytes());
+        h.update(b"\n");
+    }
     for l in layers {
         h.update(b"sha256:");
         h.update(hex(&l.sha256).as_bytes());
@@ -148,6 +160,15 @@ mod tests {
         assert_eq!(key(&[moved, layer(2)]), k);
         assert_ne!(key(&[layer(2), layer(1)]), k);
         assert_ne!(key(&[layer(1)]), k);
+        // A mapped entry differs from the single-uid one, and per map.
+        let mapped = key_mapped(&[layer(1), layer(2)], Some("0:1000:1,1:100000:65536"));
+        assert!(is_key(&mapped));
+        assert_ne!(mapped, k);
+        assert_ne!(
+            key_mapped(&[layer(1), layer(2)], Some("0:1000:1,1:200000:65536")),
+            mapped
+        );
+        assert_eq!(key_mapped(&[layer(1), layer(2)], None), k);
         // Golden: sha256("oci2bin rootfs v2\n") for no layers.
         assert_eq!(
             key(&[]),

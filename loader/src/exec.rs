@@ -13,12 +13,13 @@
 
 use crate::copy;
 use crate::init::{self, Role, StopPolicy};
-use crate::plan::Step;
+use crate::plan::{Mapping, Step};
+use crate::subid;
 use crate::sys::ns;
 use std::ffi::{CString, OsString};
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt, OpenOptionsExt};
 use std::path::Path;
@@ -119,6 +120,8 @@ fn apply(step: &Step) -> Result<(), ExecError> {
             write_proc("/proc/self/uid_map", &format!("{uid} {host_uid} 1\n"))?;
             write_proc("/proc/self/gid_map", &format!("{gid} {host_gid} 1\n"))?;
         }
+        Step::SetIds { uid, gid, groups } => ns::set_ids(*uid, *gid, groups)
+            .map_err(|e| fail(format_args!("switch to uid {uid}, gid {gid}"), e))?,
         Step::Fork(_) => unreachable!("handled by run"),
         Step::DieWithParent => ns::kill_with_parent().map_err(|e| fail("prctl", e))?,
         Step::MakeRootPrivate => ns::mount(
@@ -216,6 +219,99 @@ fn apply(step: &Step) -> Result<(), ExecError> {
         }
     }
     Ok(())
+}
+
+/// Enters a user namespace with `m`'s maps, as rootless podman does: a child unshares it and
+/// waits; we (still outside, so the setuid helpers work for us) run `newuidmap`/`newgidmap` on
+/// the child, then join its namespace with setns(2) and let it exit. On failure nothing about
+/// this process has changed, so the caller can still run with a single uid. Must be called
+/// single-threaded (setns into a user namespace demands it).
+pub fn enter_mapped(m: &Mapping) -> Result<(), ExecError> {
+    let (ready_r, ready_w) = ns::pipe().map_err(|e| fail("pipe", e))?;
+    let (go_r, go_w) = ns::pipe().map_err(|e| fail("pipe", e))?;
+    let child = match ns::fork().map_err(|e| fail("fork", e))? {
+        ns::Forked::Child => {
+            drop((ready_r, go_w));
+            let ok = ns::unshare(ns::NEW_USER).is_ok();
+            let _ = fs::File::from(ready_w).write_all(&[ok as u8]);
+            // Hold the namespace until the parent has joined it (it closes its end).
+            let _ = fs::File::from(go_r).read(&mut [0u8]);
+            ns::exit_now(0)
+        }
+        ns::Forked::Parent(pid) => pid,
+    };
+    drop((ready_w, go_r));
+    let mut ok = [0u8];
+    let r = match fs::File::from(ready_r).read_exact(&mut ok) {
+        Err(e) => Err(fail("wait for the user namespace", e)),
+        Ok(()) if ok[0] != 1 => Err(ExecError {
+            code: EXIT_OURS,
+            message: "unshare a user namespace: operation not permitted".into(),
+        }),
+        Ok(()) => map_ids(child, m).and_then(|()| {
+            let path = format!("/proc/{child}/ns/user");
+            let ns_fd = fs::File::open(&path).map_err(|e| fail(format_args!("open {path}"), e))?;
+            ns::setns_user(std::os::fd::AsFd::as_fd(&ns_fd))
+                .map_err(|e| fail("join the mapped user namespace", e))
+        }),
+    };
+    drop(go_w);
+    let _ = ns::wait_for(child);
+    r
+}
+
+/// Runs `newuidmap PID MAP…` and `newgidmap PID MAP…`; an error names the command and its
+/// stderr, on one line.
+fn map_ids(pid: ns::pid_t, m: &Mapping) -> Result<(), ExecError> {
+    for (helper, map) in [(&m.newuidmap, &m.uid_map), (&m.newgidmap, &m.gid_map)] {
+        let args = subid::map_args(map);
+        let shown = format!("{} {pid} {}", helper.display(), args.join(" "));
+        run_helper(helper, pid, &args).map_err(|why| ExecError {
+            code: EXIT_OURS,
+            message: format!("{shown}: {why}"),
+        })?;
+    }
+    Ok(())
+}
+
+/// Runs `helper PID ARGS…` with an empty environment; `Err` holds its stderr (or status) as
+/// one line. fork+execve rather than std's Command, which would add tens of KiB to the loader.
+fn run_helper(helper: &Path, pid: ns::pid_t, args: &[String]) -> Result<(), String> {
+    let c = |b: &[u8]| CString::new(b).map_err(|_| "argument contains a NUL byte".to_string());
+    let path = c(helper.as_os_str().as_bytes())?;
+    let mut argv = vec![path.clone(), c(pid.to_string().as_bytes())?];
+    for a in args {
+        argv.push(c(a.as_bytes())?);
+    }
+    let (r, w) = ns::pipe().map_err(|e| e.to_string())?;
+    let child = match ns::fork().map_err(|e| e.to_string())? {
+        ns::Forked::Child => {
+            drop(r);
+            if ns::dup_to(std::os::fd::AsFd::as_fd(&w), 2).is_ok() {
+                let e = ns::execve(&path, &argv, &[]);
+                let _ = writeln!(io::stderr(), "exec: {e}");
+            }
+            ns::exit_now(127)
+        }
+        ns::Forked::Parent(pid) => pid,
+    };
+    drop(w);
+    let mut err = String::new();
+    let _ = fs::File::from(r).read_to_string(&mut err);
+    let status = ns::wait_for(child).map_err(|e| e.to_string())?;
+    if status == ns::Exit::Code(0) {
+        return Ok(());
+    }
+    let lines: Vec<&str> = err
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    Err(match (lines.is_empty(), status) {
+        (false, _) => lines.join("; "),
+        (true, ns::Exit::Code(c)) => format!("exited with {c}"),
+        (true, ns::Exit::Signal(s)) => format!("killed by signal {s}"),
+    })
 }
 
 fn cstrings(v: &[OsString]) -> Result<Vec<CString>, ExecError> {

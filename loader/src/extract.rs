@@ -14,7 +14,10 @@
 //! `RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS` (the kernel's guarantee that the directory lies inside the
 //! root), and the walk only runs for paths that meet a symlink or a missing directory.
 //!
-//! Rootless: uid/gid and xattrs are ignored, device nodes are refused. Directories stay `0700`
+//! Rootless: uid/gid and xattrs are ignored, device nodes are refused. With owners (an
+//! extraction inside a user namespace that maps the image's ids, see [`crate::subid`]), each
+//! object gets the layer's uid/gid, and files and directories its `user.*` and
+//! `security.capability` xattrs; setuid/setgid bits are set after the owner. Directories stay `0700`
 //! while layers are applied and get their modes and mtimes at the very end, so a `0555`
 //! directory can still be filled by a later layer.
 
@@ -119,10 +122,38 @@ pub fn layer_id(layer: &LayerRef) -> String {
 
 /// Extracts `layers` of the oci2bin file `exe`, in order, into the existing empty directory `dest`.
 pub fn extract_layers(exe: &File, layers: &[LayerRef], dest: &Path) -> Result<(), ExtractError> {
-    let mut x = Extractor::new(dest).map_err(|e| ExtractError {
-        layer: None,
-        kind: io_err(dest, "open", e),
-    })?;
+    extract_layers_owned(exe, layers, dest, false)
+}
+
+/// Sets the xattrs of `e` a user namespace may set: `user.*` and `security.capability` (file
+/// capabilities, which the kernel ties to the namespace's root). Others (`trusted.*`, other
+/// `security.*`) need the host's root and are left out, as rootless podman leaves them.
+fn set_xattrs(fd: BorrowedFd<'_>, e: &tar::Entry) -> io::Result<()> {
+    for (name, value) in &e.xattrs {
+        if !(name.starts_with(b"user.") || name == b"security.capability") {
+            continue;
+        }
+        let Ok(name) = CString::new(name.clone()) else {
+            continue;
+        };
+        sys::fsetxattr(fd, &name, value)?;
+    }
+    Ok(())
+}
+
+/// [`extract_layers`] with the layers' owners and xattrs (see [`Extractor::with_owners`]).
+pub fn extract_layers_owned(
+    exe: &File,
+    layers: &[LayerRef],
+    dest: &Path,
+    owners: bool,
+) -> Result<(), ExtractError> {
+    let mut x = Extractor::new(dest)
+        .map_err(|e| ExtractError {
+            layer: None,
+            kind: io_err(dest, "open", e),
+        })?
+        .with_owners(owners);
     for layer in layers {
         x.apply_layer(exe, layer)?;
     }
@@ -204,6 +235,8 @@ fn remove_all(dir: BorrowedFd<'_>, name: &CStr, depth: usize) -> io::Result<bool
 struct DirMeta {
     mode: u32,
     mtime: Option<(i64, u32)>,
+    /// uid/gid to set when extracting with owners.
+    owner: Option<(u32, u32)>,
 }
 
 /// The last resolved parent directory: tar members come grouped by directory, so most entries
@@ -316,6 +349,7 @@ pub struct Extractor {
     parent_cache: Option<Cached>,
     use_openat2: bool,
     buf: Vec<u8>,
+    owners: bool,
 }
 
 impl Extractor {
@@ -330,6 +364,7 @@ impl Extractor {
             DirMeta {
                 mode: 0o755,
                 mtime: None,
+                owner: None,
             },
         );
         Ok(Extractor {
@@ -339,7 +374,19 @@ impl Extractor {
             parent_cache: None,
             use_openat2: true,
             buf: Vec::new(),
+            owners: false,
         })
+    }
+
+    /// Gives every object the owner and xattrs its layer says (needs a mapped namespace).
+    pub fn with_owners(mut self, owners: bool) -> Extractor {
+        self.owners = owners;
+        self
+    }
+
+    /// The owner to set on `e`, when extracting with owners.
+    fn owner(&self, e: &tar::Entry) -> Option<(u32, u32)> {
+        self.owners.then_some((e.uid, e.gid))
     }
 
     /// Reads the layer blob from `exe` by offset, unpacks it and checks its sha256.
@@ -450,8 +497,16 @@ impl Extractor {
                 DirMeta {
                     mode: e.mode,
                     mtime: Some((e.mtime, e.mtime_nsec)),
+                    owner: self.owner(e),
                 },
             );
+            if self.owners {
+                set_xattrs(self.root.as_fd(), e).map_err(|source| ErrorKind::Io {
+                    entry: shown,
+                    op: "fsetxattr",
+                    source,
+                })?;
+            }
             return Ok(());
         };
         let io = |op: &'static str| {
@@ -506,8 +561,14 @@ impl Extractor {
                 let meta = DirMeta {
                     mode: e.mode,
                     mtime: Some((e.mtime, e.mtime_nsec)),
+                    owner: self.owner(e),
                 };
                 self.dirs.insert(canon.clone(), meta);
+                if self.owners && !e.xattrs.is_empty() {
+                    let flags = sys::O_RDONLY | sys::O_DIRECTORY | sys::O_NOFOLLOW;
+                    let d = sys::openat(pfd, &cname, flags, 0).map_err(io("openat"))?;
+                    set_xattrs(d.as_fd(), e).map_err(io("fsetxattr"))?;
+                }
             }
             Kind::File => {
                 let flags = sys::O_WRONLY | sys::O_CREAT | sys::O_EXCL | sys::O_NOFOLLOW;
@@ -528,7 +589,12 @@ impl Extractor {
                     // Big files take seconds: look for a stop signal every chunk (256 KiB).
                     stop_if_signalled()?;
                 }
-                // After the data: writing would clear setuid/setgid again.
+                if let Some((uid, gid)) = self.owner(e) {
+                    sys::fchown(f.as_fd(), uid, gid).map_err(io("chown"))?;
+                    // After the owner: chown clears security.capability.
+                    set_xattrs(f.as_fd(), e).map_err(io("fsetxattr"))?;
+                }
+                // After the data and the owner: both clear setuid/setgid.
                 sys::fchmod(f.as_fd(), e.mode).map_err(io("fchmod"))?;
                 sys::futimens(f.as_fd(), e.mtime, e.mtime_nsec).map_err(io("futimens"))?;
             }
@@ -536,12 +602,18 @@ impl Extractor {
                 let target = cstring(&e.link);
                 self.replace(pfd, &cname, &canon, || sys::symlinkat(&target, pfd, &cname))
                     .map_err(io("symlinkat"))?;
+                if let Some((uid, gid)) = self.owner(e) {
+                    sys::lchownat(pfd, &cname, uid, gid).map_err(io("chown"))?;
+                }
                 sys::utimensat_nofollow(pfd, &cname, e.mtime, e.mtime_nsec)
                     .map_err(io("utimensat"))?;
             }
             Kind::Fifo => {
                 self.replace(pfd, &cname, &canon, || sys::mkfifoat(pfd, &cname, 0o600))
                     .map_err(io("mknodat"))?;
+                if let Some((uid, gid)) = self.owner(e) {
+                    sys::lchownat(pfd, &cname, uid, gid).map_err(io("chown"))?;
+                }
                 sys::fchmodat(pfd, &cname, e.mode).map_err(io("fchmodat"))?;
                 sys::utimensat_nofollow(pfd, &cname, e.mtime, e.mtime_nsec)
                     .map_err(io("utimensat"))?;
@@ -747,6 +819,7 @@ impl Extractor {
                             let meta = DirMeta {
                                 mode: 0o755,
                                 mtime: None,
+                                owner: None,
                             };
                             self.dirs.insert(join(&canon, &c), meta);
                         }
@@ -840,6 +913,9 @@ impl Extractor {
                 }
             };
             let fd = self.open_canonical(canon).map_err(fail("openat"))?;
+            if let Some((uid, gid)) = meta.owner {
+                sys::fchown(fd.as_fd(), uid, gid).map_err(fail("chown"))?;
+            }
             sys::fchmod(fd.as_fd(), meta.mode).map_err(fail("fchmod"))?;
             if let Some((s, ns)) = meta.mtime {
                 sys::futimens(fd.as_fd(), s, ns).map_err(fail("futimens"))?;

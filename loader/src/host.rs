@@ -2,12 +2,14 @@
 //! Kept small for warm-start speed: a handful of small reads and stats.
 
 use crate::patch;
-use crate::plan::HostFacts;
+use crate::plan::{HostFacts, IdFacts, IdMode};
+use crate::subid;
 use crate::sys::ns;
+use crate::users;
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Reads a regular file of the image without following a symlink at its last component (a link
@@ -30,18 +32,56 @@ pub fn random_hostname() -> io::Result<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-/// Collects the facts for a run on `rootfs` with per-run tmpfs at `scratch`.
+/// Where `newuidmap`/`newgidmap` may live: `$PATH`, then the usual system directories.
+fn find_helper(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .filter(|d| d.is_absolute())
+        .chain(["/usr/bin", "/usr/sbin", "/bin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// What the host offers for a user namespace with a subordinate range: the caller's ids and
+/// login name, its /etc/subuid and /etc/subgid ranges, and the setuid helpers. Read before the
+/// rootfs is prepared; only called when the run may use a range (not with `--userns single`).
+pub fn id_facts() -> IdFacts {
+    let (uid, gid) = (ns::euid(), ns::egid());
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let user = users::passwd_entries(&passwd)
+        .find(|e| e.uid == uid)
+        .map(|e| e.name.to_string());
+    let ranges = |file: &str, id: u32| {
+        let text = fs::read_to_string(file).unwrap_or_default();
+        subid::ranges(&text, user.as_deref(), id)
+    };
+    IdFacts {
+        subuid: ranges("/etc/subuid", uid),
+        // Like shadow's newgidmap: ranges are listed under the user's name (or uid).
+        subgid: ranges("/etc/subgid", uid),
+        newuidmap: find_helper("newuidmap"),
+        newgidmap: find_helper("newgidmap"),
+        uid,
+        gid,
+        user,
+    }
+}
+
+/// Collects the facts for a run on `rootfs` with per-run tmpfs at `scratch`, in the user
+/// namespace `ids` says.
 pub fn gather(
     rootfs: PathBuf,
     scratch: PathBuf,
     env_files: Vec<(OsString, Vec<u8>)>,
+    ids: IdMode,
+    host_ids: (u32, u32),
     hostname: Option<String>,
 ) -> io::Result<HostFacts> {
     let env = std::env::vars_os().collect();
     let etc = rootfs.join("etc");
     Ok(HostFacts {
-        uid: ns::euid(),
-        gid: ns::egid(),
+        uid: host_ids.0,
+        gid: host_ids.1,
         env,
         env_files,
         // `--hostname`, else a random one.
@@ -54,6 +94,7 @@ pub fn gather(
         resolv_conf: fs::read("/etc/resolv.conf").ok(),
         has_apt: fs::symlink_metadata(etc.join("apt")).is_ok_and(|m| m.is_dir()),
         shims: patch::find_shims(&rootfs),
+        ids,
         rootfs,
         scratch,
     })
@@ -70,7 +111,16 @@ mod tests {
         fs::create_dir_all(r.join("etc/apt")).unwrap();
         fs::write(r.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
         std::os::unix::fs::symlink("/etc/group", r.join("etc/group")).unwrap();
-        let f = gather(r.clone(), d.path().join("s"), vec![], None).unwrap();
+        let own = (ns::euid(), ns::egid());
+        let f = gather(
+            r.clone(),
+            d.path().join("s"),
+            vec![],
+            IdMode::Single,
+            own,
+            None,
+        )
+        .unwrap();
         assert_eq!(f.passwd.as_deref(), Some("root:x:0:0::/root:/bin/sh\n"));
         assert_eq!(f.group, None);
         assert!(f.has_apt);

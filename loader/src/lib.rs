@@ -35,3 +35,4 @@ pub mod tar;
 pub mod users;
 
 pub mod cachedir;
+pub mod subid;

@@ -64,21 +64,41 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         args::Parsed::Run(flags) => flags,
     };
     let env_files = args::read_env_files(&flags)?;
+    let own = (sys::ns::euid(), sys::ns::egid());
+    // A subordinate range is mapped first: the rootfs of a mapped run is extracted (and later
+    // run) inside that namespace, so files keep the owners the layers give them.
+    let mapping = match flags.userns {
+        args::Userns::Single => None,
+        mode => plan::userns(mode, &host::id_facts())?,
+    };
+    let (ids, key) = match &mapping {
+        None => (plan::IdMode::Single, None),
+        Some(m) => match exec::enter_mapped(m) {
+            Ok(()) => (
+                plan::IdMode::Mapped { keep_id: m.keep_id },
+                Some(m.key_text()),
+            ),
+            Err(e) if m.fallback => {
+                eprintln!(
+                    "oci2bin: warning: cannot map the subordinate ids ({e}); running with a \
+                     single uid (--userns single skips this)"
+                );
+                (plan::IdMode::Single, None)
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
     // Kept alive until the run ends: it holds the cache locks of the run.
-    let prepared = match cache::prepare(&me.file, rt) {
+    let prepared = match cache::prepare(&me.file, rt, key.as_deref()) {
         // ^C during extraction: the partial tree is gone; die of the signal, as a shell expects.
         Err(cache::CacheError::Interrupted(sig)) => loader::sys::sig::die_of(sig),
         r => r?,
     };
-    let result = host::gather(
-        prepared.rootfs.clone(),
-        prepared.scratch.clone(),
-        env_files,
-        flags.hostname.clone(),
-    )
-    .map_err(|e| format!("gather host facts: {e}").into())
-    .and_then(|facts| Ok(plan::plan(rt, &flags, &facts)?))
-    .and_then(|steps| Ok(exec::run(&steps)?));
+    let (root, scratch) = (prepared.rootfs.clone(), prepared.scratch.clone());
+    let result = host::gather(root, scratch, env_files, ids, own, flags.hostname.clone())
+        .map_err(|e| format!("gather host facts: {e}").into())
+        .and_then(|facts| Ok(plan::plan(rt, &flags, &facts)?))
+        .and_then(|steps| Ok(exec::run(&steps)?));
     if let Some(dir) = &prepared.cleanup {
         if let Err(e) = extract::remove_tree(dir) {
             eprintln!("oci2bin: warning: remove {}: {e}", dir.display());

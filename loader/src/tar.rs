@@ -60,6 +60,11 @@ pub struct Entry {
     pub size: u64,
     pub mtime: i64,
     pub mtime_nsec: u32,
+    /// Owner as stored (PAX `uid`/`gid` win over the header fields).
+    pub uid: u32,
+    pub gid: u32,
+    /// Extended attributes from PAX `SCHILY.xattr.NAME` records, in archive order.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Entry {
@@ -87,6 +92,9 @@ struct Extensions {
     link: Option<Vec<u8>>,
     size: Option<u64>,
     mtime: Option<(i64, u32)>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl<R: Read> Reader<R> {
@@ -236,6 +244,16 @@ impl<R: Read> Reader<R> {
             path.pop();
         }
         let mode = parse_number(&h[100..108], at, "mode")?;
+        // Owners outside u32 (negative, or huge base-256 values) are clamped by `id`.
+        let id = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+        let uid = match ext.uid {
+            Some(u) => u,
+            None => id(parse_number(&h[108..116], at, "uid")?),
+        };
+        let gid = match ext.gid {
+            Some(g) => g,
+            None => id(parse_number(&h[116..124], at, "gid")?),
+        };
         let (mtime, mtime_nsec) = match ext.mtime {
             Some(t) => t,
             None => (parse_number(&h[136..148], at, "mtime")?, 0),
@@ -256,6 +274,9 @@ impl<R: Read> Reader<R> {
             size,
             mtime,
             mtime_nsec,
+            uid,
+            gid,
+            xattrs: ext.xattrs,
         })
     }
 
@@ -436,10 +457,23 @@ fn parse_pax(mut b: &[u8], ext: &mut Extensions, at: u64) -> Result<(), TarError
                 ext.size = Some(s.ok_or_else(|| bad("bad size"))?);
             }
             b"mtime" => ext.mtime = Some(parse_pax_time(value).ok_or_else(|| bad("bad mtime"))?),
+            b"uid" | b"gid" => {
+                let v = std::str::from_utf8(value).ok().and_then(|s| s.parse().ok());
+                let v = Some(v.ok_or_else(|| bad("bad uid or gid"))?);
+                if key == b"uid" {
+                    ext.uid = v;
+                } else {
+                    ext.gid = v;
+                }
+            }
+            k if k.starts_with(b"SCHILY.xattr.") => {
+                ext.xattrs
+                    .push((k[b"SCHILY.xattr.".len()..].to_vec(), value.to_vec()));
+            }
             k if k.starts_with(b"GNU.sparse.") => {
                 return Err(bad("GNU sparse files are not supported"));
             }
-            // uid/gid/uname/gname/atime/ctime/xattrs: not used for a rootless extraction.
+            // uname/gname/atime/ctime and other vendors' records: not used.
             _ => {}
         }
     }

@@ -39,6 +39,31 @@ pub fn group_entries(text: &str) -> impl Iterator<Item = (&str, u32)> {
     })
 }
 
+/// The supplementary groups of `uid` as Docker gives them: every group of the image's
+/// `/etc/group` that lists the user's name (from `passwd`) as a member. Sorted, no repeats.
+pub fn supplementary_groups(passwd: Option<&str>, group: Option<&str>, uid: u32) -> Vec<u32> {
+    let Some(name) = passwd_entries(passwd.unwrap_or("")).find(|e| e.uid == uid) else {
+        return Vec::new();
+    };
+    let mut gids: Vec<u32> = group
+        .unwrap_or("")
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() < 4 || f[0].starts_with('#') {
+                return None;
+            }
+            let gid = f[2].parse().ok()?;
+            f[3].split(',')
+                .any(|m| m.trim() == name.name)
+                .then_some(gid)
+        })
+        .collect();
+    gids.sort_unstable();
+    gids.dedup();
+    gids
+}
+
 /// Who the container runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {

@@ -42,7 +42,8 @@ fn executor_child_entry() {
         ..Runtime::default()
     };
     let env_files = args::read_env_files(&flags).unwrap();
-    let facts = host::gather(rootfs, scratch, env_files, None).unwrap();
+    let own = (loader::sys::ns::euid(), loader::sys::ns::egid());
+    let facts = host::gather(rootfs, scratch, env_files, plan::IdMode::Single, own, None).unwrap();
     let steps = match plan::plan(&rt, &flags, &facts) {
         Ok(s) => s,
         Err(e) => {

@@ -6,6 +6,10 @@
 //! entry is first renamed into `tmp/`, so it disappears at once and a half-removed tree is never
 //! used (the loader sweeps such leftovers too), then its directories are made writable (images
 //! have `0555` ones) and the tree is removed without following symlinks.
+//!
+//! Entries a run extracted with a subordinate id range (`--userns auto|map|keep-id`) hold files
+//! owned by those ids, which the host user cannot touch: such a tree is removed by a copy of this
+//! program in a user namespace that maps the range again ([`remove_mapped`]), as root there.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -308,7 +312,12 @@ impl Cache {
             self.remove_meta(row)?;
         }
         drop(guard);
-        remove_tree(&trash).map_err(io_err("remove", &trash))
+        match remove_tree(&trash) {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                remove_mapped(&trash).map_err(io_err("remove", &trash))
+            }
+            r => r.map_err(io_err("remove", &trash)),
+        }
     }
 
     /// Removes an entry's meta file.
@@ -522,6 +531,124 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
         r => r?,
     }
     std::fs::remove_dir_all(path)
+}
+
+/// The hidden command of `oci2bin` that [`remove_mapped`] starts: `oci2bin __remove-mapped DIR`.
+pub const REMOVE_MAPPED: &str = "__remove-mapped";
+
+/// The caller's subordinate uid and gid maps (rootless podman's: root is the caller, 1..N the
+/// ranges of /etc/subuid and /etc/subgid), or `None` without a range.
+fn own_maps() -> Option<(Vec<String>, Vec<String>)> {
+    use loader::subid;
+    let (uid, gid) = (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    );
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let name = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 2 && f[2].parse() == Ok(uid)).then(|| f[0].to_string())
+    });
+    let ranges = |file: &str| {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        subid::ranges(&text, name.as_deref(), uid)
+    };
+    let (su, sg) = (ranges("/etc/subuid"), ranges("/etc/subgid"));
+    if su.is_empty() || sg.is_empty() {
+        return None;
+    }
+    Some((
+        subid::map_args(&subid::build_map(uid, 0, &su)),
+        subid::map_args(&subid::build_map(gid, 0, &sg)),
+    ))
+}
+
+/// Removes `path`, a tree with files of the caller's subordinate ids: starts `oci2bin
+/// __remove-mapped PATH`, which enters a new user namespace and waits; maps the ranges onto it
+/// with `newuidmap`/`newgidmap` (setuid, so they work for us from out here); then lets it remove
+/// the tree as root of that namespace.
+pub fn remove_mapped(path: &Path) -> io::Result<()> {
+    use std::io::{BufRead, Write};
+    use std::process::{Command, Stdio};
+    let denied = || {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "it holds files of other users, and you have no subordinate id range (/etc/subuid, \
+             /etc/subgid) to remove them with: remove it as root",
+        )
+    };
+    let (uid_map, gid_map) = own_maps().ok_or_else(denied)?;
+    let mut child = Command::new("/proc/self/exe")
+        .arg(REMOVE_MAPPED)
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut ready = String::new();
+    let stdout = child.stdout.take().expect("piped");
+    io::BufReader::new(stdout).read_line(&mut ready)?;
+    let pid = child.id().to_string();
+    let mut mapped = Ok(());
+    if ready.trim() == "ready" {
+        for (helper, map) in [("newuidmap", &uid_map), ("newgidmap", &gid_map)] {
+            let out = Command::new(helper).arg(&pid).args(map).output();
+            let why = match out {
+                Ok(o) if o.status.success() => continue,
+                Ok(o) => String::from_utf8_lossy(&o.stderr)
+                    .trim()
+                    .replace('\n', "; "),
+                Err(e) => e.to_string(),
+            };
+            mapped = Err(io::Error::other(format!(
+                "{helper} {pid} {}: {why}",
+                map.join(" ")
+            )));
+            break;
+        }
+    }
+    let mut stdin = child.stdin.take().expect("piped");
+    if mapped.is_ok() {
+        let _ = stdin.write_all(b"go\n");
+    }
+    drop(stdin);
+    let out = child.wait_with_output()?;
+    mapped?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    Err(io::Error::other(match err.trim() {
+        "" => format!("the remover exited with {}", out.status),
+        e => e.replace('\n', "; "),
+    }))
+}
+
+/// The child side of [`remove_mapped`] (`oci2bin __remove-mapped DIR…`): enters a user
+/// namespace, says `ready`, waits for `go` (its ids are mapped by then) and removes each DIR.
+/// Returns the exit code.
+pub fn remove_mapped_child(paths: &[std::ffi::OsString]) -> i32 {
+    use rustix::thread::UnshareFlags;
+    use std::io::{BufRead, Write};
+    // SAFETY: called first thing in a fresh, single-threaded process (see main), so no other
+    // thread shares the credentials or file table unshare changes.
+    if let Err(e) = unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER) } {
+        eprintln!("unshare a user namespace: {e}");
+        return 1;
+    }
+    println!("ready");
+    let _ = io::stdout().flush();
+    let mut go = String::new();
+    if io::stdin().lock().read_line(&mut go).is_err() || go.trim() != "go" {
+        return 1;
+    }
+    for p in paths {
+        if let Err(e) = remove_tree(Path::new(p)) {
+            eprintln!("remove {}: {e}", Path::new(p).display());
+            return 1;
+        }
+    }
+    0
 }
 
 /// `1.1 MiB`, `532 B`: binary units, one decimal.

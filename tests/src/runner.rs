@@ -13,8 +13,12 @@ pub struct Runner {
 
 fn test_user_ids() -> (u32, u32) {
     let user = std::env::var("OCI2BIN_TEST_USER").unwrap_or_else(|_| "o2btest".into());
+    user_ids(&user)
+}
+
+fn user_ids(user: &str) -> (u32, u32) {
     let id = |flag: &str| -> u32 {
-        let o = Command::new("id").args([flag, &user]).output().unwrap();
+        let o = Command::new("id").args([flag, user]).output().unwrap();
         assert!(
             o.status.success(),
             "test user {user} missing: run tests/setup-test-user.sh (make test does)"
@@ -40,6 +44,23 @@ impl Runner {
             std::os::unix::fs::chown(home.path(), Some(u), Some(g)).unwrap();
         }
         Runner { ids, home }
+    }
+
+    /// A runner for the user `name` (root only: `None` when we are not root or `name` does not
+    /// exist), e.g. the range-less `o2btest-norange` of `tests/setup-test-user.sh`.
+    pub fn for_user(name: &str) -> Option<Runner> {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        if !root || !Command::new("id").arg(name).output().ok()?.status.success() {
+            return None;
+        }
+        let (u, g) = user_ids(name);
+        let home = crate::world_tempdir();
+        std::os::unix::fs::chown(home.path(), Some(u), Some(g)).unwrap();
+        Some(Runner {
+            ids: Some((u, g)),
+            home,
+        })
     }
 
     pub fn uid(&self) -> u32 {

@@ -22,6 +22,12 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// This suite checks the cache mechanics of the single-uid mode, so it runs as the range-less
+/// test user when there is one (as root); mapped entries are covered by the userns suite.
+fn runner() -> Runner {
+    Runner::for_user("o2btest-norange").unwrap_or_default()
+}
+
 /// The cache key of a built file, by the loader's own rule.
 fn key_of(file: &Path) -> String {
     loader::cachedir::key(&e2e::layer_refs(file))
@@ -85,7 +91,7 @@ fn a_root_run_with_the_users_cache_writes_nothing_there_and_the_user_still_works
     if !e2e::require(is_root(), "the root-run test needs to run as root") {
         return;
     }
-    let r = Runner::new();
+    let r = runner();
     let tmp = e2e::world_tempdir();
     // Root, but with the user's XDG_CACHE_HOME (what `sudo -E ./image` does).
     let o = Command::new(bb())
@@ -129,7 +135,7 @@ fn a_root_owned_entry_in_the_users_cache_is_reported_and_not_used() {
     if !e2e::require(is_root(), "making a root-owned entry needs root") {
         return;
     }
-    let r = Runner::new();
+    let r = runner();
     r.ok(bb(), &["true"]);
     let entry = entry_of(&r, bb());
     // What an older `sudo ./image` left: the same tree, owned by root.
@@ -218,7 +224,7 @@ fn signals_during_a_private_extraction_leave_nothing_behind() {
         return;
     }
     let deb = fixtures::debian_bin();
-    let r = Runner::new();
+    let r = runner();
     // A cache the user cannot write (root's, or read-only): every run extracts privately.
     let ro = r.home().join("ro");
     std::fs::create_dir(&ro).unwrap();
@@ -283,7 +289,7 @@ fn a_config_only_rebuild_reuses_the_cached_tree() {
         &["--env", "EDITED=1", "--tag", "edited:1"],
     );
     assert_eq!(key_of(&edited), key_of(bb()));
-    let r = Runner::new();
+    let r = runner();
     r.ok(bb(), &["true"]);
     std::fs::write(entry_of(&r, bb()).join("marker"), b"").unwrap();
     assert_eq!(r.ok(&edited, &["sh", "-c", "echo $EDITED"]), "1\n");
@@ -324,7 +330,7 @@ fn cache_rm_and_prune_remove_real_trees_but_not_one_in_use() {
     if !e2e::runner::userns() {
         return;
     }
-    let r = Runner::new();
+    let r = runner();
     r.ok(bb(), &["true"]);
     let key = key_of(bb());
     let entry = entry_of(&r, bb());
@@ -373,7 +379,7 @@ fn a_start_waiting_for_another_extractor_says_what_it_waits_for() {
     if !e2e::runner::userns() {
         return;
     }
-    let r = Runner::new();
+    let r = runner();
     r.ok(bb(), &["true"]);
     let key = key_of(bb());
     cache_ok(&r, &["cache", "rm", &key]);

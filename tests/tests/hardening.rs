@@ -306,6 +306,7 @@ fn the_setpriv_stand_in_refuses_a_switch_it_cannot_make() {
     let o = r.run(
         d,
         &[
+            "--userns=single",
             "setpriv",
             "--reuid=1000",
             "--regid=1000",
@@ -319,6 +320,7 @@ fn the_setpriv_stand_in_refuses_a_switch_it_cannot_make() {
         r.ok(
             d,
             &[
+                "--userns=single",
                 "-u",
                 "1000:1000",
                 "setpriv",
@@ -330,7 +332,7 @@ fn the_setpriv_stand_in_refuses_a_switch_it_cannot_make() {
         ),
         "1000\n"
     );
-    let o = r.run(d, &["setpriv", "--reuid=nobody", "true"]);
+    let o = r.run(d, &["--userns=single", "setpriv", "--reuid=nobody", "true"]);
     e2e::assert_one_line_error(&o, "run the file with --user nobody");
 }
 

@@ -304,6 +304,7 @@ fn debian_multilayer_whiteouts_opaque_dirs_and_all_compressions() {
     let o = r.run(
         d,
         &[
+            "--userns=single",
             "apt-get",
             "-s",
             "-o",
@@ -322,6 +323,7 @@ fn debian_multilayer_whiteouts_opaque_dirs_and_all_compressions() {
         r.ok(
             d,
             &[
+                "--userns=single",
                 "setpriv",
                 "--reuid=0",
                 "--regid=0",

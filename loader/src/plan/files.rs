@@ -2,7 +2,7 @@
 //! hostname, hosts and resolv.conf, and the single-uid patches (passwd/group entries, apt's
 //! sandbox user). Never written into the cache.
 
-use super::{net, HostFacts, Step};
+use super::{net, HostFacts, IdMode, Step};
 use crate::args::Flags;
 use crate::patch;
 use crate::users::User;
@@ -27,6 +27,12 @@ pub(super) fn per_run(facts: &HostFacts, flags: &Flags, user: &User, steps: &mut
             contents: resolv,
         });
     }
+    // With a range, the image's users are real: no entries invented, no apt sandbox patch.
+    // keep-id adds the caller's entry as podman does (the default user then has one).
+    match facts.ids {
+        IdMode::Single | IdMode::Mapped { keep_id: true } => {}
+        IdMode::Mapped { keep_id: false } => return,
+    }
     let host_user = facts
         .env
         .iter()
@@ -44,7 +50,7 @@ pub(super) fn per_run(facts: &HostFacts, flags: &Flags, user: &User, steps: &mut
             contents: add,
         });
     }
-    if facts.has_apt {
+    if facts.has_apt && facts.ids == IdMode::Single {
         steps.push(Step::Mkdir {
             path: "/etc/apt/apt.conf.d".into(),
             mode: 0o755,

@@ -13,9 +13,11 @@ mod process;
 mod root;
 #[cfg(test)]
 mod tests;
+mod userns;
 
 pub use process::{command, environment};
 pub use root::DEVICES;
+pub use userns::{userns, IdFacts, Mapping};
 
 use crate::args::Flags;
 use crate::format::Runtime;
@@ -53,6 +55,21 @@ pub struct HostFacts {
     pub has_apt: bool,
     /// Container paths of gosu/su-exec/setpriv in the image.
     pub shims: Vec<String>,
+    /// The user namespace the run is in when the plan is made.
+    pub ids: IdMode,
+}
+
+/// The user namespace of a run, as far as the plan is concerned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IdMode {
+    /// Not entered yet: the plan unshares it, maps the one host uid/gid to the container user
+    /// and patches the root filesystem for a namespace with a single id.
+    #[default]
+    Single,
+    /// Already entered, with the subordinate range mapped ([`userns`]): the container user is
+    /// set with setgroups/setgid/setuid, no patches, no stand-ins. With `keep_id` the caller's
+    /// own ids are themselves inside and the default user.
+    Mapped { keep_id: bool },
 }
 
 /// One setup operation. Paths before [`Step::PivotRoot`] are host paths (in our mount
@@ -63,6 +80,12 @@ pub enum Step {
     Warn(String),
     /// Enter new namespaces (`sys::ns::NEW_*` flags).
     Unshare(i32),
+    /// Become the container user in a mapped namespace: supplementary groups, gid, uid.
+    SetIds {
+        uid: u32,
+        gid: u32,
+        groups: Vec<u32>,
+    },
     /// Map the single host uid/gid to the container's (after `setgroups` = deny).
     MapIds {
         uid: u32,
@@ -160,6 +183,11 @@ pub enum PlanError {
     NoCommand,
     User(UserError),
     RelativeWorkdir(OsString),
+    /// `--userns map|keep-id` on a host that cannot map a range.
+    NoRange {
+        mode: &'static str,
+        why: String,
+    },
     BadEnv {
         source: OsString,
         entry: OsString,
@@ -186,6 +214,9 @@ impl fmt::Display for PlanError {
             PlanError::Network { option, mode, why } => {
                 write!(f, "{option} cannot be used with --net {mode}: {why}")
             }
+            PlanError::NoRange { mode, why } => {
+                write!(f, "--userns {mode} needs a subordinate id range: {why}")
+            }
             PlanError::BadEnv { source, entry, why } => {
                 write!(
                     f,
@@ -210,7 +241,13 @@ impl From<UserError> for PlanError {
 pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>, PlanError> {
     net::check(flags)?;
     let argv = process::command(rt, flags)?;
-    let user_spec = flags.user.as_deref().unwrap_or(&rt.user);
+    // keep-id: the caller's own ids are the default user, as with podman.
+    let own = format!("{}:{}", facts.uid, facts.gid);
+    let default_user = match facts.ids {
+        IdMode::Mapped { keep_id: true } => &own,
+        _ => &rt.user,
+    };
+    let user_spec = flags.user.as_deref().unwrap_or(default_user);
     let user = users::resolve(user_spec, facts.passwd.as_deref(), facts.group.as_deref())?;
     let mut steps = Vec::with_capacity(48);
     let env = process::environment(rt, flags, facts, &user.home, &mut steps)?;
@@ -220,6 +257,15 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
     root::filesystem(facts, &mut steps);
     files::per_run(facts, flags, &user, &mut steps);
     steps.push(Step::Chdir(workdir));
+    if let IdMode::Mapped { .. } = facts.ids {
+        let groups =
+            users::supplementary_groups(facts.passwd.as_deref(), facts.group.as_deref(), user.uid);
+        steps.push(Step::SetIds {
+            uid: user.uid,
+            gid: user.gid,
+            groups,
+        });
+    }
     steps.push(Step::Exec {
         argv,
         env,

@@ -1,7 +1,7 @@
 //! The namespaces and the root filesystem, up to `pivot_root`: a private overlay on the cached
 //! tree, a minimal `/dev`, a fresh `/proc`, a read-only `/sys`, the user-switcher stand-ins.
 
-use super::{net, HostFacts, Step};
+use super::{net, HostFacts, IdMode, Step};
 use crate::args::Flags;
 use crate::init::StopPolicy;
 use crate::sys::ns;
@@ -21,6 +21,16 @@ pub(super) fn namespaces(
 ) {
     // Namespaces: the supervisor creates them and stays outside the mount namespace (so it can
     // clean up on the host); its first child is PID 1.
+    // A mapped run is in its user namespace already (it was entered to extract the rootfs).
+    if facts.ids != IdMode::Single {
+        steps.push(Step::Unshare(
+            ns::NEW_PID | ns::NEW_UTS | ns::NEW_IPC | net::namespace_flags(flags),
+        ));
+        net::after_unshare(flags, steps);
+        steps.push(Step::Fork(stop));
+        steps.push(Step::DieWithParent);
+        return;
+    }
     steps.push(Step::Unshare(
         ns::NEW_USER | ns::NEW_PID | ns::NEW_UTS | ns::NEW_IPC | net::namespace_flags(flags),
     ));
@@ -114,8 +124,13 @@ pub(super) fn filesystem(facts: &HostFacts, steps: &mut Vec<Step>) {
     steps.push(Step::SysReadOnly {
         target: root.join("sys"),
     });
-    // Before the pivot: the loader's own file is reachable (and bindable) only from here.
-    for s in &facts.shims {
+    // Before the pivot: the loader's own file is reachable (and bindable) only from here. Only
+    // a single-uid run needs the stand-ins: with a range, the real programs switch users.
+    let shims = match facts.ids {
+        IdMode::Single => &facts.shims[..],
+        IdMode::Mapped { .. } => &[],
+    };
+    for s in shims {
         steps.push(Step::BindSelf {
             root: root.clone(),
             path: s.clone(),

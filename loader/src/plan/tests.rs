@@ -573,6 +573,170 @@ fn hostname_hosts_and_resolv_conf_are_written_after_the_pivot() {
         .any(|s| matches!(s, Step::WriteFile { path, .. } if path.ends_with("resolv.conf"))));
 }
 
+// R7: full uid ranges.
+
+fn id_facts(subuid: &[(u32, u32)], helpers: bool) -> IdFacts {
+    IdFacts {
+        uid: 1000,
+        gid: 1000,
+        user: Some("alice".into()),
+        subuid: subuid.to_vec(),
+        subgid: subuid.to_vec(),
+        newuidmap: helpers.then(|| "/usr/bin/newuidmap".into()),
+        newgidmap: helpers.then(|| "/usr/bin/newgidmap".into()),
+    }
+}
+
+#[test]
+fn auto_maps_the_range_when_the_host_has_one_and_falls_back_otherwise() {
+    use crate::args::Userns;
+    use crate::subid::IdMap;
+    let range = [(100000, 65536)];
+    let m = userns(Userns::Auto, &id_facts(&range, true))
+        .unwrap()
+        .unwrap();
+    let podman = vec![
+        IdMap {
+            inside: 0,
+            outside: 1000,
+            count: 1,
+        },
+        IdMap {
+            inside: 1,
+            outside: 100000,
+            count: 65536,
+        },
+    ];
+    assert_eq!(
+        (m.uid_map.clone(), m.gid_map.clone()),
+        (podman.clone(), podman)
+    );
+    assert!(m.fallback && !m.keep_id);
+    assert_eq!(
+        m.key_text(),
+        "u0:1000:1,1:100000:65536;g0:1000:1,1:100000:65536"
+    );
+    // No range, or no helpers: auto is today's single-uid mode, silently.
+    assert_eq!(userns(Userns::Auto, &id_facts(&[], true)), Ok(None));
+    assert_eq!(userns(Userns::Auto, &id_facts(&range, false)), Ok(None));
+    assert_eq!(userns(Userns::Single, &id_facts(&range, true)), Ok(None));
+    // map and keep-id insist, in one line naming what is missing.
+    let e = userns(Userns::Map, &id_facts(&[], true)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "--userns map needs a subordinate id range: /etc/subuid has no range for alice"
+    );
+    let e = userns(Userns::KeepId, &id_facts(&range, false)).unwrap_err();
+    assert!(
+        e.to_string().contains("newuidmap/newgidmap not found"),
+        "{e}"
+    );
+    let m = userns(Userns::Map, &id_facts(&range, true))
+        .unwrap()
+        .unwrap();
+    assert!(!m.fallback);
+    // keep-id: the caller is itself inside.
+    let k = userns(Userns::KeepId, &id_facts(&range, true))
+        .unwrap()
+        .unwrap();
+    assert!(k.keep_id);
+    assert!(k.uid_map.contains(&IdMap {
+        inside: 1000,
+        outside: 1000,
+        count: 1
+    }));
+}
+
+fn mapped(keep_id: bool) -> HostFacts {
+    HostFacts {
+        ids: IdMode::Mapped { keep_id },
+        has_apt: true,
+        shims: vec!["/usr/sbin/gosu".into()],
+        ..facts()
+    }
+}
+
+#[test]
+fn a_mapped_run_is_in_its_namespace_already_and_patches_nothing() {
+    let single = HostFacts {
+        has_apt: true,
+        shims: vec!["/usr/sbin/gosu".into()],
+        ..facts()
+    };
+    let s = plan(&image(), &flags(&["-u", "app"]), &single).unwrap();
+    let m = plan(&image(), &flags(&["-u", "app"]), &mapped(false)).unwrap();
+    // Single-uid: unshare the user namespace too, map one id, patch, stand in.
+    assert_eq!(
+        s[0],
+        Step::Unshare(ns::NEW_USER | ns::NEW_PID | ns::NEW_UTS | ns::NEW_IPC)
+    );
+    assert!(matches!(
+        s[1],
+        Step::MapIds {
+            uid: 100,
+            host_uid: 1000,
+            ..
+        }
+    ));
+    assert!(s.iter().any(|x| matches!(x, Step::BindSelf { .. })));
+    assert!(s.iter().any(|x| matches!(x, Step::WriteFile { path, .. }
+        if path == Path::new(crate::patch::APT_SANDBOX_CONF))));
+    assert!(!s.iter().any(|x| matches!(x, Step::SetIds { .. })));
+    // Mapped: no new user namespace, no map, no patches, no stand-ins; the ids are set last.
+    assert_eq!(m[0], Step::Unshare(ns::NEW_PID | ns::NEW_UTS | ns::NEW_IPC));
+    assert!(matches!(m[1], Step::Fork(_)));
+    assert!(!m.iter().any(|x| matches!(
+        x,
+        Step::MapIds { .. } | Step::BindSelf { .. } | Step::AppendFile { .. }
+    )));
+    assert!(!m.iter().any(|x| matches!(x, Step::WriteFile { path, .. }
+        if path.starts_with("/etc/apt"))));
+    let n = m.len();
+    assert!(matches!(m[n - 3], Step::Chdir(_)));
+    assert_eq!(
+        m[n - 2],
+        Step::SetIds {
+            uid: 100,
+            gid: 101,
+            groups: vec![]
+        }
+    );
+    assert!(matches!(m[n - 1], Step::Exec { .. }));
+    // The rest is the same run.
+    assert_eq!(exec_of(&s), exec_of(&m));
+}
+
+#[test]
+fn mapped_runs_get_supplementary_groups_and_keep_id_defaults_to_the_caller() {
+    let f = HostFacts {
+        group: Some("root:x:0:\napp:x:101:\naudio:x:29:app,bob\nstaff:x:50:bob\n".into()),
+        ..mapped(false)
+    };
+    let steps = plan(&image(), &flags(&["-u", "app"]), &f).unwrap();
+    assert!(steps.contains(&Step::SetIds {
+        uid: 100,
+        gid: 101,
+        groups: vec![29]
+    }));
+    // keep-id: the caller's own ids unless --user says otherwise, with a passwd entry added.
+    let k = plan(&image(), &flags(&[]), &mapped(true)).unwrap();
+    assert!(k.contains(&Step::SetIds {
+        uid: 1000,
+        gid: 1000,
+        groups: vec![]
+    }));
+    assert!(k
+        .iter()
+        .any(|x| matches!(x, Step::AppendFile { path, contents }
+        if path == Path::new("/etc/passwd") && contents.starts_with("alice:x:1000:1000:"))));
+    let k = plan(&image(), &flags(&["-u", "0"]), &mapped(true)).unwrap();
+    assert!(k.contains(&Step::SetIds {
+        uid: 0,
+        gid: 0,
+        groups: vec![]
+    }));
+}
+
 fn written(steps: &[Step], path: &str) -> Option<String> {
     steps.iter().rev().find_map(|s| match s {
         Step::WriteFile { path: p, contents } if p == Path::new(path) => {
@@ -584,6 +748,12 @@ fn written(steps: &[Step], path: &str) -> Option<String> {
 
 #[test]
 fn net_none_adds_a_network_namespace_with_lo_up_and_host_keeps_the_hosts() {
+    // Mapped (entered before the plan) or single-uid: the same network steps.
+    let mut mapped_facts = facts();
+    mapped_facts.ids = IdMode::Mapped { keep_id: false };
+    let mapped = plan(&image(), &flags(&["--net=none"]), &mapped_facts).unwrap();
+    assert!(matches!(mapped[0], Step::Unshare(f) if f & ns::NEW_NET != 0 && f & ns::NEW_USER == 0));
+    assert_eq!(mapped[1], Step::LoopbackUp);
     let host = plan(&image(), &flags(&[]), &facts()).unwrap();
     assert!(matches!(host[0], Step::Unshare(f) if f & ns::NEW_NET == 0));
     assert!(!host.contains(&Step::LoopbackUp));

@@ -265,6 +265,52 @@ pub fn egid() -> u32 {
     unsafe { libc::getegid() }
 }
 
+/// A pipe, both ends close-on-exec: `(read, write)`.
+pub fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: fds is a writable array of two ints, as pipe2 requires.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
+    Ok(unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    })
+}
+
+/// Makes descriptor `to` a copy of `fd` (dup2), without close-on-exec.
+pub fn dup_to(fd: std::os::fd::BorrowedFd<'_>, to: i32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: dup2 takes plain descriptor numbers; fd is open for the borrow.
+    check(unsafe { libc::dup2(fd.as_raw_fd(), to) })
+}
+
+/// Joins the user namespace `fd` refers to (the caller must be single-threaded).
+pub fn setns_user(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setns takes a descriptor and a flag; fd is open for the borrow.
+    check(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWUSER) })
+}
+
+/// Sets real, effective and saved uid and gid and the supplementary groups, groups first (as
+/// that needs the capability a non-root uid drops).
+pub fn set_ids(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `groups`, alive across the call.
+    check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) })?;
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::setresgid(gid, gid, gid) })?;
+    // SAFETY: plain integer arguments.
+    check(unsafe { libc::setresuid(uid, uid, uid) })
+}
+
+/// `getppid()`.
+pub fn parent_pid() -> pid_t {
+    // SAFETY: getppid cannot fail and takes no arguments.
+    unsafe { libc::getppid() }
+}
+
 /// Replaces the process image. Returns only on failure.
 pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
     let mut av: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
