@@ -17,6 +17,12 @@ LOADER := $(TARGET_DIR)/$(LOADER_TRIPLE)/loader/loader
 # identical-code folding, and no unwind tables (loader/link/no-unwind.ld).
 GCC_LD := $(shell rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/gcc-ld
 LOADER_LINK := --config "target.$(MUSL).rustflags=['-C','link-arg=-fuse-ld=lld','-C','link-arg=-B$(GCC_LD)','-C','link-arg=-Wl,--icf=all','-C','link-arg=-Wl,--no-eh-frame-hdr','-C','link-arg=-Wl,-T,$(CURDIR)/loader/link/no-unwind.ld']"
+# std rebuilt for the loader without its `backtrace` feature: the prebuilt std carries a DWARF
+# symbolizer (gimli, addr2line, a demangler: ~210 KB of the loader) for panic backtraces the
+# loader never prints; panics still print their message. build-std is unstable, so
+# RUSTC_BOOTSTRAP lets this stable toolchain use it, as the Linux kernel's Rust build does. It
+# needs the rust-src component (`deps` adds it); without it the plain build is used.
+LOADER_STD := -Zbuild-std=std,panic_abort -Zbuild-std-features=
 export OCI2BIN_EMBED_LOADER := $(LOADER)
 
 .PHONY: all deps loader packager test test-unit test-e2e bench demo install clean kernel lint
@@ -60,11 +66,18 @@ deps:
 	fi
 	@rustup target list --installed 2>/dev/null | grep -qx $(MUSL) || rustup target add $(MUSL) || \
 	  echo "warning: cannot add $(MUSL); the loader will be a static glibc build"
+	@rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src || \
+	  echo "warning: cannot add rust-src; the loader will be built on the prebuilt std (bigger)"
 
 # Builds for LOADER_TRIPLE, the triple LOADER names, so the checks look at what was just built.
 loader:
 ifeq ($(LOADER_TRIPLE),$(MUSL))
-	$(CARGO) build -p loader --bin loader --profile loader --target $(MUSL) $(LOADER_LINK)
+	@if rustup component list --installed 2>/dev/null | grep -q '^rust-src' && \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) build -p loader --bin loader --profile loader --target $(MUSL) $(LOADER_LINK) $(LOADER_STD); then :; \
+	else \
+	  echo "warning: loader built on the prebuilt std (no rust-src, or build-std failed): ~200 KB bigger" >&2; \
+	  $(CARGO) build -p loader --bin loader --profile loader --target $(MUSL) $(LOADER_LINK); \
+	fi
 else
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build -p loader --bin loader --profile loader --target $(LOADER_TRIPLE)
 endif
