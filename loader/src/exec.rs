@@ -260,23 +260,36 @@ pub fn enter_mapped(m: &Mapping) -> Result<(), ExecError> {
     r
 }
 
-/// Runs `newuidmap PID MAP…` and `newgidmap PID MAP…`; an error names the command and its
-/// stderr, on one line.
+/// Runs `newuidmap PID MAP…` and `newgidmap PID MAP…` side by side (each is a setuid exec of a
+/// few milliseconds, and they touch different maps); an error names the command and its stderr,
+/// on one line.
 fn map_ids(pid: ns::pid_t, m: &Mapping) -> Result<(), ExecError> {
+    let mut running = Vec::with_capacity(2);
     for (helper, map) in [(&m.newuidmap, &m.uid_map), (&m.newgidmap, &m.gid_map)] {
         let args = subid::map_args(map);
         let shown = format!("{} {pid} {}", helper.display(), args.join(" "));
-        run_helper(helper, pid, &args).map_err(|why| ExecError {
-            code: EXIT_OURS,
-            message: format!("{shown}: {why}"),
-        })?;
+        running.push((shown, spawn_helper(helper, pid, &args)));
     }
-    Ok(())
+    // Both are waited for, even when one failed to start.
+    let mut first_err = None;
+    for (shown, spawned) in running {
+        if let Err(why) = spawned.and_then(finish_helper) {
+            first_err.get_or_insert(ExecError {
+                code: EXIT_OURS,
+                message: format!("{shown}: {why}"),
+            });
+        }
+    }
+    first_err.map_or(Ok(()), Err)
 }
 
-/// Runs `helper PID ARGS…` with an empty environment; `Err` holds its stderr (or status) as
-/// one line. fork+execve rather than std's Command, which would add tens of KiB to the loader.
-fn run_helper(helper: &Path, pid: ns::pid_t, args: &[String]) -> Result<(), String> {
+/// Starts `helper PID ARGS…` with an empty environment, its stderr into a pipe. fork+execve
+/// rather than std's Command, which would add tens of KiB to the loader.
+fn spawn_helper(
+    helper: &Path,
+    pid: ns::pid_t,
+    args: &[String],
+) -> Result<(ns::pid_t, fs::File), String> {
     let c = |b: &[u8]| CString::new(b).map_err(|_| "argument contains a NUL byte".to_string());
     let path = c(helper.as_os_str().as_bytes())?;
     let mut argv = vec![path.clone(), c(pid.to_string().as_bytes())?];
@@ -296,8 +309,13 @@ fn run_helper(helper: &Path, pid: ns::pid_t, args: &[String]) -> Result<(), Stri
         ns::Forked::Parent(pid) => pid,
     };
     drop(w);
+    Ok((child, fs::File::from(r)))
+}
+
+/// Waits for a helper; `Err` holds its stderr (or status) as one line.
+fn finish_helper((child, mut stderr): (ns::pid_t, fs::File)) -> Result<(), String> {
     let mut err = String::new();
-    let _ = fs::File::from(r).read_to_string(&mut err);
+    let _ = stderr.read_to_string(&mut err);
     let status = ns::wait_for(child).map_err(|e| e.to_string())?;
     if status == ns::Exit::Code(0) {
         return Ok(());

@@ -13,9 +13,12 @@ def med(name):
         return None
 
 
-warm = med("warm")
-if warm:
-    for peer, label in [("bwrap", "bwrap"), ("podman", "podman run"), ("docker", "docker run")]:
-        m = med(peer)
-        if m:
-            print(f"  warm start vs {label:11s}: {warm / m:6.2f}x the time ({m / warm:6.1f}x {'faster' if m > warm else 'slower'})")
+# Like for like: one uid against the single-uid peers, the mapped range against podman and docker
+# (which map ranges too).
+rows = [("single", "bwrap", "bwrap"), ("single", "chrun", "ch-run"),
+        ("warm", "podman", "podman run"), ("warm", "docker", "docker run")]
+for ours, peer, label in rows:
+    o, m = med(ours), med(peer)
+    if o and m:
+        mode = "one uid " if ours == "single" else "subuid  "
+        print(f"  warm start ({mode}) vs {label:11s}: {o / m:6.2f}x the time ({m / o:6.1f}x {'faster' if m > o else 'slower'})")
