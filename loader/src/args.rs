@@ -35,6 +35,7 @@ enum Id {
     Ip,
     MacAddress,
     Userns,
+    Config,
     Help,
     Version,
 }
@@ -193,6 +194,13 @@ const OPTIONS: &[Opt] = &[
                map (the range or fail), keep-id (the range, your uid as itself) or single (one uid)",
     },
     Opt {
+        long: "config",
+        short: None,
+        value: Some("FILE"),
+        id: Id::Config,
+        help: "read options from FILE: one KEY=VALUE (or KEY) per line, '#' comments, quotes",
+    },
+    Opt {
         long: "help",
         short: Some('h'),
         value: None,
@@ -322,6 +330,14 @@ pub enum ArgsError {
         value: String,
         want: &'static str,
     },
+    /// `--config` in a config file.
+    NestedConfig,
+    /// A `--config` file that cannot be read or has a bad line.
+    Config {
+        path: String,
+        line: usize,
+        why: String,
+    },
 }
 
 impl fmt::Display for ArgsError {
@@ -348,6 +364,11 @@ impl fmt::Display for ArgsError {
                 value,
                 want,
             } => write!(f, "invalid value '{value}' for '{option}': want {want}"),
+            ArgsError::NestedConfig => {
+                write!(f, "--config inside a config file: files do not nest")
+            }
+            ArgsError::Config { path, line: 0, why } => write!(f, "config {path}: {why}"),
+            ArgsError::Config { path, line, why } => write!(f, "config {path} line {line}: {why}"),
         }
     }
 }
@@ -372,30 +393,7 @@ where
             break;
         }
         if let Some(body) = a.strip_prefix(b"--") {
-            let (name, inline) = match body.iter().position(|&b| b == b'=') {
-                Some(i) => (
-                    &body[..i],
-                    Some(OsStr::from_bytes(&body[i + 1..]).to_owned()),
-                ),
-                None => (body, None),
-            };
-            let name = lossy(name);
-            let opt =
-                OPTIONS
-                    .iter()
-                    .find(|o| o.long == name)
-                    .ok_or_else(|| ArgsError::Unknown {
-                        option: format!("--{name}"),
-                        suggestion: suggest(&name),
-                    })?;
-            let option = format!("--{name}");
-            let value = match (opt.value, inline) {
-                (Some(_), Some(v)) => Some(v),
-                (Some(_), None) => Some(next_value(&mut args, &option)?),
-                (None, Some(v)) => Some(bool_value(&v, &option)?),
-                (None, None) => None,
-            };
-            if let Some(done) = apply(&mut flags, opt.id, &option, value)? {
+            if let Some(done) = long_option(&mut flags, body, &mut args, false)? {
                 return Ok(done);
             }
         } else if a.len() > 1 && a[0] == b'-' {
@@ -433,6 +431,110 @@ where
     }
     flags.command.extend(args);
     Ok(Parsed::Run(flags))
+}
+
+/// One `--NAME[=VALUE]` (its value from `args` when not inline). In a config file (`in_config`)
+/// `--config` is refused: files do not nest.
+fn long_option(
+    flags: &mut Flags,
+    body: &[u8],
+    args: &mut impl Iterator<Item = OsString>,
+    in_config: bool,
+) -> Result<Option<Parsed>, ArgsError> {
+    let (name, inline) = match body.iter().position(|&b| b == b'=') {
+        Some(i) => (
+            &body[..i],
+            Some(OsStr::from_bytes(&body[i + 1..]).to_owned()),
+        ),
+        None => (body, None),
+    };
+    let name = lossy(name);
+    let opt = OPTIONS
+        .iter()
+        .find(|o| o.long == name)
+        .ok_or_else(|| ArgsError::Unknown {
+            option: format!("--{name}"),
+            suggestion: suggest(&name),
+        })?;
+    let option = format!("--{name}");
+    let value = match (opt.value, inline) {
+        (Some(_), Some(v)) => Some(v),
+        (Some(_), None) => Some(next_value(args, &option)?),
+        (None, Some(v)) => Some(bool_value(&v, &option)?),
+        (None, None) => None,
+    };
+    match (opt.id, value) {
+        (Id::Config, _) if in_config => Err(ArgsError::NestedConfig),
+        (Id::Config, Some(path)) => config_file(flags, &path).map(|()| None),
+        (id, value) => apply(flags, id, &option, value),
+    }
+}
+
+/// Applies a `--config` file: each line `KEY=VALUE` or `KEY` (a boolean) is `--KEY=VALUE` at
+/// this point of the command line, so later flags win over it. Blank lines and lines starting
+/// with `#` are skipped; a value in single or double quotes loses them (`\"` and `\\` inside
+/// double quotes).
+fn config_file(flags: &mut Flags, path: &OsStr) -> Result<(), ArgsError> {
+    let shown = path.to_string_lossy().into_owned();
+    let text = std::fs::read(path).map_err(|e| ArgsError::Config {
+        path: shown.clone(),
+        line: 0,
+        why: e.to_string(),
+    })?;
+    for (n, raw) in text.split(|&b| b == b'\n').enumerate() {
+        let line = raw.trim_ascii();
+        if line.is_empty() || line[0] == b'#' {
+            continue;
+        }
+        let at = |why: String| ArgsError::Config {
+            path: shown.clone(),
+            line: n + 1,
+            why,
+        };
+        let line = line.strip_prefix(b"--").unwrap_or(line);
+        let body = match line.iter().position(|&b| b == b'=') {
+            Some(i) => {
+                let mut b = line[..i].trim_ascii().to_vec();
+                b.push(b'=');
+                b.extend(unquote(line[i + 1..].trim_ascii()).map_err(|w| at(w.into()))?);
+                b
+            }
+            None => line.to_vec(),
+        };
+        match long_option(flags, &body, &mut std::iter::empty(), true) {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                return Err(at(
+                    "--help and --version do not belong in a config file".into()
+                ))
+            }
+            Err(e) => return Err(at(e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// A config value without its quotes.
+fn unquote(v: &[u8]) -> Result<Vec<u8>, &'static str> {
+    match v {
+        [b'\'', inner @ .., b'\''] => Ok(inner.to_vec()),
+        [b'"', inner @ .., b'"'] => {
+            let mut out = Vec::with_capacity(inner.len());
+            let mut it = inner.iter();
+            while let Some(&c) = it.next() {
+                match (c, it.clone().next()) {
+                    (b'\\', Some(&e @ (b'"' | b'\\'))) => {
+                        out.push(e);
+                        it.next();
+                    }
+                    _ => out.push(c),
+                }
+            }
+            Ok(out)
+        }
+        [b'"' | b'\'', ..] => Err("unterminated quote"),
+        _ => Ok(v.to_vec()),
+    }
 }
 
 fn next_value(
@@ -587,6 +689,7 @@ fn apply(
                 _ => return Err(bad(&v, WANT)),
             };
         }
+        (Id::Config, _) => unreachable!("--config is read by long_option"),
         (Id::Help, _) => return Ok(on.then_some(Parsed::Help)),
         (Id::Version, _) => return Ok(on.then_some(Parsed::Version)),
         (_, None) => unreachable!("value options always carry a value"),
@@ -792,6 +895,49 @@ mod tests {
             assert!(!is_ip(bad), "{bad}");
             assert!(bad.parse::<std::net::IpAddr>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn config_files_are_flags_at_their_place_on_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("run.conf");
+        std::fs::write(
+            &file,
+            "# a comment\n\n  workdir = /srv\nenv=A=1\n--env=\"B=two words \\\"q\\\"\"\nno-init\n\
+             hostname='h1'\n",
+        )
+        .unwrap();
+        let conf = format!("--config={}", file.display());
+        let f = run(&[&conf, "-e", "C=3", "--hostname", "h2", "ls"]);
+        assert_eq!(f.workdir, Some("/srv".into()));
+        assert_eq!(f.env, ["A=1", "B=two words \"q\"", "C=3"]);
+        assert!(f.no_init);
+        assert_eq!(f.hostname.as_deref(), Some("h2"), "a later flag wins");
+        assert_eq!(f.command, ["ls"]);
+
+        let bad = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            err(&[&conf])
+        };
+        let shown = file.display();
+        assert_eq!(
+            bad("workdir=/a\nbogus=1\n"),
+            format!("config {shown} line 2: unknown option '--bogus' (see --help)")
+        );
+        assert_eq!(
+            bad(&format!("config={shown}\n")),
+            format!("config {shown} line 1: --config inside a config file: files do not nest")
+        );
+        assert_eq!(
+            bad("hostname=\"open\n"),
+            format!("config {shown} line 1: unterminated quote")
+        );
+        assert_eq!(
+            bad("workdir\n"),
+            format!("config {shown} line 1: option '--workdir' needs a value")
+        );
+        assert!(err(&["--config", "/nonexistent/x.conf"])
+            .starts_with("config /nonexistent/x.conf: No such file"));
     }
 
     #[test]
