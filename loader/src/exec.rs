@@ -177,6 +177,14 @@ fn apply(step: &Step) -> Result<(), ExecError> {
         )
         .map_err(|e| fail("mount /proc", e))?,
         Step::SysReadOnly { target } => sys_read_only(target),
+        Step::MaskPath { path } => mask(path),
+        Step::ReadOnlyPath { path } => {
+            if path.exists() {
+                if let Err(e) = bind_read_only(path, path) {
+                    warn(format_args!("{} left writable: {e}", shown(path)));
+                }
+            }
+        }
         Step::Hostname(name) => ns::sethostname(name).map_err(|e| fail("sethostname", e))?,
         Step::LoopbackUp => ns::loopback_up().map_err(|e| fail("bringing up lo", e))?,
         Step::PivotRoot { new_root } => pivot(new_root)?,
@@ -413,18 +421,17 @@ fn real_dir(path: &Path) -> Result<(), ExecError> {
 /// /sys: a recursive bind of the host's, read-only. Failing that, a plain read-only remount that
 /// keeps the flags the kernel locked; failing that, no /sys at all.
 fn sys_read_only(target: &Path) {
-    if let Err(e) = ns::mount(
-        Some(Path::new("/sys")),
-        target,
-        None,
-        ns::MS_BIND | ns::MS_REC,
-        None,
-    ) {
-        warn(format_args!("/sys is not available in the container: {e}"));
-        return;
+    if let Err(e) = bind_read_only(Path::new("/sys"), target) {
+        warn(format_args!("/sys left out: {e}"));
     }
+}
+
+/// Binds `source` (recursively) onto `target` and makes it read-only, keeping the flags the
+/// kernel locked; on failure nothing stays mounted.
+fn bind_read_only(source: &Path, target: &Path) -> io::Result<()> {
+    ns::mount(Some(source), target, None, ns::MS_BIND | ns::MS_REC, None)?;
     if ns::make_readonly_recursive(target).is_ok() {
-        return;
+        return Ok(());
     }
     let remount = ns::mount_flags(target).and_then(|locked| {
         ns::mount(
@@ -435,9 +442,37 @@ fn sys_read_only(target: &Path) {
             None,
         )
     });
-    if let Err(e) = remount {
+    if remount.is_err() {
         let _ = ns::umount2(target, ns::MNT_DETACH);
-        warn(format_args!("/sys left out: cannot make it read-only: {e}"));
+    }
+    remount
+}
+
+/// Hides `path` (a masked path): `/dev/null` over a file, an empty read-only tmpfs over a
+/// directory. Masking is defence in depth: a failure is a warning, not a failed start.
+fn mask(path: &Path) {
+    let r = match fs::symlink_metadata(path) {
+        Err(_) => return,
+        Ok(m) if m.is_dir() => ns::mount(
+            Some(Path::new("tmpfs")),
+            path,
+            Some("tmpfs"),
+            ns::MS_RDONLY | ns::MS_NOSUID | ns::MS_NODEV | ns::MS_NOEXEC,
+            Some("size=0,mode=555"),
+        ),
+        Ok(_) => ns::mount(Some(Path::new("/dev/null")), path, None, ns::MS_BIND, None),
+    };
+    if let Err(e) = r {
+        warn(format_args!("{} left visible: {e}", shown(path)));
+    }
+}
+
+/// A path under the new root as the container will see it (`…/root/proc/kcore` → `/proc/kcore`).
+fn shown(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    match s.find("/root/") {
+        Some(i) => s[i + 5..].to_string(),
+        None => s.into_owned(),
     }
 }
 

@@ -8,6 +8,7 @@
 //! in the module it concerns.
 
 mod files;
+mod masks;
 mod net;
 mod process;
 mod root;
@@ -144,6 +145,15 @@ pub enum Step {
         target: PathBuf,
     },
     Hostname(String),
+    /// Hide a path (Docker's masked paths): a file under `/dev/null`, a directory under an
+    /// empty read-only tmpfs; a path the kernel does not have is skipped.
+    MaskPath {
+        path: PathBuf,
+    },
+    /// Bind a path onto itself read-only (Docker's read-only paths); skipped when missing.
+    ReadOnlyPath {
+        path: PathBuf,
+    },
     /// Bring the loopback interface of our network namespace up.
     LoopbackUp,
     /// pivot_root into `new_root` and detach the old root.

@@ -1,7 +1,7 @@
 //! The namespaces and the root filesystem, up to `pivot_root`: a private overlay on the cached
 //! tree, a minimal `/dev`, a fresh `/proc`, a read-only `/sys`, the user-switcher stand-ins.
 
-use super::{net, HostFacts, IdMode, Step};
+use super::{masks, net, HostFacts, IdMode, Step};
 use crate::args::Flags;
 use crate::init::StopPolicy;
 use crate::sys::ns;
@@ -124,6 +124,7 @@ pub(super) fn filesystem(facts: &HostFacts, steps: &mut Vec<Step>) {
     steps.push(Step::SysReadOnly {
         target: root.join("sys"),
     });
+    masks::proc_and_sys(&root, steps);
     // Before the pivot: the loader's own file is reachable (and bindable) only from here. Only
     // a single-uid run needs the stand-ins: with a range, the real programs switch users.
     let shims = match facts.ids {

@@ -876,3 +876,27 @@ fn ip_and_mac_address_are_refused_with_the_modes_reason() {
         );
     }
 }
+
+#[test]
+fn dockers_masked_and_read_only_paths_follow_proc_and_sys_before_the_pivot() {
+    let steps = plan(&image(), &flags(&[]), &facts()).unwrap();
+    let at = |want: &Step| steps.iter().position(|s| s == want).unwrap();
+    let root = Path::new("/run/o2b/root");
+    let sys = at(&Step::SysReadOnly {
+        target: root.join("sys"),
+    });
+    let kcore = at(&Step::MaskPath {
+        path: root.join("proc/kcore"),
+    });
+    let proc_sys = at(&Step::ReadOnlyPath {
+        path: root.join("proc/sys"),
+    });
+    let pivot = steps
+        .iter()
+        .position(|s| matches!(s, Step::PivotRoot { .. }))
+        .unwrap();
+    assert!(sys < proc_sys && proc_sys < kcore && kcore < pivot);
+    for p in ["proc/keys", "proc/timer_list", "sys/firmware"] {
+        at(&Step::MaskPath { path: root.join(p) });
+    }
+}

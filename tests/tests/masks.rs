@@ -1,0 +1,65 @@
+//! Docker's masked and read-only paths (issue 14): kernel interfaces hidden under `/proc` and
+//! `/sys`, the kernel's tunables read-only; checked as the unprivileged test user and against
+//! `docker run` with the same probe.
+
+use std::path::Path;
+use std::process::Command;
+
+use e2e::{fixtures, have, require, text, Runner};
+
+fn bb() -> &'static Path {
+    fixtures::busybox_bin()
+}
+
+/// What a container may see of the masked paths and do to the read-only ones.
+const PROBE: &str = "for f in /proc/kcore /proc/keys /proc/timer_list; do \
+      [ -e $f ] && echo \"$f $(head -c 64 $f 2>/dev/null | wc -c)\"; done; \
+    echo \"/sys/firmware $(ls /sys/firmware 2>/dev/null | wc -l)\"; \
+    (echo 1 > /proc/sysrq-trigger) 2>/dev/null && echo sysrq-writable || echo sysrq-refused; \
+    (echo 0 > /proc/sys/kernel/panic) 2>/dev/null && echo sys-writable || echo sys-refused";
+
+#[test]
+fn kernel_interfaces_are_hidden_and_tunables_read_only() {
+    if !e2e::runner::userns() {
+        return;
+    }
+    let out = Runner::new().ok(bb(), &["sh", "-c", PROBE]);
+    assert!(out.contains("/proc/keys 0\n"), "{out}");
+    assert!(out.contains("/sys/firmware 0\n"), "{out}");
+    assert!(out.contains("sysrq-refused\nsys-refused\n"), "{out}");
+    assert!(!out.contains("writable"), "{out}");
+}
+
+#[test]
+fn docker_agrees_on_the_masked_and_read_only_paths() {
+    let docker = have("docker")
+        && Command::new("docker")
+            .arg("info")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !e2e::runner::userns() || !require(docker, "no Docker engine answers `docker info`") {
+        return;
+    }
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!("docker load < '{}'", bb().display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "docker load: {}", text(&o.stderr));
+    let tag = text(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Loaded image: "))
+        .expect("a loaded tag")
+        .trim()
+        .to_string();
+    let d = Command::new("docker")
+        .args(["run", "--rm", "--net", "none", &tag, "sh", "-c", PROBE])
+        .output()
+        .unwrap();
+    let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
+    assert!(d.status.success(), "docker run: {}", text(&d.stderr));
+    assert_eq!(
+        Runner::new().ok(bb(), &["sh", "-c", PROBE]),
+        text(&d.stdout)
+    );
+}
