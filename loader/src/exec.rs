@@ -202,6 +202,13 @@ fn apply(step: &Step) -> Result<(), ExecError> {
                 warn(format_args!("cannot stand in for {path}: {e}"));
             }
         }
+        Step::SoftLimitsToHard(resources) => {
+            for &r in resources {
+                if let Err(e) = ns::soft_limit_to_hard(r) {
+                    warn(format_args!("cannot raise resource limit {r}: {e}"));
+                }
+            }
+        }
         Step::Chdir(dir) => chdir(dir)?,
         Step::Exec {
             argv,

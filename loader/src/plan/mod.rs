@@ -176,6 +176,10 @@ pub enum Step {
         root: PathBuf,
         path: String,
     },
+    /// Raise these resources' soft limits to their hard ones (`sys::ns::RLIMIT_*`), as rootless
+    /// podman does: a login's soft 1024 open files is too few for many servers, and Docker's
+    /// containers get the daemon's (usually 1048576).
+    SoftLimitsToHard(Vec<i32>),
     /// chdir, creating the directory if missing (as Docker does for WORKDIR).
     Chdir(PathBuf),
     /// Exec the command, resolved with the container's `PATH`, with every descriptor above
@@ -266,6 +270,7 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
     root::namespaces(&user, facts, flags, stop, &mut steps);
     root::filesystem(facts, &mut steps);
     files::per_run(facts, flags, &user, &mut steps);
+    steps.push(Step::SoftLimitsToHard(process::RAISED_LIMITS.to_vec()));
     steps.push(Step::Chdir(workdir));
     if let IdMode::Mapped { .. } = facts.ids {
         let groups =

@@ -11,6 +11,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Limits whose soft value is raised to the hard one for the container (open files, processes).
+pub(super) const RAISED_LIMITS: &[i32] = &[ns::RLIMIT_NOFILE, ns::RLIMIT_NPROC];
+
 /// Docker's rules: Entrypoint + Cmd; trailing args replace Cmd; `--entrypoint` replaces the
 /// Entrypoint and drops the image's Cmd; `--entrypoint ''` clears it.
 pub fn command(rt: &Runtime, flags: &Flags) -> Result<Vec<OsString>, PlanError> {

@@ -900,3 +900,13 @@ fn dockers_masked_and_read_only_paths_follow_proc_and_sys_before_the_pivot() {
         at(&Step::MaskPath { path: root.join(p) });
     }
 }
+
+#[test]
+fn open_files_and_processes_get_their_hard_limit_before_the_command() {
+    let steps = plan(&image(), &flags(&[]), &facts()).unwrap();
+    let n = steps.len();
+    assert_eq!(
+        steps[n - 3],
+        Step::SoftLimitsToHard(vec![ns::RLIMIT_NOFILE, ns::RLIMIT_NPROC])
+    );
+}

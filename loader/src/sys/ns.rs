@@ -218,6 +218,25 @@ pub fn loopback_up() -> io::Result<()> {
     check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) })
 }
 
+pub const RLIMIT_NOFILE: i32 = libc::RLIMIT_NOFILE as i32;
+pub const RLIMIT_NPROC: i32 = libc::RLIMIT_NPROC as i32;
+
+/// Raises the soft limit of `resource` to its hard limit.
+pub fn soft_limit_to_hard(resource: i32) -> io::Result<()> {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into `l`, which lives on our stack for the call.
+    check(unsafe { libc::getrlimit(resource as _, &mut l) })?;
+    if l.rlim_cur == l.rlim_max {
+        return Ok(());
+    }
+    l.rlim_cur = l.rlim_max;
+    // SAFETY: setrlimit only reads `l`.
+    check(unsafe { libc::setrlimit(resource as _, &l) })
+}
+
 /// Asks the kernel to SIGKILL us when our parent dies, so a container never outlives its loader.
 pub fn kill_with_parent() -> io::Result<()> {
     // SAFETY: PR_SET_PDEATHSIG takes an integer signal number and no pointers.
