@@ -464,11 +464,24 @@ fn record(meta: &File, rt: &Runtime) {
 }
 
 /// Renames the staging tree to `entry`, never replacing what is there (the caller looks at it).
+/// The tree is flushed to disk first (syncfs: one call for all its files), and the rename after:
+/// later runs trust a published entry without looking, so a power loss must not leave one named
+/// but empty.
 fn publish(staging: &Path, entry: &Path) -> Result<(), CacheError> {
+    let dir = File::open(staging).map_err(io_err("open", staging))?;
+    sys::syncfs(dir.as_fd()).map_err(io_err("sync", staging))?;
     let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("path without NUL");
     let (from, to) = (c(staging), c(entry));
+    let sync_parent = || {
+        if let Some(parent) = entry.parent().and_then(|p| File::open(p).ok()) {
+            let _ = sys::fsync(parent.as_fd());
+        }
+    };
     match sys::renameat2(sys::cwd(), &from, sys::cwd(), &to, sys::RENAME_NOREPLACE) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            sync_parent();
+            Ok(())
+        }
         // Published meanwhile by someone who did not take the lock.
         Err(e) if matches!(sys::errno(&e), sys::EEXIST | sys::ENOTEMPTY) => {
             let _ = extract::remove_tree(staging);

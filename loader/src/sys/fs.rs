@@ -152,6 +152,19 @@ pub fn renameat2(
     .map(drop)
 }
 
+/// Flushes the whole file system `fd` is on to disk (one call for every file of a tree, where
+/// an fsync per file would cost a disk round trip each).
+pub fn syncfs(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: syncfs takes a descriptor and no pointers.
+    cvt(unsafe { libc::syncfs(fd.as_raw_fd()) }).map(drop)
+}
+
+/// Flushes one file or directory (for a directory: the names in it).
+pub fn fsync(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: fsync takes a descriptor and no pointers.
+    cvt(unsafe { libc::fsync(fd.as_raw_fd()) }).map(drop)
+}
+
 pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
     // SAFETY: `fd` is open for the duration of the borrow.
     cvt(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) }).map(drop)
