@@ -35,6 +35,11 @@ enum Id {
     Ip,
     MacAddress,
     Userns,
+    Volume,
+    Mount,
+    Tmpfs,
+    Secret,
+    ReadOnly,
     Help,
     Version,
 }
@@ -193,6 +198,42 @@ const OPTIONS: &[Opt] = &[
                map (the range or fail), keep-id (the range, your uid as itself) or single (one uid)",
     },
     Opt {
+        long: "volume",
+        short: Some('v'),
+        value: Some("HOST:CTR[:OPTS]"),
+        id: Id::Volume,
+        help: "bind HOST (an absolute path that must exist) at CTR, recursively; OPTS: ro or rw",
+    },
+    Opt {
+        long: "mount",
+        short: None,
+        value: Some("SPEC"),
+        id: Id::Mount,
+        help: "type=bind,source=HOST,target=CTR[,readonly] or \
+               type=tmpfs,target=CTR[,tmpfs-size=N][,tmpfs-mode=OCTAL]",
+    },
+    Opt {
+        long: "tmpfs",
+        short: None,
+        value: Some("CTR[:OPTS]"),
+        id: Id::Tmpfs,
+        help: "mount a tmpfs at CTR (rw,noexec,nosuid,nodev; OPTS add size=, mode=, exec, ro, …)",
+    },
+    Opt {
+        long: "secret",
+        short: None,
+        value: Some("HOST[:CTR]"),
+        id: Id::Secret,
+        help: "bind file HOST read-only, nosuid, nodev, noexec at CTR (default /run/secrets/NAME)",
+    },
+    Opt {
+        long: "read-only",
+        short: None,
+        value: None,
+        id: Id::ReadOnly,
+        help: "mount the root read-only, as Docker does (/tmp, /run too: add --tmpfs for them)",
+    },
+    Opt {
         long: "help",
         short: Some('h'),
         value: None,
@@ -242,6 +283,10 @@ pub struct Flags {
     pub mac_address: Option<String>,
     /// `--userns MODE`.
     pub userns: Userns,
+    /// `-v`, `--mount`, `--tmpfs` and `--secret`, in flag order.
+    pub mounts: Vec<crate::plan::mounts::MountSpec>,
+    /// `--read-only`.
+    pub read_only: bool,
     /// The command and its arguments (replaces the image's Cmd when not empty).
     pub command: Vec<OsString>,
 }
@@ -322,6 +367,12 @@ pub enum ArgsError {
         value: String,
         want: &'static str,
     },
+    /// A value that parses but is not acceptable, with the reason.
+    Invalid {
+        option: String,
+        value: String,
+        why: String,
+    },
 }
 
 impl fmt::Display for ArgsError {
@@ -348,6 +399,9 @@ impl fmt::Display for ArgsError {
                 value,
                 want,
             } => write!(f, "invalid value '{value}' for '{option}': want {want}"),
+            ArgsError::Invalid { option, value, why } => {
+                write!(f, "invalid value '{value}' for '{option}': {why}")
+            }
         }
     }
 }
@@ -587,6 +641,22 @@ fn apply(
                 _ => return Err(bad(&v, WANT)),
             };
         }
+        (Id::Volume | Id::Mount | Id::Tmpfs | Id::Secret, Some(v)) => {
+            use crate::plan::mounts;
+            let parse = match id {
+                Id::Volume => mounts::volume,
+                Id::Mount => mounts::mount,
+                Id::Tmpfs => mounts::tmpfs,
+                _ => mounts::secret,
+            };
+            let spec = parse(v.as_bytes()).map_err(|why| ArgsError::Invalid {
+                option: option.to_string(),
+                value: v.to_string_lossy().into_owned(),
+                why,
+            })?;
+            flags.mounts.push(spec);
+        }
+        (Id::ReadOnly, _) => flags.read_only = on,
         (Id::Help, _) => return Ok(on.then_some(Parsed::Help)),
         (Id::Version, _) => return Ok(on.then_some(Parsed::Version)),
         (_, None) => unreachable!("value options always carry a value"),

@@ -95,7 +95,15 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         r => r?,
     };
     let (root, scratch) = (prepared.rootfs.clone(), prepared.scratch.clone());
-    let result = host::gather(root, scratch, env_files, ids, own, flags.hostname.clone())
+    let result = host::gather(
+        root,
+        scratch,
+        env_files,
+        ids,
+        own,
+        flags.hostname.clone(),
+        &flags.mounts,
+    )
         .map_err(|e| format!("gather host facts: {e}").into())
         .and_then(|facts| Ok(plan::plan(rt, &flags, &facts)?))
         .and_then(|steps| Ok(exec::run(&steps)?));

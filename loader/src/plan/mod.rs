@@ -8,6 +8,7 @@
 //! in the module it concerns.
 
 mod files;
+pub mod mounts;
 mod net;
 mod process;
 mod root;
@@ -57,6 +58,9 @@ pub struct HostFacts {
     pub shims: Vec<String>,
     /// The user namespace the run is in when the plan is made.
     pub ids: IdMode,
+    /// For each of `flags.mounts`, in order: whether its host source is a directory, or why it
+    /// cannot be bound (a tmpfs has no source: `Ok(true)`).
+    pub mount_sources: Vec<Result<bool, String>>,
 }
 
 /// The user namespace of a run, as far as the plan is concerned.
@@ -159,6 +163,18 @@ pub enum Step {
         path: PathBuf,
         contents: String,
     },
+    /// A user mount (`-v`, `--mount`, `--tmpfs`, `--secret`) at container path `target`,
+    /// resolved inside `root` without ever leaving it (symlinks followed as if `root` were `/`;
+    /// missing parts created in the private overlay), then `flags` (`MS_RDONLY`, …) applied to
+    /// the whole mounted tree. Any failure stops the start.
+    Mount {
+        root: PathBuf,
+        target: PathBuf,
+        what: mounts::What,
+        flags: u64,
+    },
+    /// `--read-only`: remount the container's root read-only (after the per-run files).
+    ReadOnlyRoot,
     /// Bind the loader itself over a user-switching program at container path `path` under
     /// `root` (see [`crate::shim`]); skipped with a warning if a directory on the way is a
     /// symlink, so the bind cannot land outside the root.
@@ -199,6 +215,8 @@ pub enum PlanError {
         mode: &'static str,
         why: &'static str,
     },
+    /// A mount that cannot be made as asked.
+    Mount(String),
 }
 
 impl fmt::Display for PlanError {
@@ -214,6 +232,7 @@ impl fmt::Display for PlanError {
             PlanError::Network { option, mode, why } => {
                 write!(f, "{option} cannot be used with --net {mode}: {why}")
             }
+            PlanError::Mount(why) => f.write_str(why),
             PlanError::NoRange { mode, why } => {
                 write!(f, "--userns {mode} needs a subordinate id range: {why}")
             }
@@ -254,9 +273,14 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
     let workdir = process::workdir(rt, flags)?;
     let stop = process::stop_policy(rt, flags, &mut steps);
     root::namespaces(&user, facts, flags, stop, &mut steps);
-    root::filesystem(facts, &mut steps);
+    root::filesystem(facts, flags, &mut steps)?;
     files::per_run(facts, flags, &user, &mut steps);
     steps.push(Step::Chdir(workdir));
+    if flags.read_only {
+        // After the per-run files and the working directory (Docker creates it too), before
+        // the ids change: the remount needs our capabilities in the namespace.
+        steps.push(Step::ReadOnlyRoot);
+    }
     if let IdMode::Mapped { .. } = facts.ids {
         let groups =
             users::supplementary_groups(facts.passwd.as_deref(), facts.group.as_deref(), user.uid);
