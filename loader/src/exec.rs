@@ -15,15 +15,15 @@ use crate::copy;
 use crate::init::{self, Role, StopPolicy};
 use crate::plan::mounts::What;
 use crate::plan::{Mapping, Step};
-use crate::sys::fs as sfs;
 use crate::subid;
+use crate::sys::fs as sfs;
 use crate::sys::ns;
 use std::ffi::{CString, OsString};
 use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -202,7 +202,10 @@ fn apply(step: &Step) -> Result<(), ExecError> {
                 What::BindDir(s) | What::BindFile(s) => s.display().to_string(),
                 What::Tmpfs(_) => "tmpfs".into(),
             };
-            fail(format_args!("cannot mount {src} at {}", target.display()), e)
+            fail(
+                format_args!("cannot mount {src} at {}", target.display()),
+                e,
+            )
         })?,
         Step::ReadOnlyRoot => ns::mount_flags(Path::new("/"))
             .and_then(|locked| {
@@ -633,7 +636,13 @@ fn user_mount(root: &Path, target: &Path, what: &What, flags: u64) -> io::Result
     }
     // Before Linux 5.12: a recursive bind, then a remount of its top mount (keeping the flags
     // the kernel locked); mounts below it keep their own flags.
-    ns::mount(Some(source), &fd_path(&at), None, ns::MS_BIND | ns::MS_REC, None)?;
+    ns::mount(
+        Some(source),
+        &fd_path(&at),
+        None,
+        ns::MS_BIND | ns::MS_REC,
+        None,
+    )?;
     if flags == 0 {
         return Ok(());
     }

@@ -274,7 +274,17 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
     let stop = process::stop_policy(rt, flags, &mut steps);
     root::namespaces(&user, facts, flags, stop, &mut steps);
     root::filesystem(facts, flags, &mut steps)?;
-    files::per_run(facts, flags, &user, &mut steps);
+    let mut files = Vec::new();
+    files::per_run(facts, flags, &user, &mut files);
+    // A user mount wins over our per-run files (as Docker's do): nothing is written through a
+    // bind into a host file.
+    files.retain(|s| match s {
+        Step::Mkdir { path, .. } | Step::WriteFile { path, .. } | Step::AppendFile { path, .. } => {
+            !flags.mounts.iter().any(|m| path.starts_with(&m.target))
+        }
+        _ => true,
+    });
+    steps.extend(files);
     steps.push(Step::Chdir(workdir));
     if flags.read_only {
         // After the per-run files and the working directory (Docker creates it too), before

@@ -922,7 +922,10 @@ fn mount_specs_take_dockers_keys() {
     use mounts::{mount, Source};
     let s = spec(mount, "type=bind,source=/h,target=/c,readonly");
     assert_eq!(s.source, Source::Bind("/h".into()));
-    assert_eq!((s.target.as_path(), s.flags), (Path::new("/c"), ns::MS_RDONLY));
+    assert_eq!(
+        (s.target.as_path(), s.flags),
+        (Path::new("/c"), ns::MS_RDONLY)
+    );
     let s = spec(mount, "type=bind,src=/h,dst=/c,ro=false");
     assert_eq!(s.flags, 0);
     assert_eq!(
@@ -968,8 +971,14 @@ fn secrets_are_read_only_files_under_run_secrets() {
     let all = ns::MS_RDONLY | ns::MS_NOSUID | ns::MS_NODEV | ns::MS_NOEXEC;
     let s = spec(secret, "/home/a/token.txt");
     assert_eq!(s.source, Source::Bind("/home/a/token.txt".into()));
-    assert_eq!((s.target.as_path(), s.flags), (Path::new("/run/secrets/token.txt"), all));
-    assert_eq!(spec(secret, "/h/t:api").target, Path::new("/run/secrets/api"));
+    assert_eq!(
+        (s.target.as_path(), s.flags),
+        (Path::new("/run/secrets/token.txt"), all)
+    );
+    assert_eq!(
+        spec(secret, "/h/t:api").target,
+        Path::new("/run/secrets/api")
+    );
     assert_eq!(spec(secret, "/h/t:/etc/t").target, Path::new("/etc/t"));
     assert!(refused(secret, "t").contains("must be absolute"));
     assert!(refused(secret, "/h/t:a/b").contains("CTR"));
@@ -977,7 +986,15 @@ fn secrets_are_read_only_files_under_run_secrets() {
 
 #[test]
 fn flags_collect_mounts_in_order_and_errors_name_the_flag() {
-    let f = flags(&["-v", "/a:/x", "--tmpfs=/t", "--secret", "/s", "--mount", "type=tmpfs,dst=/m"]);
+    let f = flags(&[
+        "-v",
+        "/a:/x",
+        "--tmpfs=/t",
+        "--secret",
+        "/s",
+        "--mount",
+        "type=tmpfs,dst=/m",
+    ]);
     let targets: Vec<&Path> = f.mounts.iter().map(|m| m.target.as_path()).collect();
     assert_eq!(targets, ["/x", "/t", "/run/secrets/s", "/m"].map(Path::new));
     let e = crate::args::parse(["-v", "vol:/x"].map(String::from)).unwrap_err();
@@ -991,7 +1008,14 @@ fn flags_collect_mounts_in_order_and_errors_name_the_flag() {
 
 #[test]
 fn mounts_come_before_the_pivot_parents_first_with_their_source_kind() {
-    let f = flags(&["-v", "/h/deep:/a/b/c:ro", "-v", "/h/file:/a/f", "--tmpfs", "/a"]);
+    let f = flags(&[
+        "-v",
+        "/h/deep:/a/b/c:ro",
+        "-v",
+        "/h/file:/a/f",
+        "--tmpfs",
+        "/a",
+    ]);
     let mut h = facts();
     h.mount_sources = vec![Ok(true), Ok(false), Ok(true)];
     let steps = plan(&image(), &f, &h).unwrap();
@@ -1029,7 +1053,9 @@ fn mounts_come_before_the_pivot_parents_first_with_their_source_kind() {
 #[test]
 fn a_missing_host_path_or_a_duplicate_target_stops_the_plan() {
     let mut h = facts();
-    h.mount_sources = vec![Err("the host path does not exist (it is never created)".into())];
+    h.mount_sources = vec![Err(
+        "the host path does not exist (it is never created)".into()
+    )];
     let e = plan(&image(), &flags(&["-v", "/nope:/data"]), &h).unwrap_err();
     assert_eq!(
         e.to_string(),
@@ -1051,6 +1077,30 @@ fn read_only_remounts_the_root_after_the_files_and_before_the_ids_change() {
         if let Some(ids) = at(&|s| matches!(s, Step::SetIds { .. })) {
             assert!(ro < ids);
         }
-        assert_eq!(ro + 1, steps.len() - 1 - usize::from(h.ids != IdMode::Single));
+        assert_eq!(
+            ro + 1,
+            steps.len() - 1 - usize::from(h.ids != IdMode::Single)
+        );
     }
+}
+
+#[test]
+fn per_run_files_are_not_written_through_a_user_mount() {
+    let mut h = facts();
+    h.mount_sources = vec![Ok(false), Ok(true)];
+    let f = flags(&[
+        "-v",
+        "/etc/resolv.conf:/etc/resolv.conf:ro",
+        "-v",
+        "/h/etc:/etc/hosts",
+    ]);
+    let steps = plan(&image(), &f, &h).unwrap();
+    let written: Vec<&Path> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::WriteFile { path, .. } | Step::AppendFile { path, .. } => Some(path.as_path()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(written, [Path::new("/etc/hostname")]);
 }

@@ -170,12 +170,17 @@ const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 
 /// `MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC` as `MOUNT_ATTR_*` bits (the same order, 1..8).
 fn mount_attrs(ms: u64) -> u64 {
-    [libc::MS_RDONLY, libc::MS_NOSUID, libc::MS_NODEV, libc::MS_NOEXEC]
-        .iter()
-        .enumerate()
-        .filter(|(_, &f)| ms & f != 0)
-        .map(|(i, _)| 1 << i)
-        .sum()
+    [
+        libc::MS_RDONLY,
+        libc::MS_NOSUID,
+        libc::MS_NODEV,
+        libc::MS_NOEXEC,
+    ]
+    .iter()
+    .enumerate()
+    .filter(|(_, &f)| ms & f != 0)
+    .map(|(i, _)| 1 << i)
+    .sum()
 }
 
 /// Binds `source` (recursively) onto the object `target` refers to (an `O_PATH` descriptor),
