@@ -153,8 +153,11 @@ pub fn secret(v: &[u8]) -> Result<MountSpec, String> {
 
 /// A tmpfs size: a number with an optional k, m, g or % suffix (the kernel's syntax).
 fn tmpfs_size(s: &str) -> bool {
-    let digits = s.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G', '%']);
-    s.len() - digits.len() <= 1 && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    let digits = match s.as_bytes().last() {
+        Some(b'k' | b'K' | b'm' | b'M' | b'g' | b'G' | b'%') => &s[..s.len() - 1],
+        _ => s,
+    };
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn octal_mode(s: &str) -> bool {
@@ -189,7 +192,7 @@ fn tmpfs_option(o: &str, flags: &mut u64, data: &mut Vec<String>) -> Result<(), 
                 return Err(format!("invalid tmpfs option '{o}'"));
             }
             // A later value of the same key replaces the earlier one.
-            data.retain(|d| !d.starts_with(&format!("{k}=")));
+            data.retain(|d| !d.split('=').next().is_some_and(|dk| dk == k));
             data.push(o.to_string());
             return Ok(());
         }
@@ -237,83 +240,70 @@ fn bytes(v: &str) -> Option<u64> {
     num.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
-/// `--mount type=bind|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…][,tmpfs-mode=…]`.
+/// `--mount type=bind|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…][,tmpfs-mode=…]`
+/// (Docker's keys; text only).
 pub fn mount(v: &[u8]) -> Result<MountSpec, String> {
     let (mut kind, mut source, mut target, mut ro) = ("volume", None, None, false);
     let mut data = Vec::new();
-    for field in split(v, b',').into_iter().filter(|f| !f.is_empty()) {
-        let (k, val) = match field.iter().position(|&b| b == b'=') {
-            Some(i) => (utf8(&field[..i])?, Some(&field[i + 1..])),
-            None => (utf8(field)?, None),
+    for field in utf8(v)?.split(',').filter(|f| !f.is_empty()) {
+        let (k, val) = match field.split_once('=') {
+            Some((k, x)) => (k, Some(x)),
+            None => (field, None),
         };
-        let text = |what: &str| -> Result<&str, String> {
-            match val {
-                Some(x) => utf8(x),
-                None => Err(format!("'{what}' needs a value")),
-            }
-        };
-        match k.to_ascii_lowercase().as_str() {
-            "type" => {
-                kind = match text(k)? {
-                    "bind" => "bind",
-                    "tmpfs" => "tmpfs",
-                    "volume" => "volume",
-                    t => return Err(format!("unknown mount type '{t}' (want bind or tmpfs)")),
-                }
-            }
-            "source" | "src" => source = Some(val.ok_or(format!("'{k}' needs a value"))?),
-            "target" | "destination" | "dst" => {
-                target = Some(val.ok_or(format!("'{k}' needs a value"))?)
-            }
+        let key = k.to_ascii_lowercase();
+        let key = key.as_str();
+        if val.is_none() && !matches!(key, "readonly" | "ro") {
+            return Err(format!("'{k}' needs a value"));
+        }
+        let x = val.unwrap_or("true");
+        match key {
+            "type" if matches!(x, "bind" | "tmpfs" | "volume") => kind = x,
+            "type" => return Err(format!("unknown mount type '{x}' (want bind or tmpfs)")),
+            "source" | "src" => source = Some(x),
+            "target" | "destination" | "dst" => target = Some(x),
             "readonly" | "ro" => {
-                ro = match val.map(utf8).transpose()? {
-                    None | Some("true" | "1") => true,
-                    Some("false" | "0") => false,
-                    Some(x) => return Err(format!("invalid value '{x}' for '{k}'")),
+                ro = match x {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(format!("invalid value '{x}' for '{k}'")),
                 }
             }
-            "tmpfs-size" => {
-                let s = text(k)?;
-                let n = bytes(s).ok_or(format!("invalid tmpfs-size '{s}'"))?;
-                data.push(format!("size={n}"));
-            }
-            "tmpfs-mode" => {
-                let m = text(k)?;
-                if !octal_mode(m) {
-                    return Err(format!("invalid tmpfs-mode '{m}' (want an octal mode)"));
-                }
-                data.push(format!("mode={m}"));
-            }
-            "consistency" | "bind-recursive" if val.is_some() => {}
+            "tmpfs-size" => match bytes(x) {
+                Some(n) => data.push(format!("size={n}")),
+                None => return Err(format!("invalid tmpfs-size '{x}'")),
+            },
+            "tmpfs-mode" if octal_mode(x) => data.push(format!("mode={x}")),
+            "tmpfs-mode" => return Err(format!("invalid tmpfs-mode '{x}' (want an octal mode)")),
+            "consistency" | "bind-recursive" => {}
             _ => return Err(format!("unknown key '{k}'")),
         }
     }
-    let target = container_path(target.ok_or("target is required")?)?;
+    let target = container_path(target.ok_or("target is required")?.as_bytes())?;
     let flags = if ro { ns::MS_RDONLY } else { 0 };
-    match kind {
-        "volume" => Err("volume mounts are not supported yet (use type=bind or type=tmpfs)".into()),
-        "tmpfs" if source.is_some() => Err("source is not supported for tmpfs mounts".into()),
-        "tmpfs" => Ok(MountSpec {
-            source: Source::Tmpfs(data.join(",")),
-            target,
-            flags: TMPFS_DEFAULT | flags,
-        }),
-        _ if !data.is_empty() => Err("tmpfs options need type=tmpfs".into()),
-        _ => {
-            let s = source.ok_or("source is required for a bind mount")?;
-            if s.first() != Some(&b'/') {
-                return Err(format!(
-                    "the host path '{}' must be absolute",
-                    String::from_utf8_lossy(s)
-                ));
-            }
-            Ok(MountSpec {
-                source: Source::Bind(PathBuf::from(OsStr::from_bytes(s))),
+    let source = match (kind, source) {
+        ("volume", _) => {
+            return Err("volume mounts are not supported yet (use type=bind or type=tmpfs)".into())
+        }
+        ("tmpfs", Some(_)) => return Err("source is not supported for tmpfs mounts".into()),
+        ("tmpfs", None) => {
+            return Ok(MountSpec {
+                source: Source::Tmpfs(data.join(",")),
                 target,
-                flags,
+                flags: TMPFS_DEFAULT | flags,
             })
         }
-    }
+        _ if !data.is_empty() => return Err("tmpfs options need type=tmpfs".into()),
+        (_, None) => return Err("source is required for a bind mount".into()),
+        (_, Some(s)) if !s.starts_with('/') => {
+            return Err(format!("the host path '{s}' must be absolute"))
+        }
+        (_, Some(s)) => s,
+    };
+    Ok(MountSpec {
+        source: Source::Bind(source.into()),
+        target,
+        flags,
+    })
 }
 
 /// The user's mounts as steps, before `pivot_root`: parents before children (Docker sorts by
@@ -324,8 +314,12 @@ pub(super) fn user_mounts(
     facts: &HostFacts,
     steps: &mut Vec<Step>,
 ) -> Result<(), PlanError> {
-    let mut order: Vec<usize> = (0..specs.len()).collect();
-    order.sort_by_key(|&i| specs[i].target.components().count());
+    // By depth, flag order within one (a loop, not a sort: the loader stays small).
+    let depth = |i: usize| specs[i].target.components().count();
+    let deepest = (0..specs.len()).map(depth).max().unwrap_or(0);
+    let order: Vec<usize> = (0..=deepest)
+        .flat_map(|d| (0..specs.len()).filter(move |&i| depth(i) == d))
+        .collect();
     for (n, &i) in order.iter().enumerate() {
         let s = &specs[i];
         if order[..n].iter().any(|&j| specs[j].target == s.target) {
