@@ -32,7 +32,7 @@ fn host_dir(r: &Runner) -> tempfile::TempDir {
 }
 
 fn chown_r(p: &Path, uid: u32) {
-    if unsafe_is_root() {
+    if is_root() {
         let o = Command::new("chown")
             .args(["-R", &uid.to_string()])
             .arg(p)
@@ -42,7 +42,7 @@ fn chown_r(p: &Path, uid: u32) {
     }
 }
 
-fn unsafe_is_root() -> bool {
+fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
@@ -519,4 +519,43 @@ fn docker_agrees_on_bind_tmpfs_and_read_only() {
     assert_eq!(ours, text(&docker.stdout));
     // A write through the rw bind lands on the host in both; ours left no other trace.
     assert_eq!(snapshot(h.path()).len(), 2);
+}
+
+/// `ro` reaches the mounts below the bound directory (mount_setattr with AT_RECURSIVE), and a
+/// plain `-v` carries them in (a recursive bind). Needs root to mount on the host.
+#[test]
+fn ro_is_recursive_over_submounts_of_the_host_dir() {
+    if !e2e::runner::userns() || !require(is_root(), "mounting on the host needs root") {
+        return;
+    }
+    let r = shared();
+    let h = host_dir(r);
+    let sub = h.path().join("sub");
+    let m = |args: &[&str]| Command::new(args[0]).args(&args[1..]).status().unwrap();
+    assert!(m(&["mount", "-t", "tmpfs", "-o", "mode=777", "tmpfs", &s(&sub)]).success());
+    let ro = format!("{}:/data:ro", s(h.path()));
+    let rw = format!("{}:/data", s(h.path()));
+    let o = r.run(
+        bb(),
+        &[
+            "-v",
+            &ro,
+            "sh",
+            "-c",
+            &format!("touch /data/sub/x; {}", opts_probe("/data/sub")),
+        ],
+    );
+    let ok = r.run(
+        bb(),
+        &["-v", &rw, "sh", "-c", "touch /data/sub/y && echo ok"],
+    );
+    let left: Vec<_> = std::fs::read_dir(&sub)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(m(&["umount", &s(&sub)]).success());
+    assert!(text(&o.stdout).starts_with("ro,"), "{}", text(&o.stdout));
+    assert!(text(&o.stderr).contains("Read-only file system"));
+    assert_eq!(text(&ok.stdout), "ok\n", "{}", text(&ok.stderr));
+    assert_eq!(left, ["y"]);
 }
