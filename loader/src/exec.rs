@@ -543,8 +543,11 @@ fn resolve_in_root(root: &Path, target: &Path, dir: bool) -> io::Result<OwnedFd>
         sfs::O_PATH | sfs::O_DIRECTORY,
         0,
     )?;
-    // Created only in the container's own file system: never inside a host bind made before.
-    let own_dev = sfs::fstat(root.as_fd())?.st_dev;
+    // Created only in the container's own file systems (the root, our /dev tmpfs): never
+    // inside a host bind made before.
+    let dev_of = |fd: &OwnedFd| sfs::fstat(fd.as_fd()).map(|st| st.st_dev);
+    let dev = sfs::openat(root.as_fd(), c"dev", sfs::O_PATH | sfs::O_NOFOLLOW, 0);
+    let own = [Some(dev_of(&root)?), dev.ok().and_then(|d| dev_of(&d).ok())];
     let mut stack = vec![root];
     // Components still to walk, the next one last.
     let mut pending: Vec<Vec<u8>> = target
@@ -571,7 +574,7 @@ fn resolve_in_root(root: &Path, target: &Path, dir: bool) -> io::Result<OwnedFd>
         let name = c(&name)?;
         match sfs::lstatat(top, &name) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if sfs::fstat(top)?.st_dev != own_dev {
+                if !own.contains(&Some(sfs::fstat(top)?.st_dev)) {
                     return Err(io::Error::other(format!(
                         "{} is missing and not in the container's own file system (it is not \
                          created inside another mount)",

@@ -153,6 +153,18 @@ fn a_file_onto_a_file_and_missing_targets_are_created_in_the_container() {
         ],
     );
     assert_eq!(out, "hello\nhello\ng\nfile\n");
+    // Our own /dev is a file system of the container too: a device bound into it.
+    let out = r.ok(
+        bb(),
+        &[
+            "-v",
+            "/dev/null:/dev/extra-null",
+            "sh",
+            "-c",
+            "echo x > /dev/extra-null && echo ok",
+        ],
+    );
+    assert_eq!(out, "ok\n");
     // The host side is as it was: nothing created there.
     assert_eq!(snapshot(h.path()).len(), 2);
 }

@@ -192,7 +192,7 @@ fn tmpfs_option(o: &str, flags: &mut u64, data: &mut Vec<String>) -> Result<(), 
                 return Err(format!("invalid tmpfs option '{o}'"));
             }
             // A later value of the same key replaces the earlier one.
-            data.retain(|d| !d.split('=').next().is_some_and(|dk| dk == k));
+            data.retain(|d| d.split('=').next() != Some(k));
             data.push(o.to_string());
             return Ok(());
         }
