@@ -219,6 +219,12 @@ fn apply(step: &Step) -> Result<(), ExecError> {
             }
         }
         Step::Chdir(dir) => chdir(dir)?,
+        Step::ChdirExisting(dir) => std::env::set_current_dir(dir).map_err(|e| {
+            fail(
+                format_args!("chdir {} (not created in a mount)", dir.display()),
+                e,
+            )
+        })?,
         Step::Exec {
             argv,
             env,

@@ -230,7 +230,16 @@ fn a_missing_or_relative_host_path_is_refused_in_one_line_with_125() {
     assert_one_line_error(&o, "not in the container's own file system");
     assert_eq!(snapshot(h.path()).len(), 2);
     assert!(!h.path().join("newdir").exists());
-    // An existing one is fine.
+    // So is a missing working directory inside a bind; an existing one works.
+    let o = r.run(bb(), &["-v", &outer, "-w", "/data/newdir", "pwd"]);
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o.stderr));
+    assert_one_line_error(&o, "chdir /data/newdir (not created in a mount)");
+    assert!(!h.path().join("newdir").exists());
+    assert_eq!(
+        r.ok(bb(), &["-v", &outer, "-w", "/data/sub", "pwd"]),
+        "/data/sub\n"
+    );
+    // An existing target inside another bind is fine.
     let inner = format!("{}:/data/sub", s(h.path()));
     assert_eq!(
         r.ok(bb(), &["-v", &outer, "-v", &inner, "ls", "/data/sub"]),

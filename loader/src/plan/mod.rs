@@ -184,6 +184,9 @@ pub enum Step {
     },
     /// chdir, creating the directory if missing (as Docker does for WORKDIR).
     Chdir(PathBuf),
+    /// chdir without creating the directory: it lies in a user mount (a host bind), where we
+    /// create nothing.
+    ChdirExisting(PathBuf),
     /// Exec the command, resolved with the container's `PATH`, with every descriptor above
     /// `2 + keep_fds` closed; with `init`, fork it under our init instead.
     Exec {
@@ -285,7 +288,11 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
         _ => true,
     });
     steps.extend(files);
-    steps.push(Step::Chdir(workdir));
+    if flags.mounts.iter().any(|m| workdir.starts_with(&m.target)) {
+        steps.push(Step::ChdirExisting(workdir));
+    } else {
+        steps.push(Step::Chdir(workdir));
+    }
     if flags.read_only {
         // After the per-run files and the working directory (Docker creates it too), before
         // the ids change: the remount needs our capabilities in the namespace.

@@ -1104,3 +1104,13 @@ fn per_run_files_are_not_written_through_a_user_mount() {
         .collect();
     assert_eq!(written, [Path::new("/etc/hostname")]);
 }
+
+#[test]
+fn a_workdir_inside_a_user_mount_is_not_created() {
+    let mut h = facts();
+    h.mount_sources = vec![Ok(true)];
+    let steps = plan(&image(), &flags(&["-v", "/src:/src", "-w", "/src/sub"]), &h).unwrap();
+    assert!(steps.contains(&Step::ChdirExisting("/src/sub".into())));
+    let steps = plan(&image(), &flags(&["-v", "/src:/src", "-w", "/srcx"]), &h).unwrap();
+    assert!(steps.contains(&Step::Chdir("/srcx".into())));
+}
