@@ -36,6 +36,11 @@ enum Id {
     MacAddress,
     Userns,
     Config,
+    Volume,
+    Mount,
+    Tmpfs,
+    Secret,
+    ReadOnly,
     Help,
     Version,
 }
@@ -201,6 +206,42 @@ const OPTIONS: &[Opt] = &[
         help: "read options from FILE: one KEY=VALUE (or KEY) per line, '#' comments, quotes",
     },
     Opt {
+        long: "volume",
+        short: Some('v'),
+        value: Some("HOST:CTR[:OPTS]"),
+        id: Id::Volume,
+        help: "bind HOST (an absolute path that must exist) at CTR, recursively; OPTS: ro or rw",
+    },
+    Opt {
+        long: "mount",
+        short: None,
+        value: Some("SPEC"),
+        id: Id::Mount,
+        help: "type=bind,source=HOST,target=CTR[,readonly] or \
+               type=tmpfs,target=CTR[,tmpfs-size=N][,tmpfs-mode=OCTAL]",
+    },
+    Opt {
+        long: "tmpfs",
+        short: None,
+        value: Some("CTR[:OPTS]"),
+        id: Id::Tmpfs,
+        help: "mount a tmpfs at CTR (rw,noexec,nosuid,nodev; OPTS add size=, mode=, exec, ro, …)",
+    },
+    Opt {
+        long: "secret",
+        short: None,
+        value: Some("HOST[:CTR]"),
+        id: Id::Secret,
+        help: "bind file HOST read-only, nosuid, nodev, noexec at CTR (default /run/secrets/NAME)",
+    },
+    Opt {
+        long: "read-only",
+        short: None,
+        value: None,
+        id: Id::ReadOnly,
+        help: "mount the root read-only, as Docker does (/tmp, /run too: add --tmpfs for them)",
+    },
+    Opt {
         long: "help",
         short: Some('h'),
         value: None,
@@ -250,6 +291,10 @@ pub struct Flags {
     pub mac_address: Option<String>,
     /// `--userns MODE`.
     pub userns: Userns,
+    /// `-v`, `--mount`, `--tmpfs` and `--secret`, in flag order.
+    pub mounts: Vec<crate::plan::mounts::MountSpec>,
+    /// `--read-only`.
+    pub read_only: bool,
     /// The command and its arguments (replaces the image's Cmd when not empty).
     pub command: Vec<OsString>,
 }
@@ -338,6 +383,12 @@ pub enum ArgsError {
         line: usize,
         why: String,
     },
+    /// A value that parses but is not acceptable, with the reason.
+    Invalid {
+        option: String,
+        value: String,
+        why: String,
+    },
 }
 
 impl fmt::Display for ArgsError {
@@ -369,6 +420,9 @@ impl fmt::Display for ArgsError {
             }
             ArgsError::Config { path, line: 0, why } => write!(f, "config {path}: {why}"),
             ArgsError::Config { path, line, why } => write!(f, "config {path} line {line}: {why}"),
+            ArgsError::Invalid { option, value, why } => {
+                write!(f, "invalid value '{value}' for '{option}': {why}")
+            }
         }
     }
 }
@@ -690,6 +744,22 @@ fn apply(
             };
         }
         (Id::Config, _) => unreachable!("--config is read by long_option"),
+        (Id::Volume | Id::Mount | Id::Tmpfs | Id::Secret, Some(v)) => {
+            use crate::plan::mounts;
+            let parse = match id {
+                Id::Volume => mounts::volume,
+                Id::Mount => mounts::mount,
+                Id::Tmpfs => mounts::tmpfs,
+                _ => mounts::secret,
+            };
+            let spec = parse(v.as_bytes()).map_err(|why| ArgsError::Invalid {
+                option: option.to_string(),
+                value: v.to_string_lossy().into_owned(),
+                why,
+            })?;
+            flags.mounts.push(spec);
+        }
+        (Id::ReadOnly, _) => flags.read_only = on,
         (Id::Help, _) => return Ok(on.then_some(Parsed::Help)),
         (Id::Version, _) => return Ok(on.then_some(Parsed::Version)),
         (_, None) => unreachable!("value options always carry a value"),

@@ -13,13 +13,16 @@
 
 use crate::copy;
 use crate::init::{self, Role, StopPolicy};
+use crate::plan::mounts::What;
 use crate::plan::{Mapping, Step};
 use crate::subid;
+use crate::sys::fs as sfs;
 use crate::sys::ns;
 use std::ffi::{CString, OsString};
 use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt, OpenOptionsExt};
 use std::path::Path;
@@ -197,6 +200,27 @@ fn apply(step: &Step) -> Result<(), ExecError> {
             .open(path)
             .and_then(|mut f| f.write_all(contents.as_bytes()))
             .map_err(|e| fail(format_args!("append to {}", path.display()), e))?,
+        Step::Mount {
+            root,
+            target,
+            what,
+            flags,
+        } => user_mount(root, target, what, *flags).map_err(|e| {
+            let src = match what {
+                What::BindDir(s) | What::BindFile(s) => s.display().to_string(),
+                What::Tmpfs(_) => "tmpfs".into(),
+            };
+            fail(
+                format_args!("cannot mount {src} at {}", target.display()),
+                e,
+            )
+        })?,
+        Step::ReadOnlyRoot => ns::mount_flags(Path::new("/"))
+            .and_then(|locked| {
+                let f = ns::MS_REMOUNT | ns::MS_BIND | ns::MS_RDONLY | locked;
+                ns::mount(None, Path::new("/"), None, f, None)
+            })
+            .map_err(|e| fail("make the root read-only", e))?,
         Step::BindSelf { root, path } => {
             if let Err(e) = bind_self(root, path) {
                 warn(format_args!("cannot stand in for {path}: {e}"));
@@ -210,6 +234,12 @@ fn apply(step: &Step) -> Result<(), ExecError> {
             }
         }
         Step::Chdir(dir) => chdir(dir)?,
+        Step::ChdirExisting(dir) => std::env::set_current_dir(dir).map_err(|e| {
+            fail(
+                format_args!("chdir {} (not created in a mount)", dir.display()),
+                e,
+            )
+        })?,
         Step::Exec {
             argv,
             env,
@@ -545,6 +575,132 @@ fn bind_self(root: &Path, path: &str) -> io::Result<()> {
         )));
     }
     ns::mount(Some(&exe), target, None, ns::MS_BIND, None)
+}
+
+/// Opens container path `target` inside `root` as an `O_PATH` descriptor without ever leaving
+/// `root`: symlinks are followed as if `root` were `/` (an absolute link restarts at `root`, `..`
+/// stops there), as Docker's FollowSymlinkInScope does; every open is `O_NOFOLLOW` from a
+/// directory already inside. Missing parts are created in the (private) root: directories, and
+/// the last one a directory when `dir`, else an empty file.
+fn resolve_in_root(root: &Path, target: &Path, dir: bool) -> io::Result<OwnedFd> {
+    let invalid = || io::Error::from_raw_os_error(libc::EINVAL);
+    let c = |b: &[u8]| CString::new(b).map_err(|_| invalid());
+    let root = sfs::openat(
+        sfs::cwd(),
+        &c(root.as_os_str().as_bytes())?,
+        sfs::O_PATH | sfs::O_DIRECTORY,
+        0,
+    )?;
+    // Created only in the container's own file systems (the root, our /dev tmpfs): never
+    // inside a host bind made before.
+    let dev_of = |fd: &OwnedFd| sfs::fstat(fd.as_fd()).map(|st| st.st_dev);
+    let dev = sfs::openat(root.as_fd(), c"dev", sfs::O_PATH | sfs::O_NOFOLLOW, 0);
+    let own = [Some(dev_of(&root)?), dev.ok().and_then(|d| dev_of(&d).ok())];
+    let mut stack = vec![root];
+    // Components still to walk, the next one last.
+    let mut pending: Vec<Vec<u8>> = target
+        .as_os_str()
+        .as_bytes()
+        .split(|&b| b == b'/')
+        .rev()
+        .map(<[u8]>::to_vec)
+        .collect();
+    let mut links = 0;
+    while let Some(name) = pending.pop() {
+        match &name[..] {
+            b"" | b"." => continue,
+            b".." => {
+                if stack.len() > 1 {
+                    stack.pop();
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let last = pending.iter().all(|p| p.is_empty() || p == b".");
+        let top = stack.last().ok_or_else(invalid)?.as_fd();
+        let name = c(&name)?;
+        match sfs::lstatat(top, &name) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if !own.contains(&Some(sfs::fstat(top)?.st_dev)) {
+                    return Err(io::Error::other(format!(
+                        "{} is missing and not in the container's own file system (it is not \
+                         created inside another mount)",
+                        name.to_string_lossy()
+                    )));
+                }
+                if last && !dir {
+                    let flags = sfs::O_CREAT | sfs::O_EXCL | sfs::O_WRONLY | sfs::O_NOFOLLOW;
+                    sfs::openat(top, &name, flags, 0o644)?;
+                } else {
+                    sfs::mkdirat(top, &name, 0o755)?;
+                }
+            }
+            Err(e) => return Err(e),
+            Ok(st) if sfs::is_symlink(&st) => {
+                links += 1;
+                if links > 40 {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let link = sfs::readlinkat(top, &name)?;
+                if link.starts_with(b"/") {
+                    stack.truncate(1);
+                }
+                pending.extend(link.split(|&b| b == b'/').rev().map(<[u8]>::to_vec));
+                continue;
+            }
+            Ok(st) if !last && !sfs::is_dir(&st) => {
+                return Err(io::Error::from_raw_os_error(libc::ENOTDIR))
+            }
+            Ok(_) => {}
+        }
+        let flags = sfs::O_PATH | sfs::O_NOFOLLOW | if last { 0 } else { sfs::O_DIRECTORY };
+        let fd = sfs::openat(top, &name, flags, 0)?;
+        stack.push(fd);
+    }
+    // The root itself is never a target (the plan refuses `/`).
+    match stack.len() {
+        1 => Err(invalid()),
+        _ => stack.pop().ok_or_else(invalid),
+    }
+}
+
+/// The path that names what `fd` refers to (mount(2) follows it to that very object).
+fn fd_path(fd: &OwnedFd) -> std::path::PathBuf {
+    format!("/proc/self/fd/{}", fd.as_raw_fd()).into()
+}
+
+/// One user mount (see [`Step::Mount`]): the target resolved inside `root`, then the mount made
+/// on that very object, never through a path a symlink could redirect.
+fn user_mount(root: &Path, target: &Path, what: &What, flags: u64) -> io::Result<()> {
+    let at = resolve_in_root(root, target, !matches!(what, What::BindFile(_)))?;
+    let source = match what {
+        What::Tmpfs(data) => {
+            let fs = Some(Path::new("tmpfs"));
+            return ns::mount(fs, &fd_path(&at), Some("tmpfs"), flags, Some(data));
+        }
+        What::BindDir(s) | What::BindFile(s) => s,
+    };
+    match ns::bind_tree(source, at.as_fd(), flags) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {}
+        r => return r,
+    }
+    // Before Linux 5.12: a recursive bind, then a remount of its top mount (keeping the flags
+    // the kernel locked); mounts below it keep their own flags.
+    ns::mount(
+        Some(source),
+        &fd_path(&at),
+        None,
+        ns::MS_BIND | ns::MS_REC,
+        None,
+    )?;
+    if flags == 0 {
+        return Ok(());
+    }
+    let top = fd_path(&resolve_in_root(root, target, true)?);
+    let locked = ns::mount_flags(&top)?;
+    let f = ns::MS_REMOUNT | ns::MS_BIND | flags | locked;
+    ns::mount(None, &top, None, f, None)
 }
 
 fn chdir(dir: &Path) -> Result<(), ExecError> {

@@ -2,6 +2,7 @@
 //! Kept small for warm-start speed: a handful of small reads and stats.
 
 use crate::patch;
+use crate::plan::mounts::{MountSpec, Source};
 use crate::plan::{HostFacts, IdFacts, IdMode};
 use crate::subid;
 use crate::sys::ns;
@@ -76,6 +77,7 @@ pub fn gather(
     ids: IdMode,
     host_ids: (u32, u32),
     hostname: Option<String>,
+    mounts: &[MountSpec],
 ) -> io::Result<HostFacts> {
     let env = std::env::vars_os().collect();
     let etc = rootfs.join("etc");
@@ -97,7 +99,23 @@ pub fn gather(
         ids,
         rootfs,
         scratch,
+        mount_sources: mounts.iter().map(mount_source).collect(),
     })
+}
+
+/// Whether a mount's host source is a directory, or why it cannot be bound. Only looked at:
+/// a missing path is refused, never created (as podman does; Docker would create it).
+fn mount_source(m: &MountSpec) -> Result<bool, String> {
+    let Source::Bind(p) = &m.source else {
+        return Ok(true);
+    };
+    match fs::metadata(p) {
+        Ok(md) => Ok(md.is_dir()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err("the host path does not exist (it is never created)".into())
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +137,7 @@ mod tests {
             IdMode::Single,
             own,
             None,
+            &[],
         )
         .unwrap();
         assert_eq!(f.passwd.as_deref(), Some("root:x:0:0::/root:/bin/sh\n"));

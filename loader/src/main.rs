@@ -95,10 +95,18 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         r => r?,
     };
     let (root, scratch) = (prepared.rootfs.clone(), prepared.scratch.clone());
-    let result = host::gather(root, scratch, env_files, ids, own, flags.hostname.clone())
-        .map_err(|e| format!("gather host facts: {e}").into())
-        .and_then(|facts| Ok(plan::plan(rt, &flags, &facts)?))
-        .and_then(|steps| Ok(exec::run(&steps)?));
+    let result = host::gather(
+        root,
+        scratch,
+        env_files,
+        ids,
+        own,
+        flags.hostname.clone(),
+        &flags.mounts,
+    )
+    .map_err(|e| format!("gather host facts: {e}").into())
+    .and_then(|facts| Ok(plan::plan(rt, &flags, &facts)?))
+    .and_then(|steps| Ok(exec::run(&steps)?));
     if let Some(dir) = &prepared.cleanup {
         if let Err(e) = extract::remove_tree(dir) {
             eprintln!("oci2bin: warning: remove {}: {e}", dir.display());

@@ -43,7 +43,16 @@ fn executor_child_entry() {
     };
     let env_files = args::read_env_files(&flags).unwrap();
     let own = (loader::sys::ns::euid(), loader::sys::ns::egid());
-    let facts = host::gather(rootfs, scratch, env_files, plan::IdMode::Single, own, None).unwrap();
+    let facts = host::gather(
+        rootfs,
+        scratch,
+        env_files,
+        plan::IdMode::Single,
+        own,
+        None,
+        &[],
+    )
+    .unwrap();
     let steps = match plan::plan(&rt, &flags, &facts) {
         Ok(s) => s,
         Err(e) => {

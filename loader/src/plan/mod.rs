@@ -9,6 +9,7 @@
 
 mod files;
 mod masks;
+pub mod mounts;
 mod net;
 mod process;
 mod root;
@@ -58,6 +59,9 @@ pub struct HostFacts {
     pub shims: Vec<String>,
     /// The user namespace the run is in when the plan is made.
     pub ids: IdMode,
+    /// For each of `flags.mounts`, in order: whether its host source is a directory, or why it
+    /// cannot be bound (a tmpfs has no source: `Ok(true)`).
+    pub mount_sources: Vec<Result<bool, String>>,
 }
 
 /// The user namespace of a run, as far as the plan is concerned.
@@ -169,6 +173,18 @@ pub enum Step {
         path: PathBuf,
         contents: String,
     },
+    /// A user mount (`-v`, `--mount`, `--tmpfs`, `--secret`) at container path `target`,
+    /// resolved inside `root` without ever leaving it (symlinks followed as if `root` were `/`;
+    /// missing parts created in the private overlay), then `flags` (`MS_RDONLY`, …) applied to
+    /// the whole mounted tree. Any failure stops the start.
+    Mount {
+        root: PathBuf,
+        target: PathBuf,
+        what: mounts::What,
+        flags: u64,
+    },
+    /// `--read-only`: remount the container's root read-only (after the per-run files).
+    ReadOnlyRoot,
     /// Bind the loader itself over a user-switching program at container path `path` under
     /// `root` (see [`crate::shim`]); skipped with a warning if a directory on the way is a
     /// symlink, so the bind cannot land outside the root.
@@ -182,6 +198,9 @@ pub enum Step {
     SoftLimitsToHard(Vec<i32>),
     /// chdir, creating the directory if missing (as Docker does for WORKDIR).
     Chdir(PathBuf),
+    /// chdir without creating the directory: it lies in a user mount (a host bind), where we
+    /// create nothing.
+    ChdirExisting(PathBuf),
     /// Exec the command, resolved with the container's `PATH`, with every descriptor above
     /// `2 + keep_fds` closed; with `init`, fork it under our init instead.
     Exec {
@@ -213,6 +232,8 @@ pub enum PlanError {
         mode: &'static str,
         why: &'static str,
     },
+    /// A mount that cannot be made as asked.
+    Mount(String),
 }
 
 impl fmt::Display for PlanError {
@@ -228,6 +249,7 @@ impl fmt::Display for PlanError {
             PlanError::Network { option, mode, why } => {
                 write!(f, "{option} cannot be used with --net {mode}: {why}")
             }
+            PlanError::Mount(why) => f.write_str(why),
             PlanError::NoRange { mode, why } => {
                 write!(f, "--userns {mode} needs a subordinate id range: {why}")
             }
@@ -268,10 +290,29 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
     let workdir = process::workdir(rt, flags)?;
     let stop = process::stop_policy(rt, flags, &mut steps);
     root::namespaces(&user, facts, flags, stop, &mut steps);
-    root::filesystem(facts, &mut steps);
-    files::per_run(facts, flags, &user, &mut steps);
+    root::filesystem(facts, flags, &mut steps)?;
+    let mut files = Vec::new();
+    files::per_run(facts, flags, &user, &mut files);
+    // A user mount wins over our per-run files (as Docker's do): nothing is written through a
+    // bind into a host file.
+    files.retain(|s| match s {
+        Step::Mkdir { path, .. } | Step::WriteFile { path, .. } | Step::AppendFile { path, .. } => {
+            !flags.mounts.iter().any(|m| path.starts_with(&m.target))
+        }
+        _ => true,
+    });
+    steps.extend(files);
     steps.push(Step::SoftLimitsToHard(process::RAISED_LIMITS.to_vec()));
-    steps.push(Step::Chdir(workdir));
+    if flags.mounts.iter().any(|m| workdir.starts_with(&m.target)) {
+        steps.push(Step::ChdirExisting(workdir));
+    } else {
+        steps.push(Step::Chdir(workdir));
+    }
+    if flags.read_only {
+        // After the per-run files and the working directory (Docker creates it too), before
+        // the ids change: the remount needs our capabilities in the namespace.
+        steps.push(Step::ReadOnlyRoot);
+    }
     if let IdMode::Mapped { .. } = facts.ids {
         let groups =
             users::supplementary_groups(facts.passwd.as_deref(), facts.group.as_deref(), user.uid);

@@ -1,7 +1,7 @@
 //! The namespaces and the root filesystem, up to `pivot_root`: a private overlay on the cached
 //! tree, a minimal `/dev`, a fresh `/proc`, a read-only `/sys`, the user-switcher stand-ins.
 
-use super::{masks, net, HostFacts, IdMode, Step};
+use super::{masks, mounts, net, HostFacts, IdMode, PlanError, Step};
 use crate::args::Flags;
 use crate::init::StopPolicy;
 use crate::sys::ns;
@@ -46,7 +46,11 @@ pub(super) fn namespaces(
 }
 
 /// The root filesystem, built in the child's own mount namespace and pivoted into.
-pub(super) fn filesystem(facts: &HostFacts, steps: &mut Vec<Step>) {
+pub(super) fn filesystem(
+    facts: &HostFacts,
+    flags: &Flags,
+    steps: &mut Vec<Step>,
+) -> Result<(), PlanError> {
     steps.push(Step::Unshare(ns::NEW_NS));
     steps.push(Step::MakeRootPrivate);
 
@@ -137,6 +141,9 @@ pub(super) fn filesystem(facts: &HostFacts, steps: &mut Vec<Step>) {
             path: s.clone(),
         });
     }
+    // The user's mounts last, so they may cover anything above (as Docker's do).
+    mounts::user_mounts(&root, &flags.mounts, facts, steps)?;
     steps.push(Step::Hostname(facts.hostname.clone()));
     steps.push(Step::PivotRoot { new_root: root });
+    Ok(())
 }

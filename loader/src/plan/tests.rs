@@ -877,6 +877,244 @@ fn ip_and_mac_address_are_refused_with_the_modes_reason() {
     }
 }
 
+// ---- mounts (R3, R4) ----
+
+fn spec(f: fn(&[u8]) -> Result<mounts::MountSpec, String>, v: &str) -> mounts::MountSpec {
+    f(v.as_bytes()).unwrap_or_else(|e| panic!("{v}: {e}"))
+}
+
+fn refused(f: fn(&[u8]) -> Result<mounts::MountSpec, String>, v: &str) -> String {
+    f(v.as_bytes()).expect_err(v)
+}
+
+fn mount_steps(steps: &[Step]) -> Vec<&Step> {
+    steps
+        .iter()
+        .filter(|s| matches!(s, Step::Mount { .. }))
+        .collect()
+}
+
+#[test]
+fn volume_specs_parse_as_docker_reads_them() {
+    use mounts::{volume, Source};
+    let s = spec(volume, "/srv/data:/data");
+    assert_eq!(s.source, Source::Bind("/srv/data".into()));
+    assert_eq!((s.target.as_path(), s.flags), (Path::new("/data"), 0));
+    assert_eq!(spec(volume, "/a:/b:ro").flags, ns::MS_RDONLY);
+    assert_eq!(spec(volume, "/a:/b:rw,z").flags, 0);
+    assert_eq!(spec(volume, "/a:/b:Z,ro").flags, ns::MS_RDONLY);
+    // The container path is cleaned; `..` cannot climb above `/`.
+    assert_eq!(spec(volume, "/a:/x/../../y/./z/").target, Path::new("/y/z"));
+    assert!(refused(volume, "data:/x").contains("named volumes are not supported yet"));
+    assert!(refused(volume, "./data:/x").contains("must be absolute"));
+    assert!(refused(volume, "/a:x").contains("must be absolute"));
+    assert!(refused(volume, "/a:/").contains("cannot be '/'"));
+    assert!(refused(volume, "/a:/..").contains("cannot be '/'"));
+    assert!(refused(volume, "/data").contains("anonymous volumes"));
+    assert!(refused(volume, "/a:/b:ro,rw").contains("conflict"));
+    assert!(refused(volume, "/a:/b:rshared").contains("unknown option 'rshared'"));
+    assert!(refused(volume, "/a:/b:ro:x").contains("HOST:CTR"));
+    assert!(refused(volume, ":/b").contains("empty"));
+}
+
+#[test]
+fn mount_specs_take_dockers_keys() {
+    use mounts::{mount, Source};
+    let s = spec(mount, "type=bind,source=/h,target=/c,readonly");
+    assert_eq!(s.source, Source::Bind("/h".into()));
+    assert_eq!(
+        (s.target.as_path(), s.flags),
+        (Path::new("/c"), ns::MS_RDONLY)
+    );
+    let s = spec(mount, "type=bind,src=/h,dst=/c,ro=false");
+    assert_eq!(s.flags, 0);
+    assert_eq!(
+        spec(mount, "type=bind,src=/h,destination=/c,readonly=true").flags,
+        ns::MS_RDONLY
+    );
+    let t = spec(mount, "type=tmpfs,target=/t,tmpfs-size=64m,tmpfs-mode=1770");
+    assert_eq!(t.source, Source::Tmpfs("size=67108864,mode=1770".into()));
+    assert_eq!(t.flags, ns::MS_NOSUID | ns::MS_NODEV | ns::MS_NOEXEC);
+    assert!(refused(mount, "type=volume,src=v,dst=/c").contains("volume mounts"));
+    assert!(refused(mount, "src=/h,dst=/c").contains("volume mounts"));
+    assert!(refused(mount, "type=bind,src=/h").contains("target is required"));
+    assert!(refused(mount, "type=bind,dst=/c").contains("source is required"));
+    assert!(refused(mount, "type=bind,src=h/x,dst=/c").contains("must be absolute"));
+    assert!(refused(mount, "type=tmpfs,src=/h,dst=/c").contains("source is not supported"));
+    assert!(refused(mount, "type=tmpfs,dst=/c,tmpfs-size=lots").contains("tmpfs-size"));
+    assert!(refused(mount, "type=tmpfs,dst=/c,tmpfs-mode=999").contains("tmpfs-mode"));
+    assert!(refused(mount, "type=bind,src=/h,dst=/c,tmpfs-size=1").contains("type=tmpfs"));
+    assert!(refused(mount, "type=nfs,dst=/c").contains("unknown mount type"));
+    assert!(refused(mount, "type=bind,src=/h,dst=/c,colour=red").contains("unknown key"));
+}
+
+#[test]
+fn tmpfs_specs_start_from_dockers_defaults() {
+    use mounts::{tmpfs, Source};
+    let d = ns::MS_NOSUID | ns::MS_NODEV | ns::MS_NOEXEC;
+    let s = spec(tmpfs, "/run/x");
+    assert_eq!((s.source, s.flags), (Source::Tmpfs(String::new()), d));
+    let s = spec(tmpfs, "/t:size=10m,mode=1777,exec,size=20m");
+    assert_eq!(s.source, Source::Tmpfs("mode=1777,size=20m".into()));
+    assert_eq!(s.flags, ns::MS_NOSUID | ns::MS_NODEV);
+    assert_eq!(spec(tmpfs, "/t:ro").flags, d | ns::MS_RDONLY);
+    assert_eq!(spec(tmpfs, "/t:ro,rw,suid,dev").flags, ns::MS_NOEXEC);
+    assert!(refused(tmpfs, "/t:size=big").contains("invalid tmpfs option 'size=big'"));
+    assert!(refused(tmpfs, "/t:mode=8").contains("invalid tmpfs option"));
+    assert!(refused(tmpfs, "/t:huge=always").contains("unknown tmpfs option"));
+    assert!(refused(tmpfs, "t").contains("must be absolute"));
+}
+
+#[test]
+fn secrets_are_read_only_files_under_run_secrets() {
+    use mounts::{secret, Source};
+    let all = ns::MS_RDONLY | ns::MS_NOSUID | ns::MS_NODEV | ns::MS_NOEXEC;
+    let s = spec(secret, "/home/a/token.txt");
+    assert_eq!(s.source, Source::Bind("/home/a/token.txt".into()));
+    assert_eq!(
+        (s.target.as_path(), s.flags),
+        (Path::new("/run/secrets/token.txt"), all)
+    );
+    assert_eq!(
+        spec(secret, "/h/t:api").target,
+        Path::new("/run/secrets/api")
+    );
+    assert_eq!(spec(secret, "/h/t:/etc/t").target, Path::new("/etc/t"));
+    assert!(refused(secret, "t").contains("must be absolute"));
+    assert!(refused(secret, "/h/t:a/b").contains("CTR"));
+}
+
+#[test]
+fn flags_collect_mounts_in_order_and_errors_name_the_flag() {
+    let f = flags(&[
+        "-v",
+        "/a:/x",
+        "--tmpfs=/t",
+        "--secret",
+        "/s",
+        "--mount",
+        "type=tmpfs,dst=/m",
+    ]);
+    let targets: Vec<&Path> = f.mounts.iter().map(|m| m.target.as_path()).collect();
+    assert_eq!(targets, ["/x", "/t", "/run/secrets/s", "/m"].map(Path::new));
+    let e = crate::args::parse(["-v", "vol:/x"].map(String::from)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid value 'vol:/x' for '-v': named volumes are not supported yet"
+    );
+    assert!(flags(&["--read-only"]).read_only);
+    assert!(!flags(&["--read-only=false"]).read_only);
+}
+
+#[test]
+fn mounts_come_before_the_pivot_parents_first_with_their_source_kind() {
+    let f = flags(&[
+        "-v",
+        "/h/deep:/a/b/c:ro",
+        "-v",
+        "/h/file:/a/f",
+        "--tmpfs",
+        "/a",
+    ]);
+    let mut h = facts();
+    h.mount_sources = vec![Ok(true), Ok(false), Ok(true)];
+    let steps = plan(&image(), &f, &h).unwrap();
+    let root = PathBuf::from("/run/o2b/root");
+    assert_eq!(
+        mount_steps(&steps),
+        [
+            &Step::Mount {
+                root: root.clone(),
+                target: "/a".into(),
+                what: mounts::What::Tmpfs(String::new()),
+                flags: ns::MS_NOSUID | ns::MS_NODEV | ns::MS_NOEXEC,
+            },
+            &Step::Mount {
+                root: root.clone(),
+                target: "/a/f".into(),
+                what: mounts::What::BindFile("/h/file".into()),
+                flags: 0,
+            },
+            &Step::Mount {
+                root,
+                target: "/a/b/c".into(),
+                what: mounts::What::BindDir("/h/deep".into()),
+                flags: ns::MS_RDONLY,
+            },
+        ]
+    );
+    let at = |p: &dyn Fn(&Step) -> bool| steps.iter().position(p).unwrap();
+    let first_mount = at(&|s| matches!(s, Step::Mount { .. }));
+    assert!(at(&|s| matches!(s, Step::SysReadOnly { .. })) < first_mount);
+    assert!(first_mount < at(&|s| matches!(s, Step::PivotRoot { .. })));
+    assert!(!steps.contains(&Step::ReadOnlyRoot));
+}
+
+#[test]
+fn a_missing_host_path_or_a_duplicate_target_stops_the_plan() {
+    let mut h = facts();
+    h.mount_sources = vec![Err(
+        "the host path does not exist (it is never created)".into()
+    )];
+    let e = plan(&image(), &flags(&["-v", "/nope:/data"]), &h).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "cannot bind /nope to /data: the host path does not exist (it is never created)"
+    );
+    h.mount_sources = vec![Ok(true), Ok(true)];
+    let e = plan(&image(), &flags(&["-v", "/a:/d", "--tmpfs", "/d/../d"]), &h).unwrap_err();
+    assert_eq!(e.to_string(), "duplicate mount point: /d");
+}
+
+#[test]
+fn read_only_remounts_the_root_after_the_files_and_before_the_ids_change() {
+    for h in [facts(), mapped(false)] {
+        let steps = plan(&image(), &flags(&["--read-only"]), &h).unwrap();
+        let at = |p: &dyn Fn(&Step) -> bool| steps.iter().position(p);
+        let ro = at(&|s| s == &Step::ReadOnlyRoot).unwrap();
+        assert!(at(&|s| matches!(s, Step::WriteFile { .. })).unwrap() < ro);
+        assert!(at(&|s| matches!(s, Step::Chdir(_))).unwrap() < ro);
+        if let Some(ids) = at(&|s| matches!(s, Step::SetIds { .. })) {
+            assert!(ro < ids);
+        }
+        assert_eq!(
+            ro + 1,
+            steps.len() - 1 - usize::from(h.ids != IdMode::Single)
+        );
+    }
+}
+
+#[test]
+fn per_run_files_are_not_written_through_a_user_mount() {
+    let mut h = facts();
+    h.mount_sources = vec![Ok(false), Ok(true)];
+    let f = flags(&[
+        "-v",
+        "/etc/resolv.conf:/etc/resolv.conf:ro",
+        "-v",
+        "/h/etc:/etc/hosts",
+    ]);
+    let steps = plan(&image(), &f, &h).unwrap();
+    let written: Vec<&Path> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::WriteFile { path, .. } | Step::AppendFile { path, .. } => Some(path.as_path()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(written, [Path::new("/etc/hostname")]);
+}
+
+#[test]
+fn a_workdir_inside_a_user_mount_is_not_created() {
+    let mut h = facts();
+    h.mount_sources = vec![Ok(true)];
+    let steps = plan(&image(), &flags(&["-v", "/src:/src", "-w", "/src/sub"]), &h).unwrap();
+    assert!(steps.contains(&Step::ChdirExisting("/src/sub".into())));
+    let steps = plan(&image(), &flags(&["-v", "/src:/src", "-w", "/srcx"]), &h).unwrap();
+    assert!(steps.contains(&Step::Chdir("/srcx".into())));
+}
+
 #[test]
 fn dockers_masked_and_read_only_paths_follow_proc_and_sys_before_the_pivot() {
     let steps = plan(&image(), &flags(&[]), &facts()).unwrap();
