@@ -5,6 +5,7 @@
 //! Tests that need something this machine may lack use [`require`]: they skip with a printed
 //! reason, unless `OCI2BIN_E2E_MUST_WORK=1` says this machine has it, in which case they fail.
 
+pub mod docker;
 pub mod fixtures;
 pub mod hostile;
 pub mod registry;

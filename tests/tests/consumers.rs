@@ -145,19 +145,9 @@ fn podman_loads_and_runs_it() {
     assert_eq!(text(&o.stdout), "busybox fixture\n");
 }
 
-fn docker_answers() -> bool {
-    Command::new("docker")
-        .arg("info")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn docker_loads_and_runs_it() {
-    if !require(
-        have("docker") && docker_answers(),
-        "no Docker engine answers `docker info`",
-    ) {
+    if !e2e::docker::required() {
         return;
     }
     // Engines before 23 cannot load zstd layers (the 20.10 engine on our CI machines fails `docker load` on them); the

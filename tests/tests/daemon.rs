@@ -4,14 +4,6 @@
 use e2e::{assert_one_line_error, fixtures, have, oci2bin_cmd, require, text, Runner};
 use std::process::Command;
 
-fn docker_answers() -> bool {
-    have("docker")
-        && Command::new("docker")
-            .arg("info")
-            .output()
-            .is_ok_and(|o| o.status.success())
-}
-
 /// Loads the busybox fixture into the engine as `tag` (skopeo writes straight into the daemon).
 fn load_busybox(tag: &str) {
     let o = Command::new("skopeo")
@@ -29,7 +21,7 @@ fn rmi(tag: &str) {
 
 #[test]
 fn an_image_from_the_docker_daemon_builds_and_runs() {
-    if !require(docker_answers(), "no Docker engine answers `docker info`")
+    if !e2e::docker::required()
         || !require(have("skopeo"), "skopeo is not installed")
         || !e2e::runner::userns()
     {
@@ -62,9 +54,7 @@ fn an_image_from_the_docker_daemon_builds_and_runs() {
 
 #[test]
 fn the_default_output_name_and_tag_follow_the_daemon_reference() {
-    if !require(docker_answers(), "no Docker engine answers `docker info`")
-        || !require(have("skopeo"), "skopeo is not installed")
-    {
+    if !e2e::docker::required() || !require(have("skopeo"), "skopeo is not installed") {
         return;
     }
     let tag = "o2b-e2e/daemon-named:latest";
@@ -82,7 +72,7 @@ fn the_default_output_name_and_tag_follow_the_daemon_reference() {
 
 #[test]
 fn a_missing_image_or_daemon_is_a_one_line_error_naming_it() {
-    if !require(docker_answers(), "no Docker engine answers `docker info`") {
+    if !e2e::docker::required() {
         return;
     }
     let dir = e2e::world_tempdir();

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use e2e::{fixtures, have, require, text, Runner};
+use e2e::{fixtures, text, Runner};
 
 fn bb() -> &'static Path {
     fixtures::busybox_bin()
@@ -32,31 +32,15 @@ fn kernel_interfaces_are_hidden_and_tunables_read_only() {
 
 #[test]
 fn docker_agrees_on_the_masked_and_read_only_paths() {
-    let docker = have("docker")
-        && Command::new("docker")
-            .arg("info")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    if !e2e::runner::userns() || !require(docker, "no Docker engine answers `docker info`") {
+    if !e2e::runner::userns() || !e2e::docker::required() {
         return;
     }
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(format!("docker load < '{}'", bb().display()))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "docker load: {}", text(&o.stderr));
-    let tag = text(&o.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("Loaded image: "))
-        .expect("a loaded tag")
-        .trim()
-        .to_string();
+    let tag = e2e::docker::load(bb());
     let d = Command::new("docker")
         .args(["run", "--rm", "--net", "none", &tag, "sh", "-c", PROBE])
         .output()
         .unwrap();
-    let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
+    e2e::docker::remove(&tag);
     assert!(d.status.success(), "docker run: {}", text(&d.stderr));
     assert_eq!(
         Runner::new().ok(bb(), &["sh", "-c", PROBE]),

@@ -458,36 +458,15 @@ fn kill_9_of_the_loader_leaves_host_files_under_a_bind() {
     assert!(left.is_empty(), "private extractions left: {left:?}");
 }
 
-fn docker_answers() -> bool {
-    have("docker")
-        && Command::new("docker")
-            .arg("info")
-            .output()
-            .is_ok_and(|o| o.status.success())
-}
-
 /// Docker as the oracle: the same `-v`, `--tmpfs`, `--read-only` and `--mount` flags under
 /// `docker run` and under our file; the probe prints the mounts' options, the errors of writes
 /// that must fail, and file contents.
 #[test]
 fn docker_agrees_on_bind_tmpfs_and_read_only() {
-    if !e2e::runner::userns()
-        || !require(docker_answers(), "no Docker engine answers `docker info`")
-    {
+    if !e2e::runner::userns() || !e2e::docker::required() {
         return;
     }
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(format!("docker load < '{}'", bb().display()))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "docker load: {}", text(&o.stderr));
-    let tag = text(&o.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("Loaded image: "))
-        .expect("a loaded tag")
-        .trim()
-        .to_string();
+    let tag = e2e::docker::load(bb());
     let r = shared();
     let h = host_dir(r);
     let (rw, ro, file) = (
@@ -528,7 +507,7 @@ fn docker_agrees_on_bind_tmpfs_and_read_only() {
         .args([tag.as_str(), "sh", "-c", &probe])
         .output()
         .unwrap();
-    let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
+    e2e::docker::remove(&tag);
     assert!(
         docker.status.success(),
         "docker run: {}",

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use e2e::{assert_one_line_error, fixtures, have, require, text, Runner};
+use e2e::{assert_one_line_error, fixtures, text, Runner};
 
 fn bb() -> &'static Path {
     fixtures::busybox_bin()
@@ -98,35 +98,14 @@ fn bad_network_flags_fail_in_one_line_with_125() {
     }
 }
 
-fn docker_answers() -> bool {
-    have("docker")
-        && Command::new("docker")
-            .arg("info")
-            .output()
-            .is_ok_and(|o| o.status.success())
-}
-
 /// Docker as the oracle: the same probe with the same flags under `docker run` and under our
 /// file print the same interfaces, host name, hosts lines and resolver lines.
 #[test]
 fn docker_agrees_on_net_none_hostname_dns_and_add_host() {
-    if !e2e::runner::userns()
-        || !require(docker_answers(), "no Docker engine answers `docker info`")
-    {
+    if !e2e::runner::userns() || !e2e::docker::required() {
         return;
     }
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(format!("docker load < '{}'", bb().display()))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "docker load: {}", text(&o.stderr));
-    let tag = text(&o.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("Loaded image: "))
-        .expect("a loaded tag")
-        .trim()
-        .to_string();
+    let tag = e2e::docker::load(bb());
     let flags = [
         "--net",
         "none",
@@ -151,7 +130,7 @@ fn docker_agrees_on_net_none_hostname_dns_and_add_host() {
         .args([tag.as_str(), "sh", "-c", &probe])
         .output()
         .unwrap();
-    let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
+    e2e::docker::remove(&tag);
     assert!(
         docker.status.success(),
         "docker run: {}",

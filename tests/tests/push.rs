@@ -264,12 +264,7 @@ fn an_oci_layout_source_pushes_too() {
 /// and `docker run` runs, with the digest we printed.
 #[test]
 fn docker_pulls_and_runs_what_we_pushed() {
-    let docker = have("docker")
-        && Command::new("docker")
-            .arg("info")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    if !tools() || !require(docker, "no Docker engine answers `docker info`") {
+    if !tools() || !e2e::docker::required() {
         return;
     }
     let reg = Registry::start(Auth::Plain);

@@ -100,9 +100,7 @@ impl PlatformDoc {
     }
 }
 
-/// Pulls from the first endpoint that works. A failing endpoint falls through to the next
-/// (reported as a warning) unless the error would be the same anywhere; the last endpoint's
-/// error is the one returned.
+/// Pulls from the first endpoint that works ([`first_that_works`]).
 pub fn pull(
     endpoints: &[Endpoint],
     wanted: &Wanted,
@@ -111,39 +109,36 @@ pub fn pull(
     opts: &PullOptions,
 ) -> Result<Image> {
     opts.cache.prepare()?;
-    let mut last = None;
-    for (i, ep) in endpoints.iter().enumerate() {
-        match pull_from(ep, wanted, &name, source, opts) {
-            Ok(image) => return Ok(image),
-            Err(Error::Registry(e)) if e.falls_through() && i + 1 < endpoints.len() => {
-                (opts.warn)(&format!(
-                    "{} failed ({e}); trying {}",
-                    ep.host_name(),
-                    endpoints[i + 1].host_name()
-                ));
-                last = Some(Error::Registry(e));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::Invalid("no registry to pull from".into())))
+    first_that_works(endpoints, opts, |ep| {
+        pull_from(ep, wanted, &name, source, opts)
+    })
 }
 
 /// The manifest or index a reference names, as the first endpoint that answers has it, with no
 /// index resolved and no blob fetched (`push --all` copies an index as it is).
 pub fn fetch_top(endpoints: &[Endpoint], wanted: &Wanted, opts: &PullOptions) -> Result<Fetched> {
-    let fetch = |ep: &Endpoint| -> Result<Fetched> {
+    first_that_works(endpoints, opts, |ep| {
         let c = Client::connect(ep, &opts.tls, opts.timeouts, opts.retry)?;
         let m = c.manifest(&wanted.reference())?;
         if let Some(d) = &wanted.digest {
             check_digest(&c, &m, d, "the manifest")?;
         }
         Ok(m)
-    };
+    })
+}
+
+/// `work` on each endpoint in turn, as podman tries mirrors: a failing endpoint falls through
+/// to the next (reported as a warning) unless the error would be the same anywhere; the last
+/// endpoint's error is the one returned.
+fn first_that_works<T>(
+    endpoints: &[Endpoint],
+    opts: &PullOptions,
+    mut work: impl FnMut(&Endpoint) -> Result<T>,
+) -> Result<T> {
     let mut last = None;
     for (i, ep) in endpoints.iter().enumerate() {
-        match fetch(ep) {
-            Ok(m) => return Ok(m),
+        match work(ep) {
+            Ok(v) => return Ok(v),
             Err(Error::Registry(e)) if e.falls_through() && i + 1 < endpoints.len() => {
                 (opts.warn)(&format!(
                     "{} failed ({e}); trying {}",

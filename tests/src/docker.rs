@@ -1,0 +1,47 @@
+//! The Docker engine as a consumer and an oracle: whether one answers, and loading a file of
+//! ours into it (what `docker load < FILE` prints as the loaded tag).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::{have, require, text};
+
+/// Whether a Docker engine answers `docker info`.
+pub fn answers() -> bool {
+    have("docker")
+        && Command::new("docker")
+            .arg("info")
+            .output()
+            .is_ok_and(|o| o.status.success())
+}
+
+/// [`answers`], or skip with a printed reason (a failure under `OCI2BIN_E2E_MUST_WORK=1`).
+pub fn required() -> bool {
+    require(answers(), "no Docker engine answers `docker info`")
+}
+
+/// `docker load < file`; returns the tag it loaded. Panics with docker's error otherwise.
+pub fn load(file: &Path) -> String {
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!("docker load < '{}'", file.display()))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "docker load < {}: {}",
+        file.display(),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Loaded image: "))
+        .unwrap_or_else(|| panic!("docker load printed no tag: {}", text(&o.stdout)))
+        .trim()
+        .to_string()
+}
+
+/// Removes an image loaded by a test (errors ignored: it may be gone already).
+pub fn remove(tag: &str) {
+    let _ = Command::new("docker").args(["rmi", "-f", tag]).output();
+}
