@@ -190,6 +190,13 @@ fn apply(step: &Step) -> Result<(), ExecError> {
         }
         Step::Hostname(name) => ns::sethostname(name).map_err(|e| fail("sethostname", e))?,
         Step::LoopbackUp => ns::loopback_up().map_err(|e| fail("bringing up lo", e))?,
+        Step::PingGroupRange => {
+            if let Err(e) = ping_group_range() {
+                warn(format_args!(
+                    "ping needs CAP_NET_RAW in this container: {e}"
+                ));
+            }
+        }
         Step::PivotRoot { new_root } => pivot(new_root)?,
         Step::WriteFile { path, contents } => write_file(path, contents)
             .map_err(|e| fail(format_args!("write {}", path.display()), e))?,
@@ -457,6 +464,29 @@ fn real_dir(path: &Path) -> Result<(), ExecError> {
 
 /// /sys: a recursive bind of the host's, read-only. Failing that, a plain read-only remount that
 /// keeps the flags the kernel locked; failing that, no /sys at all.
+/// Sets `net.ipv4.ping_group_range` to the groups mapped into our user namespace (the kernel
+/// takes only mapped ends; Docker, as real root, writes 0 to 2147483647).
+fn ping_group_range() -> io::Result<()> {
+    let map = fs::read_to_string("/proc/self/gid_map")?;
+    let high = map
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace().map(|n| n.parse::<u64>().ok());
+            Some(f.next()?? + f.nth(1)??.checked_sub(1)?)
+        })
+        .max()
+        .ok_or_else(|| io::Error::other("no gid is mapped"))?;
+    let low = map
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .min()
+        .unwrap_or(0);
+    fs::write(
+        "/proc/sys/net/ipv4/ping_group_range",
+        format!("{low} {}", high.min(u32::MAX as u64 - 1)),
+    )
+}
+
 fn sys_read_only(target: &Path) {
     if let Err(e) = bind_read_only(Path::new("/sys"), target) {
         warn(format_args!("/sys left out: {e}"));

@@ -32,6 +32,31 @@ fn net_none_has_only_lo_and_it_is_up() {
         ],
     );
     assert_eq!(out.trim(), "pong");
+    // Unprivileged ICMP sockets for every mapped group, as Docker sets it in its networks
+    // (busybox's own ping wants a raw socket, which only root inside has).
+    let range = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["--net=none", "cat", "/proc/sys/net/ipv4/ping_group_range"]);
+        r.ok(bb(), &a)
+    };
+    assert_eq!(range(&["--userns=single", "-u", "1000"]), "1000\t1000\n");
+    // With a subordinate range (the test user has one when the tests made it): 0 to its end.
+    let mapped = r.run(
+        bb(),
+        &[
+            "--userns=map",
+            "--net=none",
+            "cat",
+            "/proc/sys/net/ipv4/ping_group_range",
+        ],
+    );
+    if mapped.status.success() {
+        let out = text(&mapped.stdout);
+        assert!(out.starts_with("0\t") && out != "0\t0\n", "{out}");
+    }
+    assert!(r
+        .ok(bb(), &["--net=none", "ping", "-c1", "-W2", "127.0.0.1"])
+        .contains("1 packets received"));
     // The default keeps the host's interfaces.
     let host = r.ok(bb(), &["sh", "-c", IFACES]);
     let mine = text(

@@ -160,6 +160,9 @@ pub enum Step {
     },
     /// Bring the loopback interface of our network namespace up.
     LoopbackUp,
+    /// Let every group mapped into the namespace open ICMP echo sockets (`ping` without
+    /// CAP_NET_RAW): `net.ipv4.ping_group_range` of our network namespace.
+    PingGroupRange,
     /// pivot_root into `new_root` and detach the old root.
     PivotRoot {
         new_root: PathBuf,

@@ -38,10 +38,12 @@ pub(super) fn check(flags: &Flags) -> Result<(), PlanError> {
 }
 
 /// Steps right after the user namespace exists (we hold CAP_NET_ADMIN over a new network
-/// namespace only there): `lo` up, as Docker's `--net none` leaves it.
+/// namespace only there): `lo` up, as Docker's `--net none` leaves it, and unprivileged ICMP
+/// sockets for every group, as Docker sets `net.ipv4.ping_group_range` in its networks.
 pub(super) fn after_unshare(flags: &Flags, steps: &mut Vec<Step>) {
     if flags.net == NetMode::None {
         steps.push(Step::LoopbackUp);
+        steps.push(Step::PingGroupRange);
     }
 }
 

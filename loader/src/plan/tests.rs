@@ -754,6 +754,7 @@ fn net_none_adds_a_network_namespace_with_lo_up_and_host_keeps_the_hosts() {
     let mapped = plan(&image(), &flags(&["--net=none"]), &mapped_facts).unwrap();
     assert!(matches!(mapped[0], Step::Unshare(f) if f & ns::NEW_NET != 0 && f & ns::NEW_USER == 0));
     assert_eq!(mapped[1], Step::LoopbackUp);
+    assert_eq!(mapped[2], Step::PingGroupRange);
     let host = plan(&image(), &flags(&[]), &facts()).unwrap();
     assert!(matches!(host[0], Step::Unshare(f) if f & ns::NEW_NET == 0));
     assert!(!host.contains(&Step::LoopbackUp));
