@@ -748,6 +748,9 @@ fn chdir(dir: &Path) -> Result<(), ExecError> {
 /// The init (PID 1, the default): fork the command, forward signals to it, reap everything,
 /// return its status (128+N when a signal killed it).
 fn init_run(argv: &[CString], env: &[CString], path: &[u8], first_closed: u32) -> i32 {
+    // `ps` inside shows the init for what it is, not the host path of the file (as Docker's
+    // `/sbin/docker-init`); the command (PID 2) shows its own argv.
+    let _ = ns::set_cmdline("oci2bin-init");
     match ns::fork() {
         Err(e) => {
             die(&fail("fork", e));

@@ -381,3 +381,22 @@ fn two_parallel_first_starts_share_one_cache_entry() {
     let leftovers: Vec<_> = r.files_under_cache("tmp");
     assert!(leftovers.is_empty(), "no staging left: {leftovers:?}");
 }
+
+/// PID 1 (our init) shows itself as `oci2bin-init`, not the host path of the file and the
+/// options it was started with; the command keeps its own argv.
+#[test]
+fn pid_1_shows_the_init_and_not_the_host_path() {
+    if !e2e::runner::userns() {
+        return;
+    }
+    let out = shared().ok(
+        bb(),
+        &["--hostname", "h", "sh", "-c", "tr '\\0' ' ' </proc/1/cmdline; echo; cat /proc/1/comm; tr '\\0' ' ' </proc/self/cmdline"],
+    );
+    let host = bb().display().to_string();
+    assert!(!out.contains(&host) && !out.contains("--hostname"), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0].trim_end(), "oci2bin-init", "{out}");
+    assert_eq!(lines[1], "oci2bin-init", "{out}");
+    assert!(lines[2].starts_with("tr "), "{out}");
+}

@@ -312,6 +312,35 @@ pub fn soft_limit_to_hard(resource: i32) -> io::Result<()> {
     check(unsafe { libc::setrlimit(resource as _, &l) })
 }
 
+/// Rewrites what `/proc/self/cmdline` shows (our argv memory) to `title`, truncated to fit and
+/// padded with NULs, and the task name (`/proc/self/comm`) too: PID 1 of a container then shows `oci2bin-init`, not the host path of the
+/// file and its options. What the process itself holds is unchanged (std copied its arguments).
+pub fn set_cmdline(title: &str) -> io::Result<()> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name's closing parenthesis start at field 3 (state); arg_start
+    // and arg_end are fields 48 and 49 (proc(5)).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let field = |n: usize| rest.split_whitespace().nth(n - 3)?.parse::<usize>().ok();
+    let (start, end) = match (field(48), field(49)) {
+        (Some(s), Some(e)) if e > s => (s, e),
+        _ => return Err(io::Error::other("no argument area in /proc/self/stat")),
+    };
+    let n = title.len().min(end - start - 1);
+    // SAFETY: the kernel reports [arg_start, arg_end) as this process's argument strings, on
+    // its own writable stack; no Rust reference points into them (std copied the arguments),
+    // and the bytes written stay inside that range.
+    unsafe {
+        std::ptr::write_bytes(start as *mut u8, 0, end - start);
+        std::ptr::copy_nonoverlapping(title.as_ptr(), start as *mut u8, n);
+    }
+    // The task name (`comm`, what `ps` shows in braces), at most 15 bytes and a NUL.
+    let mut comm = [0u8; 16];
+    let k = title.len().min(15);
+    comm[..k].copy_from_slice(&title.as_bytes()[..k]);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes from `comm`.
+    check(unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr() as libc::c_ulong, 0, 0, 0) })
+}
+
 /// Asks the kernel to SIGKILL us when our parent dies, so a container never outlives its loader.
 pub fn kill_with_parent() -> io::Result<()> {
     // SAFETY: PR_SET_PDEATHSIG takes an integer signal number and no pointers.
