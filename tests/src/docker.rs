@@ -41,6 +41,19 @@ pub fn load(file: &Path) -> String {
         .to_string()
 }
 
+/// `docker run --rm FLAGS… TAG sh -c SCRIPT`; returns its stdout. Panics with docker's error
+/// otherwise.
+pub fn run_sh(tag: &str, flags: &[&str], script: &str) -> String {
+    let o = Command::new("docker")
+        .args(["run", "--rm"])
+        .args(flags)
+        .args([tag, "sh", "-c", script])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "docker run: {}", text(&o.stderr));
+    text(&o.stdout)
+}
+
 /// Removes an image loaded by a test (errors ignored: it may be gone already).
 pub fn remove(tag: &str) {
     let _ = Command::new("docker").args(["rmi", "-f", tag]).output();

@@ -3,9 +3,8 @@
 //! `docker run` with the same probe.
 
 use std::path::Path;
-use std::process::Command;
 
-use e2e::{fixtures, text, Runner};
+use e2e::{fixtures, Runner};
 
 fn bb() -> &'static Path {
     fixtures::busybox_bin()
@@ -36,14 +35,7 @@ fn docker_agrees_on_the_masked_and_read_only_paths() {
         return;
     }
     let tag = e2e::docker::load(bb());
-    let d = Command::new("docker")
-        .args(["run", "--rm", "--net", "none", &tag, "sh", "-c", PROBE])
-        .output()
-        .unwrap();
+    let docker = e2e::docker::run_sh(&tag, &["--net", "none"], PROBE);
     e2e::docker::remove(&tag);
-    assert!(d.status.success(), "docker run: {}", text(&d.stderr));
-    assert_eq!(
-        Runner::new().ok(bb(), &["sh", "-c", PROBE]),
-        text(&d.stdout)
-    );
+    assert_eq!(Runner::new().ok(bb(), &["sh", "-c", PROBE]), docker);
 }

@@ -501,22 +501,12 @@ fn docker_agrees_on_bind_tmpfs_and_read_only() {
               cat /data/g /ro/f /etc/motd /m/n/f; \
               for p in /x /ro/x /m/n/x /etc/motd; do touch $p 2>&1; done; \
               touch /tmp/x /scratch/x && echo writable";
-    let docker = Command::new("docker")
-        .args(["run", "--rm"])
-        .args(flags)
-        .args([tag.as_str(), "sh", "-c", &probe])
-        .output()
-        .unwrap();
+    let docker = e2e::docker::run_sh(&tag, &flags, &probe);
     e2e::docker::remove(&tag);
-    assert!(
-        docker.status.success(),
-        "docker run: {}",
-        text(&docker.stderr)
-    );
     let mut args: Vec<&str> = flags.to_vec();
     args.extend(["sh", "-c", &probe]);
     let ours = r.ok(bb(), &args);
-    assert_eq!(ours, text(&docker.stdout));
+    assert_eq!(ours, docker);
     // A write through the rw bind lands on the host in both; ours left no other trace.
     assert_eq!(snapshot(h.path()).len(), 2);
 }

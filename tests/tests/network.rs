@@ -149,22 +149,12 @@ fn docker_agrees_on_net_none_hostname_dns_and_add_host() {
         "{IFACES}; echo; hostname; grep -E '^(nameserver|search|options)' /etc/resolv.conf; \
          grep -E '[[:space:]]db$' /etc/hosts | tr -s ' \\t' ' '"
     );
-    let docker = Command::new("docker")
-        .args(["run", "--rm"])
-        .args(flags)
-        .args([tag.as_str(), "sh", "-c", &probe])
-        .output()
-        .unwrap();
+    let docker = e2e::docker::run_sh(&tag, &flags, &probe);
     e2e::docker::remove(&tag);
-    assert!(
-        docker.status.success(),
-        "docker run: {}",
-        text(&docker.stderr)
-    );
     let mut args: Vec<&str> = flags.to_vec();
     args.extend(["sh", "-c", &probe]);
     let ours = Runner::new().ok(bb(), &args);
     // One known difference is left out: we also map the container's own name to 127.0.0.1
     // under --net none (so `sudo` and Java resolve it); Docker writes no line for it there.
-    assert_eq!(ours, text(&docker.stdout));
+    assert_eq!(ours, docker);
 }

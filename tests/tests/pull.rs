@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use e2e::registry::{Auth, FaultProxy, Registry};
+use e2e::registry::{Auth, FaultProxy, ProxiedRequest, Registry};
 use e2e::{assert_one_line_error, fixtures, have, require, text, Runner};
 
 fn tools() -> bool {
@@ -489,6 +489,31 @@ fn busy_blob_answers_are_retried() {
     );
 }
 
+/// The busybox fixture's biggest layer: `(digest, size)`.
+fn biggest_busybox_layer() -> (String, u64) {
+    busybox_layers()
+        .into_iter()
+        .max_by_key(|(_, s)| *s)
+        .unwrap()
+}
+
+/// The proxy saw `layer` fetched twice, the second time with `Range` from `at`, and the whole
+/// layer (`size` bytes) crossed the wire once. Returns the two requests.
+fn assert_resumed(proxy: &FaultProxy, layer: &str, at: u64, size: u64) -> Vec<ProxiedRequest> {
+    let gets: Vec<_> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.digest.as_deref() == Some(layer))
+        .collect();
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    assert_eq!(
+        gets[1].range.as_deref(),
+        Some(format!("bytes={at}-").as_str())
+    );
+    assert_eq!(gets[0].body_bytes + gets[1].body_bytes, size);
+    gets
+}
+
 #[test]
 fn a_cut_connection_resumes_with_range() {
     if !tools() {
@@ -496,10 +521,7 @@ fn a_cut_connection_resumes_with_range() {
     }
     let reg = plain_busybox();
     let proxy = FaultProxy::start(reg.host());
-    let (layer, size) = busybox_layers()
-        .into_iter()
-        .max_by_key(|(_, s)| *s)
-        .unwrap();
+    let (layer, size) = biggest_busybox_layer();
     let cut_at = size / 3;
     proxy.cut_blob_once(&layer, cut_at);
     let p = Puller::new();
@@ -509,20 +531,9 @@ fn a_cut_connection_resumes_with_range() {
         &["--tls-verify=false"],
     );
     assert_eq!(inspect_json(&f)["manifest_digest"], busybox_digest());
-    let gets: Vec<_> = proxy
-        .requests()
-        .into_iter()
-        .filter(|r| r.digest.as_deref() == Some(layer.as_str()))
-        .collect();
-    assert_eq!(gets.len(), 2, "{gets:?}");
+    let gets = assert_resumed(&proxy, &layer, cut_at, size);
     assert!(gets[0].cut);
-    assert_eq!(
-        gets[1].range.as_deref(),
-        Some(format!("bytes={cut_at}-").as_str())
-    );
     assert_eq!(gets[1].status, 206);
-    // The whole layer crossed the wire once.
-    assert_eq!(gets[0].body_bytes + gets[1].body_bytes, size);
 }
 
 /// A registry that goes silent in the middle of a layer: after `--registry-timeout` the pull
@@ -534,10 +545,7 @@ fn a_stalled_layer_times_out_and_resumes_where_it_stopped() {
     }
     let reg = plain_busybox();
     let proxy = FaultProxy::start(reg.host());
-    let (layer, size) = busybox_layers()
-        .into_iter()
-        .max_by_key(|(_, s)| *s)
-        .unwrap();
+    let (layer, size) = biggest_busybox_layer();
     let stall_at = size / 2;
     proxy.stall_blob_once(&layer, stall_at, Duration::from_secs(30));
     let p = Puller::new();
@@ -553,17 +561,7 @@ fn a_stalled_layer_times_out_and_resumes_where_it_stopped() {
         "took {took:?}: the stall was waited out"
     );
     assert_eq!(inspect_json(&f)["manifest_digest"], busybox_digest());
-    let gets: Vec<_> = proxy
-        .requests()
-        .into_iter()
-        .filter(|r| r.digest.as_deref() == Some(layer.as_str()))
-        .collect();
-    assert_eq!(gets.len(), 2, "{gets:?}");
-    assert_eq!(
-        gets[1].range.as_deref(),
-        Some(format!("bytes={stall_at}-").as_str())
-    );
-    assert_eq!(gets[0].body_bytes + gets[1].body_bytes, size);
+    assert_resumed(&proxy, &layer, stall_at, size);
 }
 
 /// A registry that keeps blobs in object storage answers blob GETs with a redirect to a signed
