@@ -468,19 +468,16 @@ fn real_dir(path: &Path) -> Result<(), ExecError> {
 /// takes only mapped ends; Docker, as real root, writes 0 to 2147483647).
 fn ping_group_range() -> io::Result<()> {
     let map = fs::read_to_string("/proc/self/gid_map")?;
-    let high = map
+    // Each line: inside, outside, count. The mapped gids span min(inside) to max(inside+count-1).
+    let (low, high) = map
         .lines()
         .filter_map(|l| {
             let mut f = l.split_whitespace().map(|n| n.parse::<u64>().ok());
-            Some(f.next()?? + f.nth(1)??.checked_sub(1)?)
+            let inside = f.next()??;
+            Some((inside, inside + f.nth(1)??.checked_sub(1)?))
         })
-        .max()
+        .reduce(|(l1, h1), (l2, h2)| (l1.min(l2), h1.max(h2)))
         .ok_or_else(|| io::Error::other("no gid is mapped"))?;
-    let low = map
-        .lines()
-        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
-        .min()
-        .unwrap_or(0);
     fs::write(
         "/proc/sys/net/ipv4/ping_group_range",
         format!("{low} {}", high.min(u32::MAX as u64 - 1)),

@@ -54,9 +54,9 @@ pub(super) fn resolv_conf(host: Option<&[u8]>, flags: &Flags) -> Option<Vec<u8>>
         return host.map(<[u8]>::to_vec);
     }
     let host = String::from_utf8_lossy(host.unwrap_or_default());
-    let keep = |key: &str, replaced: bool| {
+    let keep = |key: &str| {
         host.lines()
-            .filter(move |l| !replaced && l.split_whitespace().next() == Some(key))
+            .filter(move |l| l.split_whitespace().next() == Some(key))
             .map(|l| format!("{}\n", l.trim()))
             .collect::<String>()
     };
@@ -70,20 +70,20 @@ pub(super) fn resolv_conf(host: Option<&[u8]>, flags: &Flags) -> Option<Vec<u8>>
         .filter(|s| *s != ".")
         .collect();
     if flags.dns_search.is_empty() {
-        out += &keep("search", false);
-        out += &keep("domain", false);
+        out += &keep("search");
+        out += &keep("domain");
     } else if !search.is_empty() {
         out += &format!("search {}\n", search.join(" "));
     }
     if flags.dns.is_empty() {
-        out += &keep("nameserver", false);
+        out += &keep("nameserver");
     } else {
         for d in &flags.dns {
             out += &format!("nameserver {d}\n");
         }
     }
     if flags.dns_options.is_empty() {
-        out += &keep("options", false);
+        out += &keep("options");
     } else {
         out += &format!("options {}\n", flags.dns_options.join(" "));
     }

@@ -49,7 +49,7 @@ impl BlobCache {
     }
 
     /// The cached file of a blob, when one of the right size is there. Its digest was checked
-    /// when it was stored; readers check it again ([`CachedBlobs`]).
+    /// when it was stored; [`CachedBlobs`] says who trusts it and who checks it again.
     pub fn lookup(&self, desc: &Descriptor) -> Option<PathBuf> {
         let p = self.path(&desc.digest);
         match fs::metadata(&p) {
