@@ -183,7 +183,10 @@ mod tests {
     fn the_callers_terminal_reaches_the_container_in_its_own_session_through_us() {
         let o = outside(ns::SIGTERM);
         assert_eq!(decide(o, ns::SIGINT, KERNEL).forward, Some(ns::SIGINT));
-        assert_eq!(decide(o, libc::SIGQUIT, KERNEL).forward, Some(libc::SIGQUIT));
+        assert_eq!(
+            decide(o, libc::SIGQUIT, KERNEL).forward,
+            Some(libc::SIGQUIT)
+        );
         assert_eq!(
             decide(o, libc::SIGWINCH, KERNEL).forward,
             Some(libc::SIGWINCH)

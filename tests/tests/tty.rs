@@ -50,11 +50,15 @@ impl Term {
         let (mut m, mut s) = (0, 0);
         let ws = winsize(rows, cols);
         // SAFETY: openpty fills two descriptors; name and termios may be null, ws is live.
-        let rc = unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), &ws) };
+        let rc =
+            unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), &ws) };
         assert_eq!(rc, 0);
         for fd in [m, s] {
             // SAFETY: fcntl on descriptors we just opened: children get only what we hand them.
-            assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) }, 0);
+            assert_eq!(
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) },
+                0
+            );
         }
         // SAFETY: both descriptors were just opened and are owned here only.
         let (master, slave) = unsafe { (File::from_raw_fd(m), File::from_raw_fd(s)) };
@@ -120,7 +124,10 @@ impl Term {
     fn termios(&self) -> libc::termios {
         // SAFETY: an all-zero termios is valid and tcgetattr fills it from our open slave.
         let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        assert_eq!(unsafe { libc::tcgetattr(self.slave.as_raw_fd(), &mut t) }, 0);
+        assert_eq!(
+            unsafe { libc::tcgetattr(self.slave.as_raw_fd(), &mut t) },
+            0
+        );
         t
     }
 
@@ -129,7 +136,10 @@ impl Term {
     fn resize(&self, rows: u16, cols: u16) {
         let ws = winsize(rows, cols);
         // SAFETY: TIOCSWINSZ reads a live winsize.
-        assert_eq!(unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) }, 0);
+        assert_eq!(
+            unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) },
+            0
+        );
     }
 }
 
@@ -199,7 +209,11 @@ fn an_interactive_shell_gets_its_own_terminal_and_gives_the_callers_back() {
 
     term.type_("exit 7\r");
     assert_eq!(wait_within(&mut c, Duration::from_secs(10)), Some(7));
-    assert_eq!(modes(&term.termios()), modes(&before), "terminal not restored");
+    assert_eq!(
+        modes(&term.termios()),
+        modes(&before),
+        "terminal not restored"
+    );
 }
 
 /// A command that ends by itself, and one killed by a signal from outside, both leave the
@@ -215,12 +229,13 @@ fn the_callers_terminal_is_restored_however_the_container_ends() {
     assert_eq!(wait_within(&mut c, Duration::from_secs(10)), Some(3));
     assert_eq!(modes(&term.termios()), modes(&before));
 
-    let mut c = term.spawn(warm().command(
-        bb(),
-        &["-t", "sh", "-c", "echo ready; exec sleep 100"],
-    ));
+    let mut c = term.spawn(warm().command(bb(), &["-t", "sh", "-c", "echo ready; exec sleep 100"]));
     term.wait_for("ready", Duration::from_secs(10));
-    assert_ne!(modes(&term.termios()), modes(&before), "not raw while running");
+    assert_ne!(
+        modes(&term.termios()),
+        modes(&before),
+        "not raw while running"
+    );
     // SAFETY: kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(c.id() as i32, libc::SIGTERM) }, 0);
     assert_eq!(
@@ -239,13 +254,17 @@ fn without_t_the_command_has_no_controlling_terminal() {
         return;
     }
     let term = Term::new(24, 80);
-    let probe = "if : </dev/tty; then echo ctty=yes; else echo ctty=no; fi 2>/dev/null; \
+    let probe = "if true </dev/tty; then echo ctty=yes; else echo ctty=no; fi 2>/dev/null; \
                  echo sid=$(cut -d' ' -f6 /proc/$$/stat); echo ready; exec sleep 100";
     let mut c = term.spawn(warm().command(bb(), &["sh", "-c", probe]));
     term.wait_for("ready", Duration::from_secs(10));
     let out = term.output();
     assert_eq!(marked(&out, "ctty="), "no");
-    assert_eq!(marked(&out, "sid="), "1", "the session is the container's PID 1's");
+    assert_eq!(
+        marked(&out, "sid="),
+        "1",
+        "the session is the container's PID 1's"
+    );
     term.type_("\x03");
     assert_eq!(
         wait_within(&mut c, Duration::from_secs(5)),
@@ -284,7 +303,10 @@ fn mqueue_is_mounted_at_dev_mqueue() {
         return;
     }
     let out = warm().ok(bb(), &["grep", " /dev/mqueue ", "/proc/mounts"]);
-    assert_eq!(out, "mqueue /dev/mqueue mqueue rw,nosuid,nodev,noexec,relatime 0 0\n");
+    assert_eq!(
+        out,
+        "mqueue /dev/mqueue mqueue rw,nosuid,nodev,noexec,relatime 0 0\n"
+    );
 }
 
 /// Docker as the oracle: the same probe under `docker run` (with and without -t, from a real
@@ -299,8 +321,9 @@ fn terminals_sessions_and_mqueue_match_docker() {
     let plain = "tty; echo sid=$(cut -d' ' -f6 /proc/$$/stat); grep ' /dev/mqueue ' /proc/mounts";
     let docker = e2e::docker::run_sh(&tag, &[], plain);
     let ours = warm().ok(bb(), &["sh", "-c", plain]);
-    // -t from a terminal: the pty's name, size, /dev/console and the session.
-    let probe = "tty; stty size; ls -l /dev/console | cut -c1-10; \
+    // -t from a terminal: the pty's name, size, /dev/console and the session. (Docker's CLI
+    // sets the size just after the start: the probe waits for it.)
+    let probe = "sleep 1; tty; stty size; ls -l /dev/console | cut -c1-10; \
                  echo sid=$(cut -d' ' -f6 /proc/$$/stat); exit 5";
     let on_term = |mut cmd: Command| {
         let term = Term::new(33, 111);

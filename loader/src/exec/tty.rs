@@ -203,7 +203,11 @@ impl Pump {
                 t::poll_fd(-1, 0),
             ];
             if master_open {
-                let out = if self.pending.is_empty() { 0 } else { t::POLLOUT };
+                let out = if self.pending.is_empty() {
+                    0
+                } else {
+                    t::POLLOUT
+                };
                 fds[1] = t::poll_fd(self.master.as_raw_fd(), t::POLLIN | out);
             }
             if self.input && self.pending.is_empty() {
@@ -256,7 +260,8 @@ impl Pump {
                     self.resize();
                 }
             }
-            let ready = |i: usize, ev: i16| fds[i].revents & (ev | libc::POLLHUP | libc::POLLERR) != 0;
+            let ready =
+                |i: usize, ev: i16| fds[i].revents & (ev | libc::POLLHUP | libc::POLLERR) != 0;
             if master_open && ready(1, t::POLLIN) && self.output(&mut buf).is_none() {
                 // No process holds the slave any more: the container is ending.
                 master_open = false;

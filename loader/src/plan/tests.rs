@@ -1158,7 +1158,10 @@ fn position(steps: &[Step], f: impl Fn(&Step) -> bool) -> usize {
 
 #[test]
 fn the_command_always_leads_a_session_of_its_own() {
-    for (f, fl) in [(facts(), flags(&[])), (mapped(false), flags(&["-u", "app"]))] {
+    for (f, fl) in [
+        (facts(), flags(&[])),
+        (mapped(false), flags(&["-u", "app"])),
+    ] {
         let steps = plan(&image(), &fl, &f).unwrap();
         let die = position(&steps, |s| *s == Step::DieWithParent);
         assert_eq!(steps[die + 1], Step::NewSession);
@@ -1183,7 +1186,10 @@ fn t_opens_the_channel_before_the_fork_and_the_pty_after_the_pivot_as_root() {
     let console = position(&steps, |s| *s == Step::Console { uid: 100, gid: 101 });
     let ids = position(&steps, |s| matches!(s, Step::SetIds { .. }));
     assert!(chan + 1 == fork && fork < session && session < pivot);
-    assert!(pivot < console && console < ids, "the pty is the user's, made as root");
+    assert!(
+        pivot < console && console < ids,
+        "the pty is the user's, made as root"
+    );
 }
 
 #[test]
@@ -1213,9 +1219,10 @@ fn mqueue_is_mounted_in_dev_before_the_pivot() {
             target: "/run/o2b/root/dev/mqueue".into(),
         }
     });
-    let dev = position(&steps, |s| {
-        matches!(s, Step::Tmpfs { target, .. } if target == Path::new("/run/o2b/root/dev"))
-    });
+    let dev = position(
+        &steps,
+        |s| matches!(s, Step::Tmpfs { target, .. } if target == Path::new("/run/o2b/root/dev")),
+    );
     let pivot = position(&steps, |s| matches!(s, Step::PivotRoot { .. }));
     assert!(dev < mq && mq < pivot);
 }
