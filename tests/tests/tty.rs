@@ -342,3 +342,56 @@ fn terminals_sessions_and_mqueue_match_docker() {
     assert_eq!(ours_t, docker_t);
     assert_eq!(ours_t.0, Some(5));
 }
+
+/// ^Z on the caller's terminal (without -t) stops the whole container with the file, though
+/// the container is in a session of its own, and `fg` (SIGCONT) resumes both.
+#[test]
+fn ctrl_z_suspends_the_container_and_sigcont_resumes_it() {
+    if !e2e::runner::userns() {
+        return;
+    }
+    let term = Term::new(24, 80);
+    let mut c = term.spawn(warm().command(
+        bb(),
+        &[
+            "sh",
+            "-c",
+            "echo ready; while :; do echo tick; sleep 0.1; done",
+        ],
+    ));
+    term.wait_for("ready", Duration::from_secs(10));
+    term.type_("\x1a");
+    let pid = c.id() as i32;
+    let mut status = 0;
+    // SAFETY: waitpid on our own child with a valid out-pointer; WUNTRACED reports a stop.
+    assert_eq!(
+        unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED) },
+        pid
+    );
+    assert!(
+        libc::WIFSTOPPED(status),
+        "the file did not stop: {status:#x}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let ticks = |t: &Term| t.output().matches("tick").count();
+    let stopped_at = ticks(&term);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        ticks(&term),
+        stopped_at,
+        "the container ran on while stopped"
+    );
+    // SAFETY: kill(2) on our own (stopped) child, as a shell's `fg` does.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let t = Instant::now();
+    while ticks(&term) < stopped_at + 3 {
+        assert!(t.elapsed() < Duration::from_secs(5), "not resumed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert_eq!(
+        wait_within(&mut c, Duration::from_secs(10)),
+        Some(128 + libc::SIGTERM)
+    );
+}
