@@ -71,7 +71,24 @@ impl Term {
 
     /// Starts `cmd` as the session leader of this terminal (its stdio, its controlling tty),
     /// and collects what it writes.
-    fn spawn(&self, mut cmd: Command) -> Child {
+    fn spawn(&self, cmd: Command) -> Child {
+        let c = self.spawn_unwatched(cmd);
+        let mut m = self.master.try_clone().unwrap();
+        let out = self.out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = m.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                out.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        c
+    }
+
+    /// [`Term::spawn`] without the reader (which holds a copy of the master).
+    fn spawn_unwatched(&self, mut cmd: Command) -> Child {
         cmd.stdin(self.slave.try_clone().unwrap())
             .stdout(self.slave.try_clone().unwrap())
             .stderr(self.slave.try_clone().unwrap());
@@ -85,19 +102,7 @@ impl Term {
                 Ok(())
             });
         }
-        let c = cmd.spawn().unwrap();
-        let mut m = self.master.try_clone().unwrap();
-        let out = self.out.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = m.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                out.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-        c
+        cmd.spawn().unwrap()
     }
 
     fn output(&self) -> String {
@@ -394,4 +399,33 @@ fn ctrl_z_suspends_the_container_and_sigcont_resumes_it() {
         wait_within(&mut c, Duration::from_secs(10)),
         Some(128 + libc::SIGTERM)
     );
+}
+
+/// With -t, the caller's terminal going away (an ssh disconnect) stops the container as
+/// without it: the hangup reaches it (129), with or without a shell reading the pty.
+#[test]
+fn a_hangup_of_the_callers_terminal_stops_a_t_container() {
+    if !e2e::runner::userns() {
+        return;
+    }
+    for args in [
+        &["-t", "sh", "-c", "echo ready; exec sleep 1000"][..],
+        &["-it", "sh", "-c", "echo ready; exec sh"][..],
+    ] {
+        let term = Term::new(24, 80);
+        let mut c = term.spawn_unwatched(warm().command(bb(), args));
+        let mut out = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !text(&out).contains("ready") {
+            let n = (&term.master).read(&mut buf).unwrap();
+            assert!(n > 0, "{}", text(&out));
+            out.extend_from_slice(&buf[..n]);
+        }
+        drop(term); // the last master: the terminal hangs up
+        assert_eq!(
+            wait_within(&mut c, Duration::from_secs(5)),
+            Some(128 + libc::SIGHUP),
+            "{args:?}"
+        );
+    }
 }
