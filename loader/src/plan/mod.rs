@@ -13,6 +13,7 @@ pub mod mounts;
 mod net;
 mod process;
 mod root;
+mod terminal;
 #[cfg(test)]
 mod tests;
 mod userns;
@@ -62,6 +63,8 @@ pub struct HostFacts {
     /// For each of `flags.mounts`, in order: whether its host source is a directory, or why it
     /// cannot be bound (a tmpfs has no source: `Ok(true)`).
     pub mount_sources: Vec<Result<bool, String>>,
+    /// Whether the loader's stdin is a terminal (`-it` needs one).
+    pub stdin_tty: bool,
 }
 
 /// The user namespace of a run, as far as the plan is concerned.
@@ -212,6 +215,24 @@ pub enum Step {
         init: bool,
         keep_fds: u32,
     },
+    /// `-t`, before the fork: a socketpair the child sends the pty master back through; the
+    /// supervisor then pumps it to stdout and, when `input`, stdin into it.
+    TtyChannel {
+        input: bool,
+    },
+    /// In the child: lead a new session (no controlling terminal), as Docker's containers do.
+    NewSession,
+    /// `-t`, after the pivot: a pty from the container's `/dev/ptmx`; the slave becomes the
+    /// controlling terminal, stdio and `/dev/console` (owned by `uid`:`gid`), sized as the
+    /// caller's terminal; the master goes to the supervisor over the [`Step::TtyChannel`].
+    Console {
+        uid: u32,
+        gid: u32,
+    },
+    /// Mount a POSIX message queue file system (of our ipc namespace) at `target`.
+    Mqueue {
+        target: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,6 +258,8 @@ pub enum PlanError {
     },
     /// A mount that cannot be made as asked.
     Mount(String),
+    /// `-it` with stdin not a terminal.
+    NotATty,
 }
 
 impl fmt::Display for PlanError {
@@ -253,6 +276,7 @@ impl fmt::Display for PlanError {
                 write!(f, "{option} cannot be used with --net {mode}: {why}")
             }
             PlanError::Mount(why) => f.write_str(why),
+            PlanError::NotATty => f.write_str("the input device is not a TTY"),
             PlanError::NoRange { mode, why } => {
                 write!(f, "--userns {mode} needs a subordinate id range: {why}")
             }
@@ -279,6 +303,7 @@ impl From<UserError> for PlanError {
 /// Plans a run: every namespace, mount, file and the final exec, in order.
 pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>, PlanError> {
     net::check(flags)?;
+    terminal::check(flags, facts)?;
     let argv = process::command(rt, flags)?;
     // keep-id: the caller's own ids are the default user, as with podman.
     let own = format!("{}:{}", facts.uid, facts.gid);
@@ -293,6 +318,7 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
     let workdir = process::workdir(rt, flags)?;
     let stop = process::stop_policy(rt, flags, &mut steps);
     root::namespaces(&user, facts, flags, stop, &mut steps);
+    terminal::session(flags, facts, &mut steps);
     root::filesystem(facts, flags, &mut steps)?;
     let mut files = Vec::new();
     files::per_run(facts, flags, &user, &mut files);
@@ -305,6 +331,7 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
         _ => true,
     });
     steps.extend(files);
+    terminal::console(flags, &user, &mut steps);
     steps.push(Step::SoftLimitsToHard(process::RAISED_LIMITS.to_vec()));
     if flags.mounts.iter().any(|m| workdir.starts_with(&m.target)) {
         steps.push(Step::ChdirExisting(workdir));

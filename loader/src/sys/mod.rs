@@ -4,3 +4,4 @@
 pub mod fs;
 pub mod ns;
 pub mod sig;
+pub mod tty;
