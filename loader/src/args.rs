@@ -43,6 +43,10 @@ enum Id {
     ReadOnly,
     Help,
     Version,
+    Detach,
+    Name,
+    Rm,
+    Restart,
 }
 
 struct Opt {
@@ -255,6 +259,34 @@ const OPTIONS: &[Opt] = &[
         id: Id::Version,
         help: "print the version",
     },
+    Opt {
+        long: "detach",
+        short: Some('d'),
+        value: None,
+        id: Id::Detach,
+        help: "run in the background: print the container's ID, output to its log (oci2bin logs)",
+    },
+    Opt {
+        long: "name",
+        short: None,
+        value: Some("NAME"),
+        id: Id::Name,
+        help: "name the container (oci2bin ps, stop, logs, exec, rm); its state is kept until rm",
+    },
+    Opt {
+        long: "rm",
+        short: None,
+        value: None,
+        id: Id::Rm,
+        help: "remove the container's state when it ends (always so for unnamed foreground runs)",
+    },
+    Opt {
+        long: "restart",
+        short: None,
+        value: Some("POLICY"),
+        id: Id::Restart,
+        help: "with -d: no, on-failure[:N], always or unless-stopped (oci2bin stop ends it)",
+    },
 ];
 
 /// The parsed runtime flags.
@@ -297,6 +329,11 @@ pub struct Flags {
     pub read_only: bool,
     /// The command and its arguments (replaces the image's Cmd when not empty).
     pub command: Vec<OsString>,
+    /// `-d`, `--name`, `--rm`, `--restart` (see [`crate::lifecycle`]).
+    pub detach: bool,
+    pub name: Option<String>,
+    pub rm: bool,
+    pub restart: crate::containers::Restart,
 }
 
 /// The container's network.
@@ -762,6 +799,22 @@ fn apply(
         (Id::ReadOnly, _) => flags.read_only = on,
         (Id::Help, _) => return Ok(on.then_some(Parsed::Help)),
         (Id::Version, _) => return Ok(on.then_some(Parsed::Version)),
+        (Id::Detach, _) => flags.detach = on,
+        (Id::Rm, _) => flags.rm = on,
+        (Id::Name, Some(v)) => {
+            const WANT: &str =
+                "a name of letters, digits, '_', '.' and '-', starting with a letter or digit";
+            let v = text(option, v, WANT)?;
+            if !crate::containers::valid_name(&v) {
+                return Err(bad(&v, WANT));
+            }
+            flags.name = Some(v);
+        }
+        (Id::Restart, Some(v)) => {
+            const WANT: &str = "no, on-failure[:N], always or unless-stopped";
+            let v = text(option, v, WANT)?;
+            flags.restart = crate::containers::Restart::parse(&v).ok_or_else(|| bad(&v, WANT))?;
+        }
         (_, None) => unreachable!("value options always carry a value"),
     }
     Ok(None)

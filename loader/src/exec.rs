@@ -49,7 +49,7 @@ impl fmt::Display for ExecError {
 
 impl std::error::Error for ExecError {}
 
-fn fail(what: impl fmt::Display, e: io::Error) -> ExecError {
+pub(crate) fn fail(what: impl fmt::Display, e: io::Error) -> ExecError {
     ExecError {
         code: EXIT_OURS,
         message: format!("{what}: {e}"),
@@ -63,10 +63,16 @@ fn warn(msg: impl fmt::Display) {
 /// Applies `steps`. Returns (in the supervisor) how the container ended as an exit code:
 /// its own code, or 128 + N when a signal killed it.
 pub fn run(steps: &[Step]) -> Result<i32, ExecError> {
+    run_with(steps, &mut |_| ())
+}
+
+/// [`run`], calling `started` in the supervisor with the host pid of the container's PID 1
+/// right after the fork (a named or detached run records it: [`crate::lifecycle`]).
+pub fn run_with(steps: &[Step], started: &mut dyn FnMut(ns::pid_t)) -> Result<i32, ExecError> {
     let mut in_child = false;
     for step in steps {
         if let Step::Fork(stop) = step {
-            match fork_supervised(*stop)? {
+            match fork_supervised(*stop, started)? {
                 Some(code) => return Ok(code),
                 None => in_child = true,
             }
@@ -97,11 +103,15 @@ fn die(e: &ExecError) -> ! {
 
 /// Blocks the supervised signals and forks. `Some(code)` in the parent once the child has ended;
 /// `None` in the child.
-fn fork_supervised(stop: StopPolicy) -> Result<Option<i32>, ExecError> {
+fn fork_supervised(
+    stop: StopPolicy,
+    started: &mut dyn FnMut(ns::pid_t),
+) -> Result<Option<i32>, ExecError> {
     ns::block_signals(&init::supervised_signals()).map_err(|e| fail("block signals", e))?;
     match ns::fork().map_err(|e| fail("fork", e))? {
         ns::Forked::Child => Ok(None),
         ns::Forked::Parent(pid) => {
+            started(pid);
             let exit = init::supervise(pid, Role::Outside(stop))
                 .map_err(|e| fail("wait for the container", e))?;
             Ok(Some(exit.code()))
@@ -247,6 +257,7 @@ fn apply(step: &Step) -> Result<(), ExecError> {
                 e,
             )
         })?,
+        Step::JoinContainer { pid, namespaces } => crate::lifecycle::join(*pid, namespaces)?,
         Step::Exec {
             argv,
             env,

@@ -7,6 +7,7 @@
 //! the per-run files written after it. [`plan`] strings them together; a new flag is a few steps
 //! in the module it concerns.
 
+pub mod exec_into;
 mod files;
 mod masks;
 pub mod mounts;
@@ -212,6 +213,13 @@ pub enum Step {
         init: bool,
         keep_fds: u32,
     },
+    /// `oci2bin exec`: join the namespaces of kinds `namespaces` (`/proc/PID/ns/KIND`, the user
+    /// namespace first) of the container whose PID 1 is host pid `pid`, then chroot into its
+    /// root (`/proc/PID/root`, opened before any join).
+    JoinContainer {
+        pid: i32,
+        namespaces: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,6 +245,8 @@ pub enum PlanError {
     },
     /// A mount that cannot be made as asked.
     Mount(String),
+    /// `oci2bin exec` cannot be done as asked.
+    Exec(String),
 }
 
 impl fmt::Display for PlanError {
@@ -253,6 +263,7 @@ impl fmt::Display for PlanError {
                 write!(f, "{option} cannot be used with --net {mode}: {why}")
             }
             PlanError::Mount(why) => f.write_str(why),
+            PlanError::Exec(why) => f.write_str(why),
             PlanError::NoRange { mode, why } => {
                 write!(f, "--userns {mode} needs a subordinate id range: {why}")
             }
