@@ -133,8 +133,12 @@ fn apply(step: &Step) -> Result<(), ExecError> {
             write_proc("/proc/self/uid_map", &format!("{uid} {host_uid} 1\n"))?;
             write_proc("/proc/self/gid_map", &format!("{gid} {host_gid} 1\n"))?;
         }
-        Step::SetIds { uid, gid, groups } => ns::set_ids(*uid, *gid, groups)
-            .map_err(|e| fail(format_args!("switch to uid {uid}, gid {gid}"), e))?,
+        Step::SetIds { uid, gid, groups } => {
+            ns::set_ids(*uid, *gid, groups)
+                .map_err(|e| fail(format_args!("switch to uid {uid}, gid {gid}"), e))?;
+            // The switch made us undumpable; an exec would undo that, our init execs nothing.
+            let _ = crate::sys::proc::set_dumpable();
+        }
         Step::Fork(_) => unreachable!("handled by run"),
         Step::DieWithParent => ns::kill_with_parent().map_err(|e| fail("prctl", e))?,
         Step::MakeRootPrivate => ns::mount(

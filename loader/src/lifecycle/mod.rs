@@ -18,6 +18,7 @@ use crate::plan::Step;
 use crate::sys::{fs as sfs, ns};
 use std::fs;
 use std::os::fd::AsFd;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -60,7 +61,12 @@ fn claim(name: &str) -> Result<Claim, ExecError> {
     let dir = root.join(containers::CONTAINERS).join(name);
     let failed =
         |what: &str, p: &Path, e: std::io::Error| ours(format!("{what} {}: {e}", p.display()));
-    fs::create_dir_all(&dir).map_err(|e| failed("create", &dir, e))?;
+    // 0700: the state holds the container's environment.
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| failed("create", &dir, e))?;
     let lock_path = dir.join(containers::LOCK);
     let lock = fs::OpenOptions::new()
         .create(true)

@@ -151,8 +151,14 @@ mod tests {
             }
         );
         assert_eq!(steps[2], Step::ChdirExisting("/srv".into()));
-        assert!(matches!(steps[3], Step::Fork(_)), "a child of the joiner is in the pid ns");
-        let Step::Exec { argv, env, init, .. } = &steps[4] else {
+        assert!(
+            matches!(steps[3], Step::Fork(_)),
+            "a child of the joiner is in the pid ns"
+        );
+        let Step::Exec {
+            argv, env, init, ..
+        } = &steps[4]
+        else {
             panic!("{:?}", steps[4])
         };
         assert_eq!((argv, *init), (&vec![OsString::from("id")], false));
@@ -161,7 +167,9 @@ mod tests {
 
     #[test]
     fn exec_env_is_the_containers_then_e_and_a_bare_name_takes_the_host_value() {
-        let f = flags(&["-e", "A=1", "-e", "A=2", "-e", "HOSTVAR", "-e", "MISSING", "true"]);
+        let f = flags(&[
+            "-e", "A=1", "-e", "A=2", "-e", "HOSTVAR", "-e", "MISSING", "true",
+        ]);
         let steps = plan(&f, &facts(None)).unwrap();
         let Some(Step::Exec { env, .. }) = steps.last() else {
             panic!()

@@ -58,3 +58,10 @@ pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<Vec<
         }
     }
 }
+
+/// Marks us dumpable again (setuid cleared it), as an execve would: our init is the loader, not
+/// an exec'd program, and `oci2bin exec` needs to open its `/proc/PID/ns/*`.
+pub fn set_dumpable() -> io::Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes an integer flag and no pointers.
+    check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1 as libc::c_ulong, 0, 0, 0) })
+}
