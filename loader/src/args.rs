@@ -264,28 +264,28 @@ const OPTIONS: &[Opt] = &[
         short: Some('d'),
         value: None,
         id: Id::Detach,
-        help: "run in the background: print the container's ID, output to its log (oci2bin logs)",
+        help: "run in the background; print the container ID (see oci2bin logs)",
     },
     Opt {
         long: "name",
         short: None,
         value: Some("NAME"),
         id: Id::Name,
-        help: "name the container (oci2bin ps, stop, logs, exec, rm); its state is kept until rm",
+        help: "name the container; its state is kept until oci2bin rm",
     },
     Opt {
         long: "rm",
         short: None,
         value: None,
         id: Id::Rm,
-        help: "remove the container's state when it ends (always so for unnamed foreground runs)",
+        help: "remove the state when it ends (unnamed foreground runs keep none)",
     },
     Opt {
         long: "restart",
         short: None,
         value: Some("POLICY"),
         id: Id::Restart,
-        help: "with -d: no, on-failure[:N], always or unless-stopped (oci2bin stop ends it)",
+        help: "with -d: no, on-failure[:N], always or unless-stopped",
     },
 ];
 

@@ -119,22 +119,13 @@ pub fn rfc3339(since_epoch: Duration) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    // By hand rather than format!: the loader's every byte counts.
-    let mut out = String::with_capacity(30);
-    let mut num = |n: u64, width: usize, after: char| {
-        let digits = n.to_string();
-        out.extend(std::iter::repeat_n('0', width.saturating_sub(digits.len())));
-        out.push_str(&digits);
-        out.push(after);
-    };
-    num(y as u64, 4, '-');
-    num(m as u64, 2, '-');
-    num(d as u64, 2, 'T');
-    num(rem / 3600, 2, ':');
-    num(rem / 60 % 60, 2, ':');
-    num(rem % 60, 2, '.');
-    num(since_epoch.subsec_nanos().into(), 9, 'Z');
-    out
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        since_epoch.subsec_nanos()
+    )
 }
 
 /// One json-file log line (with its newline) for `text` written to `stream` at `time`.
@@ -221,25 +212,22 @@ impl State {
             json_str(&mut o, v);
             o.push(',');
         }
-        let opt = |v: Option<i64>| v.map_or("null".into(), |n| n.to_string());
-        for (k, v) in [
-            ("supervisor_pid", self.supervisor_pid.to_string()),
-            ("supervisor_start", self.supervisor_start.to_string()),
-            ("pid", self.pid.to_string()),
-            ("pid_start", self.pid_start.to_string()),
-            ("exit_code", opt(self.exit_code.map(i64::from))),
-            ("restart_count", self.restart_count.to_string()),
-            ("stop_signal", self.stop_signal.to_string()),
-            ("stop_timeout", opt(self.stop_timeout.map(i64::from))),
-            ("detached", self.detached.to_string()),
-            ("auto_remove", self.auto_remove.to_string()),
-        ] {
-            json_str(&mut o, k);
-            o.push(':');
-            o.push_str(&v);
-            o.push(',');
-        }
-        o.push_str("\"command\":");
+        let code = self.exit_code.map_or("null".into(), |c| c.to_string());
+        let timeout = self.stop_timeout.map_or("null".into(), |c| c.to_string());
+        let _ = write!(
+            o,
+            "\"supervisor_pid\":{},\"supervisor_start\":{},\"pid\":{},\"pid_start\":{},\
+             \"exit_code\":{code},\"restart_count\":{},\"stop_signal\":{},\"stop_timeout\":{timeout},\
+             \"detached\":{},\"auto_remove\":{},\"command\":",
+            self.supervisor_pid,
+            self.supervisor_start,
+            self.pid,
+            self.pid_start,
+            self.restart_count,
+            self.stop_signal,
+            self.detached,
+            self.auto_remove
+        );
         list(&mut o, &self.command);
         o.push_str(",\"env\":");
         list(&mut o, &self.env);
