@@ -45,6 +45,10 @@ enum Id {
     Version,
     Tty,
     Interactive,
+    Detach,
+    Name,
+    Rm,
+    Restart,
 }
 
 struct Opt {
@@ -271,6 +275,34 @@ const OPTIONS: &[Opt] = &[
         id: Id::Version,
         help: "print the version",
     },
+    Opt {
+        long: "detach",
+        short: Some('d'),
+        value: None,
+        id: Id::Detach,
+        help: "run in the background; print the container ID (see oci2bin logs)",
+    },
+    Opt {
+        long: "name",
+        short: None,
+        value: Some("NAME"),
+        id: Id::Name,
+        help: "name the container; its state is kept until oci2bin rm",
+    },
+    Opt {
+        long: "rm",
+        short: None,
+        value: None,
+        id: Id::Rm,
+        help: "remove the state when it ends (unnamed foreground runs keep none)",
+    },
+    Opt {
+        long: "restart",
+        short: None,
+        value: Some("POLICY"),
+        id: Id::Restart,
+        help: "with -d: no, on-failure[:N], always or unless-stopped",
+    },
 ];
 
 /// The parsed runtime flags.
@@ -317,6 +349,11 @@ pub struct Flags {
     pub tty: bool,
     /// `-i/--interactive`: stdin is passed anyway; with `-t` it asks for a terminal on stdin.
     pub interactive: bool,
+    /// `-d`, `--name`, `--rm`, `--restart` (see [`crate::lifecycle`]).
+    pub detach: bool,
+    pub name: Option<String>,
+    pub rm: bool,
+    pub restart: crate::containers::Restart,
 }
 
 /// The container's network.
@@ -784,6 +821,22 @@ fn apply(
         (Id::Interactive, _) => flags.interactive = on,
         (Id::Help, _) => return Ok(on.then_some(Parsed::Help)),
         (Id::Version, _) => return Ok(on.then_some(Parsed::Version)),
+        (Id::Detach, _) => flags.detach = on,
+        (Id::Rm, _) => flags.rm = on,
+        (Id::Name, Some(v)) => {
+            const WANT: &str =
+                "a name of letters, digits, '_', '.' and '-', starting with a letter or digit";
+            let v = text(option, v, WANT)?;
+            if !crate::containers::valid_name(&v) {
+                return Err(bad(&v, WANT));
+            }
+            flags.name = Some(v);
+        }
+        (Id::Restart, Some(v)) => {
+            const WANT: &str = "no, on-failure[:N], always or unless-stopped";
+            let v = text(option, v, WANT)?;
+            flags.restart = crate::containers::Restart::parse(&v).ok_or_else(|| bad(&v, WANT))?;
+        }
         (_, None) => unreachable!("value options always carry a value"),
     }
     Ok(None)

@@ -51,7 +51,7 @@ impl fmt::Display for ExecError {
 
 impl std::error::Error for ExecError {}
 
-fn fail(what: impl fmt::Display, e: io::Error) -> ExecError {
+pub(crate) fn fail(what: impl fmt::Display, e: io::Error) -> ExecError {
     ExecError {
         code: EXIT_OURS,
         message: format!("{what}: {e}"),
@@ -65,11 +65,17 @@ fn warn(msg: impl fmt::Display) {
 /// Applies `steps`. Returns (in the supervisor) how the container ended as an exit code:
 /// its own code, or 128 + N when a signal killed it.
 pub fn run(steps: &[Step]) -> Result<i32, ExecError> {
+    run_with(steps, &mut |_| ())
+}
+
+/// [`run`], calling `started` in the supervisor with the host pid of the container's PID 1
+/// right after the fork (a named or detached run records it: [`crate::lifecycle`]).
+pub fn run_with(steps: &[Step], started: &mut dyn FnMut(ns::pid_t)) -> Result<i32, ExecError> {
     let mut in_child = false;
     let mut tty = tty::Channel::default();
     for step in steps {
         if let Step::Fork(stop) = step {
-            match fork_supervised(*stop, &mut tty)? {
+            match fork_supervised(*stop, &mut tty, started)? {
                 Some(code) => return Ok(code),
                 None => in_child = true,
             }
@@ -105,7 +111,11 @@ fn die(e: &ExecError) -> ! {
 
 /// Blocks the supervised signals and forks. `Some(code)` in the parent once the child has ended;
 /// `None` in the child.
-fn fork_supervised(stop: StopPolicy, tty: &mut tty::Channel) -> Result<Option<i32>, ExecError> {
+fn fork_supervised(
+    stop: StopPolicy,
+    tty: &mut tty::Channel,
+    started: &mut dyn FnMut(ns::pid_t),
+) -> Result<Option<i32>, ExecError> {
     ns::block_signals(&init::supervised_signals()).map_err(|e| fail("block signals", e))?;
     match ns::fork().map_err(|e| fail("fork", e))? {
         ns::Forked::Child => {
@@ -113,6 +123,7 @@ fn fork_supervised(stop: StopPolicy, tty: &mut tty::Channel) -> Result<Option<i3
             Ok(None)
         }
         ns::Forked::Parent(pid) => {
+            started(pid);
             let exit = tty
                 .supervise(pid, stop)
                 .map_err(|e| fail("wait for the container", e))?;
@@ -135,8 +146,12 @@ fn apply(step: &Step) -> Result<(), ExecError> {
             write_proc("/proc/self/uid_map", &format!("{uid} {host_uid} 1\n"))?;
             write_proc("/proc/self/gid_map", &format!("{gid} {host_gid} 1\n"))?;
         }
-        Step::SetIds { uid, gid, groups } => ns::set_ids(*uid, *gid, groups)
-            .map_err(|e| fail(format_args!("switch to uid {uid}, gid {gid}"), e))?,
+        Step::SetIds { uid, gid, groups } => {
+            ns::set_ids(*uid, *gid, groups)
+                .map_err(|e| fail(format_args!("switch to uid {uid}, gid {gid}"), e))?;
+            // The switch made us undumpable; an exec would undo that, our init execs nothing.
+            let _ = crate::sys::proc::set_dumpable();
+        }
         Step::Fork(_) | Step::TtyChannel { .. } | Step::Console { .. } => {
             unreachable!("handled by run")
         }
@@ -269,6 +284,7 @@ fn apply(step: &Step) -> Result<(), ExecError> {
                 e,
             )
         })?,
+        Step::JoinContainer { pid, namespaces } => crate::lifecycle::join(*pid, namespaces)?,
         Step::Exec {
             argv,
             env,

@@ -20,6 +20,8 @@ pub mod host;
 #[cfg(feature = "runtime")]
 pub mod init;
 #[cfg(feature = "runtime")]
+pub mod lifecycle;
+#[cfg(feature = "runtime")]
 pub mod patch;
 #[cfg(feature = "runtime")]
 pub mod plan;
@@ -35,4 +37,5 @@ pub mod tar;
 pub mod users;
 
 pub mod cachedir;
+pub mod containers;
 pub mod subid;

@@ -3,7 +3,7 @@
 //! and exits with the container's status (125 for a failure of its own).
 
 use loader::format::{FORMAT_MAJOR, FORMAT_MINOR};
-use loader::{args, cache, exec, extract, host, plan, selfexe, shim, sys};
+use loader::{args, cache, exec, extract, host, lifecycle, plan, selfexe, shim, sys};
 use std::error::Error;
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -35,6 +35,10 @@ fn version() -> String {
 }
 
 fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
+    // `oci2bin exec` runs the file this way to join a running container of it.
+    if let Some(pid) = std::env::var_os(loader::containers::EXEC_INTO) {
+        return lifecycle::exec_into(&pid, argv.into_iter().skip(1).collect());
+    }
     let me = match selfexe::open() {
         Ok(me) => me,
         Err(_) if argv.get(1).is_some_and(|a| a == "--version") => {
@@ -63,6 +67,7 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         }
         args::Parsed::Run(flags) => flags,
     };
+    lifecycle::check(&flags)?;
     let env_files = args::read_env_files(&flags)?;
     let own = (sys::ns::euid(), sys::ns::egid());
     // A subordinate range is mapped first: the rootfs of a mapped run is extracted (and later
@@ -106,7 +111,11 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
     )
     .map_err(|e| format!("gather host facts: {e}").into())
     .and_then(|facts| Ok(plan::plan(rt, &flags, &facts)?))
-    .and_then(|steps| Ok(exec::run(&steps)?));
+    .and_then(|steps| {
+        let file = std::fs::read_link("/proc/self/exe").unwrap_or_default();
+        let file = file.to_string_lossy();
+        Ok(lifecycle::run(&steps, &flags, &file, &rt.name)?)
+    });
     if let Some(dir) = &prepared.cleanup {
         if let Err(e) = extract::remove_tree(dir) {
             eprintln!("oci2bin: warning: remove {}: {e}", dir.display());

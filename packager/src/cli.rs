@@ -1,5 +1,6 @@
 //! The command line: `oci2bin [OPTIONS] SOURCE [OUTPUT]`, `oci2bin inspect FILE [--json]`,
-//! `oci2bin cache ls|rm|prune`, `oci2bin login|logout` and `oci2bin push FILE REF`.
+//! `oci2bin cache ls|rm|prune`, `oci2bin login|logout`, `oci2bin push FILE REF` and the
+//! container commands `ps`, `stop`, `kill`, `logs`, `rm`, `exec` (`inspect NAME` too).
 
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use crate::registry::transport::TlsOptions;
 use crate::sink::polyglot::{self, WriteOptions};
 use crate::source::registry::RegistryOptions;
 use crate::source::{self, SourceOptions};
-use crate::{cleanup, inspect, loader_bin};
+use crate::{cleanup, containers, inspect, loader_bin};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,13 +38,18 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show what a built file holds: image, platform, layers, run config, build metadata
+    /// Show what a built file holds: image, platform, layers, run config, build metadata; or,
+    /// for a container's name or ID, its state as JSON
     Inspect {
-        /// A file written by oci2bin
+        /// A file written by oci2bin, or a container (a path that exists is a file)
+        #[arg(value_name = "FILE|NAME")]
         file: PathBuf,
         /// Print the metadata as JSON
         #[arg(long)]
         json: bool,
+        /// What FILE|NAME is, when both could be meant: file or container
+        #[arg(long = "type", value_name = "TYPE", value_parser = ["file", "container"])]
+        kind: Option<String>,
     },
     /// Look after the cache of extracted root filesystems the files run from
     Cache(CacheArgs),
@@ -53,6 +59,18 @@ pub enum Command {
     Logout(LogoutArgs),
     /// Upload the image a built file holds (or any SOURCE) to a registry; prints REF@DIGEST
     Push(PushArgs),
+    /// List containers (named and detached runs): running ones, or all with -a
+    Ps(containers::commands::PsArgs),
+    /// Stop containers: their stop signal, then SIGKILL after the timeout
+    Stop(containers::commands::StopArgs),
+    /// Send a signal to containers (SIGKILL by default)
+    Kill(containers::commands::KillArgs),
+    /// Print a detached container's output
+    Logs(containers::commands::LogsArgs),
+    /// Remove containers' state and log
+    Rm(containers::commands::RmArgs),
+    /// Run a command in a running container
+    Exec(containers::commands::ExecArgs),
 }
 
 #[derive(Debug, Args)]
@@ -320,7 +338,14 @@ pub fn run(cli: Cli) -> Result<()> {
 /// [`run`] with the given check for `login` (`None`: credentials are stored unchecked).
 pub fn run_with(cli: Cli, verifier: Option<LoginVerifier>) -> Result<()> {
     match cli.command {
-        Some(Command::Inspect { file, json }) => {
+        Some(Command::Inspect { file, json, kind }) => {
+            let container = match kind.as_deref() {
+                Some(k) => k == "container",
+                None => containers::commands::is_container(&file),
+            };
+            if container {
+                return containers::commands::inspect(&file.to_string_lossy());
+            }
             let i = inspect::inspect(&file)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&i.metadata)?);
@@ -333,6 +358,15 @@ pub fn run_with(cli: Cli, verifier: Option<LoginVerifier>) -> Result<()> {
         Some(Command::Login(a)) => login_command(a, verifier),
         Some(Command::Logout(a)) => logout_command(a),
         Some(Command::Push(a)) => push_command(a),
+        Some(Command::Ps(a)) => containers::commands::ps(a),
+        Some(Command::Stop(a)) => containers::commands::stop(a),
+        Some(Command::Kill(a)) => containers::commands::kill(a),
+        Some(Command::Logs(a)) => containers::commands::logs(a),
+        Some(Command::Rm(a)) => containers::commands::rm(a),
+        Some(Command::Exec(a)) => {
+            let code = containers::commands::exec(a)?;
+            std::process::exit(code)
+        }
         None => build(cli.build),
     }
 }

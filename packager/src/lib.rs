@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod cleanup;
 pub mod cli;
+pub mod containers;
 pub mod credentials;
 pub mod error;
 pub mod inspect;

@@ -7,6 +7,7 @@
 //! the per-run files written after it. [`plan`] strings them together; a new flag is a few steps
 //! in the module it concerns.
 
+pub mod exec_into;
 mod files;
 mod masks;
 pub mod mounts;
@@ -233,6 +234,13 @@ pub enum Step {
     Mqueue {
         target: PathBuf,
     },
+    /// `oci2bin exec`: join the namespaces of kinds `namespaces` (`/proc/PID/ns/KIND`, the user
+    /// namespace first) of the container whose PID 1 is host pid `pid`, then chroot into its
+    /// root (`/proc/PID/root`, opened before any join).
+    JoinContainer {
+        pid: i32,
+        namespaces: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,6 +268,8 @@ pub enum PlanError {
     Mount(String),
     /// `-it` with stdin not a terminal.
     NotATty,
+    /// `oci2bin exec` cannot be done as asked.
+    Exec(String),
 }
 
 impl fmt::Display for PlanError {
@@ -277,6 +287,7 @@ impl fmt::Display for PlanError {
             }
             PlanError::Mount(why) => f.write_str(why),
             PlanError::NotATty => f.write_str("the input device is not a TTY"),
+            PlanError::Exec(why) => f.write_str(why),
             PlanError::NoRange { mode, why } => {
                 write!(f, "--userns {mode} needs a subordinate id range: {why}")
             }

@@ -3,5 +3,6 @@
 
 pub mod fs;
 pub mod ns;
+pub mod proc;
 pub mod sig;
 pub mod tty;

@@ -1,0 +1,295 @@
+//! Named and detached runs: `--name`, `-d/--detach`, `--rm`, `--restart`, and the joiner of
+//! `oci2bin exec`. The on-disk contract is [`crate::containers`].
+//!
+//! Which runs keep a state: a named or detached one, until `oci2bin rm` (as Docker keeps stopped
+//! containers), or until it ends with `--rm`. An unnamed foreground run keeps none (`--rm` by
+//! default): it is not listed by `oci2bin ps`.
+
+mod detach;
+mod join;
+
+pub use join::{exec_into, join};
+
+use crate::args::Flags;
+use crate::cachedir;
+use crate::containers::{self, Restart, State};
+use crate::exec::{self, ExecError, EXIT_OURS};
+use crate::plan::Step;
+use crate::sys::{fs as sfs, ns};
+use std::fs;
+use std::os::fd::AsFd;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+fn ours(message: String) -> ExecError {
+    ExecError {
+        code: EXIT_OURS,
+        message,
+    }
+}
+
+/// Flag combinations refused before anything starts.
+pub fn check(flags: &Flags) -> Result<(), String> {
+    if flags.restart != Restart::No && !flags.detach {
+        return Err(format!(
+            "--restart {} needs -d/--detach: only a detached run has a supervisor to restart it",
+            flags.restart.name()
+        ));
+    }
+    if flags.restart != Restart::No && flags.rm {
+        return Err("conflicting options: --restart and --rm".into());
+    }
+    if flags.detach && flags.tty {
+        // Docker keeps a detached pty for `docker attach`; we have no attach yet, so the pty
+        // would have no reader.
+        return Err("-t with -d is not supported yet (there is no attach)".into());
+    }
+    Ok(())
+}
+
+/// The claim on a name: the container's directory and its lock, held while the run lives.
+pub(crate) struct Claim {
+    dir: PathBuf,
+    _lock: fs::File,
+}
+
+/// Claims `name`: a second run of that name is refused while the first one lives; a stopped
+/// one's state and log are replaced.
+fn claim(name: &str) -> Result<Claim, ExecError> {
+    let root = cachedir::root_from_vars(|k| std::env::var_os(k)).ok_or_else(|| {
+        ours(
+            "a named or detached run keeps its state in the cache: set HOME or XDG_CACHE_HOME"
+                .into(),
+        )
+    })?;
+    let dir = root.join(containers::CONTAINERS).join(name);
+    let failed =
+        |what: &str, p: &Path, e: std::io::Error| ours(format!("{what} {}: {e}", p.display()));
+    // 0700: the state holds the container's environment.
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| failed("create", &dir, e))?;
+    let lock_path = dir.join(containers::LOCK);
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| failed("open", &lock_path, e))?;
+    if !sfs::flock(lock.as_fd(), true, true).map_err(|e| failed("lock", &lock_path, e))? {
+        return Err(ours(format!(
+            "the container name \"{name}\" is already in use by a running container: stop it, \
+             or choose another --name"
+        )));
+    }
+    for f in [
+        containers::STATE,
+        containers::LOG,
+        containers::STOP_REQUESTED,
+    ] {
+        let _ = fs::remove_file(dir.join(f));
+    }
+    Ok(Claim { dir, _lock: lock })
+}
+
+fn now() -> String {
+    containers::rfc3339(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+/// The start time of host pid `pid` (0 when it cannot be read).
+fn start_of(pid: ns::pid_t) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| containers::start_time(&s))
+        .unwrap_or(0)
+}
+
+/// Replaces `state.json` whole (write, then rename), so a reader never sees half of it.
+fn write_state(dir: &Path, state: &State) {
+    let tmp = dir.join(format!(".{}.{}", containers::STATE, std::process::id()));
+    let r = fs::write(&tmp, state.to_json())
+        .and_then(|()| fs::rename(&tmp, dir.join(containers::STATE)));
+    if let Err(e) = r {
+        eprintln!("oci2bin: warning: write the state of {}: {e}", state.name);
+    }
+}
+
+/// What the plan says about the run, for the state: command, environment, user, working
+/// directory, host name and stop policy.
+fn state_from_plan(steps: &[Step]) -> State {
+    let lossy = |v: &[std::ffi::OsString]| -> Vec<String> {
+        v.iter().map(|s| s.to_string_lossy().into_owned()).collect()
+    };
+    let mut s = State::default();
+    for step in steps {
+        match step {
+            Step::Exec { argv, env, .. } => {
+                s.command = lossy(argv);
+                s.env = lossy(env);
+            }
+            Step::SetIds { uid, gid, .. } | Step::MapIds { uid, gid, .. } => {
+                s.user = format!("{uid}:{gid}")
+            }
+            Step::Chdir(d) | Step::ChdirExisting(d) => s.workdir = d.to_string_lossy().into(),
+            Step::Hostname(h) => s.hostname = h.clone(),
+            Step::Fork(stop) => {
+                s.stop_signal = stop.signal;
+                s.stop_timeout = stop.timeout.map(|t| t.as_secs() as u32);
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+/// A new container ID: 64 random hex digits, as Docker's.
+fn new_id() -> Result<String, ExecError> {
+    let mut b = [0u8; 32];
+    ns::fill_random(&mut b).map_err(|e| exec::fail("getrandom", e))?;
+    Ok(cachedir::hex(&b))
+}
+
+/// Runs the plan: as [`exec::run`] for an unnamed foreground run; a named one records its
+/// state; a detached one goes to the background ([`detach`]) and, in the caller, prints the
+/// container's ID and exits 0.
+pub fn run(steps: &[Step], flags: &Flags, file: &str, image: &str) -> Result<i32, ExecError> {
+    if !flags.detach && flags.name.is_none() {
+        return exec::run(steps);
+    }
+    let id = new_id()?;
+    let name = flags.name.clone().unwrap_or_else(|| id[..12].to_string());
+    let claim = claim(&name)?;
+    let mut state = State {
+        id,
+        name,
+        status: "created".into(),
+        file: file.into(),
+        image: image.into(),
+        created: now(),
+        restart_policy: flags.restart.name(),
+        detached: flags.detach,
+        auto_remove: flags.rm,
+        ..state_from_plan(steps)
+    };
+    if flags.detach {
+        return detach::detach(steps, claim, state, flags.restart);
+    }
+    state.supervisor_pid = std::process::id() as i32;
+    state.supervisor_start = start_of(state.supervisor_pid);
+    let dir = claim.dir.clone();
+    let mut started = false;
+    let r = {
+        let mut hook = |pid| {
+            started = true;
+            state.pid = pid;
+            state.pid_start = start_of(pid);
+            state.status = "running".into();
+            state.started = now();
+            write_state(&dir, &state);
+        };
+        exec::run_with(steps, &mut hook)
+    };
+    ended(&dir, &mut state, r.as_ref().ok().copied(), started);
+    r
+}
+
+/// Records the end of a run (`code`: its exit status, if it had one); removes the state of an
+/// `--rm` run or of one that never started.
+fn ended(dir: &Path, state: &mut State, code: Option<i32>, started: bool) {
+    if state.auto_remove || !started {
+        let _ = crate::extract::remove_tree(dir);
+        return;
+    }
+    state.status = "exited".into();
+    state.exit_code = code;
+    state.finished = now();
+    write_state(dir, state);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::{parse, Parsed};
+
+    fn flags(a: &[&str]) -> Result<Flags, String> {
+        match parse(a.iter().copied()).map_err(|e| e.to_string())? {
+            Parsed::Run(f) => Ok(f),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn detach_name_rm_and_restart_parse_as_docker_spells_them() {
+        let f = flags(&["-d", "--name", "web", "--restart=on-failure:2", "sh"]).unwrap();
+        assert!(f.detach);
+        assert_eq!(f.name.as_deref(), Some("web"));
+        assert_eq!(f.restart, Restart::OnFailure(Some(2)));
+        assert!(flags(&["--rm", "true"]).unwrap().rm);
+        assert!(check(&f).is_ok());
+    }
+
+    #[test]
+    fn a_bad_name_or_restart_policy_is_refused_with_the_rule() {
+        let e = flags(&["--name", "-web", "sh"]).unwrap_err();
+        assert!(
+            e.contains("'-web'") && e.contains("starting with a letter or digit"),
+            "{e}"
+        );
+        let e = flags(&["--name", "a/b", "sh"]).unwrap_err();
+        assert!(e.contains("'a/b'"), "{e}");
+        let e = flags(&["--restart", "sometimes", "sh"]).unwrap_err();
+        assert!(e.contains("on-failure[:N]"), "{e}");
+    }
+
+    #[test]
+    fn a_detached_tty_is_refused_until_there_is_attach() {
+        let e = check(&flags(&["-dt", "sh"]).unwrap()).unwrap_err();
+        assert!(e.contains("-t with -d"), "{e}");
+    }
+
+    #[test]
+    fn restart_needs_detach_and_conflicts_with_rm() {
+        let e = check(&flags(&["--restart", "always", "sh"]).unwrap()).unwrap_err();
+        assert!(e.contains("needs -d/--detach"), "{e}");
+        let e = check(&flags(&["-d", "--rm", "--restart", "always", "sh"]).unwrap()).unwrap_err();
+        assert_eq!(e, "conflicting options: --restart and --rm");
+        assert!(check(&flags(&["-d", "--rm", "--restart", "no", "sh"]).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn the_state_takes_command_env_user_workdir_and_stop_policy_from_the_plan() {
+        use crate::init::StopPolicy;
+        let steps = vec![
+            Step::MapIds {
+                uid: 0,
+                host_uid: 1000,
+                gid: 0,
+                host_gid: 1000,
+            },
+            Step::Fork(StopPolicy {
+                signal: 3,
+                timeout: None,
+            }),
+            Step::Hostname("h".into()),
+            Step::Chdir("/srv".into()),
+            Step::Exec {
+                argv: vec!["sh".into()],
+                env: vec!["A=1".into()],
+                init: true,
+                keep_fds: 0,
+            },
+        ];
+        let s = state_from_plan(&steps);
+        assert_eq!((s.user.as_str(), s.workdir.as_str()), ("0:0", "/srv"));
+        assert_eq!((s.command, s.env), (vec!["sh".into()], vec!["A=1".into()]));
+        assert_eq!((s.stop_signal, s.stop_timeout), (3, None));
+        assert_eq!(s.hostname, "h");
+    }
+}
