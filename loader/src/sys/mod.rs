@@ -3,4 +3,5 @@
 
 pub mod fs;
 pub mod ns;
+pub mod sec;
 pub mod sig;
