@@ -105,7 +105,10 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         &flags.mounts,
     )
     .map_err(|e| format!("gather host facts: {e}").into())
-    .and_then(|facts| Ok(plan::plan(rt, &flags, &facts)?))
+    .and_then(|mut facts| {
+        facts.security = host::security_facts(&flags.security);
+        Ok(plan::plan(rt, &flags, &facts)?)
+    })
     .and_then(|steps| Ok(exec::run(&steps)?));
     if let Some(dir) = &prepared.cleanup {
         if let Err(e) = extract::remove_tree(dir) {

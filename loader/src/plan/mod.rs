@@ -13,6 +13,9 @@ pub mod mounts;
 mod net;
 mod process;
 mod root;
+pub mod security;
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 mod tests;
 mod userns;
@@ -62,6 +65,8 @@ pub struct HostFacts {
     /// For each of `flags.mounts`, in order: whether its host source is a directory, or why it
     /// cannot be bound (a tmpfs has no source: `Ok(true)`).
     pub mount_sources: Vec<Result<bool, String>>,
+    /// Kernel, LSMs and the seccomp profile file ([`security`]).
+    pub security: security::SecurityFacts,
 }
 
 /// The user namespace of a run, as far as the plan is concerned.
@@ -204,6 +209,27 @@ pub enum Step {
     /// chdir without creating the directory: it lies in a user mount (a host bind), where we
     /// create nothing.
     ChdirExisting(PathBuf),
+    /// Drop every capability not in the set from the bounding set.
+    LimitBoundingSet(u64),
+    /// Keep the permitted capabilities across the user switch that follows.
+    KeepCaps,
+    /// Set the effective, permitted and inheritable capabilities (each limited to what the
+    /// process holds), then raise the ambient ones.
+    SetCaps {
+        effective: u64,
+        permitted: u64,
+        inheritable: u64,
+        ambient: u64,
+    },
+    /// `PR_SET_NO_NEW_PRIVS`.
+    NoNewPrivs,
+    /// Install this seccomp filter (`struct sock_filter` bytes).
+    Seccomp(Vec<u8>),
+    /// Write an LSM label for the next exec (`/proc/self/attr/…/exec`).
+    ExecLabel {
+        path: PathBuf,
+        value: String,
+    },
     /// Exec the command, resolved with the container's `PATH`, with every descriptor above
     /// `2 + keep_fds` closed; with `init`, fork it under our init instead.
     Exec {
@@ -237,6 +263,8 @@ pub enum PlanError {
     },
     /// A mount that cannot be made as asked.
     Mount(String),
+    /// A capability, seccomp profile or label that cannot be applied as asked.
+    Security(String),
 }
 
 impl fmt::Display for PlanError {
@@ -253,6 +281,7 @@ impl fmt::Display for PlanError {
                 write!(f, "{option} cannot be used with --net {mode}: {why}")
             }
             PlanError::Mount(why) => f.write_str(why),
+            PlanError::Security(why) => f.write_str(why),
             PlanError::NoRange { mode, why } => {
                 write!(f, "--userns {mode} needs a subordinate id range: {why}")
             }
@@ -316,6 +345,9 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
         // the ids change: the remount needs our capabilities in the namespace.
         steps.push(Step::ReadOnlyRoot);
     }
+    let switches_user = matches!(facts.ids, IdMode::Mapped { .. });
+    let (before, after) = security::steps(rt, flags, facts, user.uid, switches_user)?;
+    steps.extend(before);
     if let IdMode::Mapped { .. } = facts.ids {
         let groups =
             users::supplementary_groups(facts.passwd.as_deref(), facts.group.as_deref(), user.uid);
@@ -325,6 +357,7 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
             groups,
         });
     }
+    steps.extend(after);
     steps.push(Step::Exec {
         argv,
         env,

@@ -583,7 +583,7 @@ pub fn to_bytes(p: &[Insn]) -> Vec<u8> {
 }
 
 pub fn from_bytes(b: &[u8]) -> Option<Vec<Insn>> {
-    if b.len() % 8 != 0 || b.is_empty() || b.len() / 8 > MAX_INSNS {
+    if !b.len().is_multiple_of(8) || b.is_empty() || b.len() / 8 > MAX_INSNS {
         return None;
     }
     Some(

@@ -96,10 +96,22 @@ pub fn set_caps(effective: u64, permitted: u64, inheritable: u64, ambient: u64) 
     Ok(())
 }
 
+/// The permitted capability set of this process (capget, version 3).
+pub fn permitted() -> io::Result<u64> {
+    let mut hdr = [0x2008_0522u32, 0];
+    let mut data = [0u32; 6];
+    // SAFETY: capget writes two __user_cap_data_struct (three u32 each) into `data`, which has
+    // room for them, after reading the two-u32 header.
+    check(unsafe {
+        libc::syscall(libc::SYS_capget, hdr.as_mut_ptr(), data.as_mut_ptr()) as libc::c_int
+    })?;
+    Ok(data[1] as u64 | (data[4] as u64) << 32)
+}
+
 /// Installs a seccomp filter: `prog` is `struct sock_filter` bytes ([`crate::seccomp::to_bytes`]).
 /// Needs no_new_privs, or CAP_SYS_ADMIN in the current user namespace.
 pub fn install_filter(prog: &[u8]) -> io::Result<()> {
-    if prog.is_empty() || prog.len() % 8 != 0 || prog.len() / 8 > u16::MAX as usize {
+    if prog.is_empty() || !prog.len().is_multiple_of(8) || prog.len() / 8 > u16::MAX as usize {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "malformed filter",
