@@ -3,6 +3,8 @@
 //! `docker run` given the same flags (the same probe, the same busybox).
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
 
 use e2e::{fixtures, Runner};
 
@@ -284,4 +286,89 @@ fn lsm_options_this_host_lacks_are_a_warning_and_the_run_goes_on() {
         "oci2bin: warning: AppArmor is not enabled on this host: apparmor=docker-default is not applied\n\
          oci2bin: warning: SELinux is not enabled on this host: label=type:container_t is not applied\n"
     );
+}
+
+/// A file whose image holds busybox and `tests/fixtures/sysprobe.c` built static with musl-gcc
+/// (musl-tools): the calls busybox has no applet for (keyctl, bpf, kexec, clone3, …).
+fn probe_file() -> Option<&'static Path> {
+    static P: OnceLock<Option<(tempfile::TempDir, PathBuf)>> = OnceLock::new();
+    P.get_or_init(|| {
+        if !e2e::require(e2e::have("musl-gcc"), "musl-gcc (musl-tools) is missing") {
+            return None;
+        }
+        let dir = e2e::world_tempdir();
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        let src = e2e::workspace().join("tests/fixtures/sysprobe.c");
+        let o = Command::new("musl-gcc")
+            .args(["-static", "-O2", "-o"])
+            .arg(root.join("bin/sysprobe"))
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "musl-gcc: {}", e2e::text(&o.stderr));
+        std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+        std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+        let out = dir.path().join("sysprobe");
+        e2e::build(
+            &format!("dir:{}", root.display()),
+            &out,
+            &["--tag", "o2b-test/sysprobe:latest"],
+        );
+        Some((dir, out))
+    })
+    .as_ref()
+    .map(|(_, p)| p.as_path())
+}
+
+#[test]
+fn syscalls_busybox_cannot_make_end_as_under_docker() {
+    if !supported() || !e2e::docker::required() {
+        return;
+    }
+    let Some(file) = probe_file() else { return };
+    let tag = e2e::docker::load(file);
+    let nnp = ["--security-opt", "no-new-privileges"];
+    let mut diffs = Vec::new();
+    let mut default_run = String::new();
+    for flags in [
+        vec![],
+        vec!["--cap-add", "SYS_ADMIN"],
+        vec!["--security-opt", "seccomp=unconfined"],
+    ] {
+        let mut d: Vec<&str> = nnp.to_vec();
+        d.extend(&flags);
+        let docker = e2e::docker::run_sh(&tag, &d, "/bin/sysprobe");
+        let mut a = flags.clone();
+        a.extend(["sh", "-c", "/bin/sysprobe"]);
+        let ours = Runner::new().ok(file, &a);
+        if flags.is_empty() {
+            default_run = ours.clone();
+        }
+        if ours != docker {
+            diffs.push(format!("{flags:?}:\nours:\n{ours}docker:\n{docker}"));
+        }
+    }
+    e2e::docker::remove(&tag);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    // What the default filter answers, spelled out.
+    for want in [
+        "keyctl EPERM\n",
+        "add_key EPERM\n",
+        "request_key EPERM\n",
+        "userfaultfd EPERM\n",
+        "bpf EPERM\n",
+        "reboot EPERM\n",
+        "kexec_load EPERM\n",
+        "init_module EPERM\n",
+        "mount EPERM\n",
+        "unshare_user EPERM\n",
+        "clone3 ENOSYS\n",
+        "personality_query ok\n",
+        "personality_exec EPERM\n",
+        "fchmodat2 ENOSYS\n",
+        "mseal ENOSYS\n",
+    ] {
+        assert!(default_run.contains(want), "{want:?} not in\n{default_run}");
+    }
 }

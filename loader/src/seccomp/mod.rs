@@ -13,6 +13,9 @@
 //! separate rules (OR), on different arguments one rule (AND). For one call, the rules are tried
 //! in profile order and the first that matches decides; none matching means the default.
 //!
+//! As runc does, a call newer than every call the profile names answers ENOSYS rather than the
+//! default (so a libc falls back as on an older kernel), unless the default is permissive.
+//!
 //! The filter checks the architecture: only native x86_64 calls are matched; an i386 (`int
 //! 0x80`) or x32 call gets the default action (Docker's profile also lists those ABIs: we have
 //! no tables for them yet).
@@ -51,6 +54,7 @@ const RET_LOG: u32 = 0x7ffc_0000;
 const RET_ALLOW: u32 = 0x7fff_0000;
 
 const EPERM: u32 = 1;
+const ENOSYS: u32 = 38;
 
 /// One classic BPF instruction (`struct sock_filter`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +146,8 @@ pub fn compile(profile: &[u8], target: Target) -> Result<Compiled, String> {
     let mut caps_named: CapSet = 0;
     let mut newest: (u32, u32) = (0, 0);
     let mut rules = Vec::new();
+    // The highest call number the profile names, whether its rule applies or not.
+    let mut newest_call: Option<u32> = None;
     let calls = match doc.get("syscalls") {
         None | Some(Value::Null) => &[][..],
         Some(Value::Arr(a)) => &a[..],
@@ -173,6 +179,9 @@ pub fn compile(profile: &[u8], target: Target) -> Result<Compiled, String> {
             errno_ret,
         )?;
         let names = names(call).map_err(|e| at(&e))?;
+        for n in &names {
+            newest_call = newest_call.max(syscall_number(n));
+        }
         let conds = args(call).map_err(|e| at(&e))?;
         if !applies || ret == default {
             continue;
@@ -201,7 +210,14 @@ pub fn compile(profile: &[u8], target: Target) -> Result<Compiled, String> {
             }
         }
     }
-    let insns = generate(&rules, default)?;
+    // runc's stub (patchbpf): calls newer than any the profile knows answer ENOSYS, so a libc
+    // falls back to an older call as on an older kernel, unless the default is permissive or
+    // already ENOSYS.
+    let enosys = match newest_call {
+        Some(n) if ![RET_ALLOW, RET_LOG, RET_ERRNO | ENOSYS].contains(&default) => Some(n),
+        _ => None,
+    };
+    let insns = generate(&rules, default, enosys)?;
     Ok(Compiled {
         insns,
         caps_named,
@@ -500,7 +516,7 @@ fn condition(c: &Cond) -> Vec<(u16, J, J, u32)> {
 /// Lays out the program: the architecture check, then per call number a `jeq` over its block
 /// (its rules in order, each ending in its action; the default after the last), then the
 /// default.
-fn generate(rules: &[Rule], default: u32) -> Result<Vec<Insn>, String> {
+fn generate(rules: &[Rule], default: u32, enosys_above: Option<u32>) -> Result<Vec<Insn>, String> {
     let ins = |code, jt, jf, k| Insn { code, jt, jf, k };
     let mut p = vec![
         ins(LD_W_ABS, 0, 0, ARCH),
@@ -510,6 +526,10 @@ fn generate(rules: &[Rule], default: u32) -> Result<Vec<Insn>, String> {
         ins(JGE_K, 0, 1, X32_SYSCALL_BIT),
         ins(RET_K, 0, 0, default),
     ];
+    if let Some(n) = enosys_above {
+        p.push(ins(JGT_K, 0, 1, n));
+        p.push(ins(RET_K, 0, 0, RET_ERRNO | ENOSYS));
+    }
     let mut nrs: Vec<u32> = rules.iter().map(|r| r.nr).collect();
     nrs.sort_unstable();
     nrs.dedup();
