@@ -49,6 +49,8 @@ enum Id {
     NoSeccomp,
     Help,
     Version,
+    Tty,
+    Interactive,
 }
 
 struct Opt {
@@ -294,6 +296,20 @@ const OPTIONS: &[Opt] = &[
         help: "no seccomp filter (as --security-opt seccomp=unconfined)",
     },
     Opt {
+        long: "tty",
+        short: Some('t'),
+        value: None,
+        id: Id::Tty,
+        help: "give the command a terminal of its own (a pty; yours is put in raw mode meanwhile)",
+    },
+    Opt {
+        long: "interactive",
+        short: Some('i'),
+        value: None,
+        id: Id::Interactive,
+        help: "keep stdin open (always so here: stdin is passed unless -t has no terminal for it)",
+    },
+    Opt {
         long: "help",
         short: Some('h'),
         value: None,
@@ -352,6 +368,10 @@ pub struct Flags {
     pub security: crate::plan::security::SecurityFlags,
     /// The command and its arguments (replaces the image's Cmd when not empty).
     pub command: Vec<OsString>,
+    /// `-t/--tty`: a pseudo-terminal for the command.
+    pub tty: bool,
+    /// `-i/--interactive`: stdin is passed anyway; with `-t` it asks for a terminal on stdin.
+    pub interactive: bool,
 }
 
 /// The container's network.
@@ -827,6 +847,8 @@ fn apply(
                 SeccompChoice::Default
             }
         }
+        (Id::Tty, _) => flags.tty = on,
+        (Id::Interactive, _) => flags.interactive = on,
         (Id::Help, _) => return Ok(on.then_some(Parsed::Help)),
         (Id::Version, _) => return Ok(on.then_some(Parsed::Version)),
         (_, None) => unreachable!("value options always carry a value"),
@@ -1400,5 +1422,17 @@ mod tests {
         assert_eq!(edit_distance("wrokdir", "workdir"), 1);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("init", "init"), 0);
+    }
+
+    #[test]
+    fn tty_and_interactive_cluster_as_in_docker() {
+        let f = run(&["-it", "sh"]);
+        assert!(f.tty && f.interactive);
+        assert_eq!(f.command, ["sh"]);
+        let f = run(&["-t", "--interactive=false", "sh"]);
+        assert!(f.tty && !f.interactive);
+        assert!(run(&["--tty", "-i"]).interactive);
+        assert!(!run(&[]).tty);
+        assert!(err(&["--tty=maybe"]).contains("takes no value"));
     }
 }

@@ -101,6 +101,7 @@ pub fn gather(
         scratch,
         mount_sources: mounts.iter().map(mount_source).collect(),
         security: Default::default(),
+        stdin_tty: crate::sys::tty::is_tty(0),
     })
 }
 

@@ -16,6 +16,7 @@ mod root;
 pub mod security;
 #[cfg(test)]
 mod security_tests;
+mod terminal;
 #[cfg(test)]
 mod tests;
 mod userns;
@@ -67,6 +68,8 @@ pub struct HostFacts {
     pub mount_sources: Vec<Result<bool, String>>,
     /// Kernel, LSMs and the seccomp profile file ([`security`]).
     pub security: security::SecurityFacts,
+    /// Whether the loader's stdin is a terminal (`-it` needs one).
+    pub stdin_tty: bool,
 }
 
 /// The user namespace of a run, as far as the plan is concerned.
@@ -238,6 +241,24 @@ pub enum Step {
         init: bool,
         keep_fds: u32,
     },
+    /// `-t`, before the fork: a socketpair the child sends the pty master back through; the
+    /// supervisor then pumps it to stdout and, when `input`, stdin into it.
+    TtyChannel {
+        input: bool,
+    },
+    /// In the child: lead a new session (no controlling terminal), as Docker's containers do.
+    NewSession,
+    /// `-t`, after the pivot: a pty from the container's `/dev/ptmx`; the slave becomes the
+    /// controlling terminal, stdio and `/dev/console` (owned by `uid`:`gid`), sized as the
+    /// caller's terminal; the master goes to the supervisor over the [`Step::TtyChannel`].
+    Console {
+        uid: u32,
+        gid: u32,
+    },
+    /// Mount a POSIX message queue file system (of our ipc namespace) at `target`.
+    Mqueue {
+        target: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,6 +286,8 @@ pub enum PlanError {
     Mount(String),
     /// A capability, seccomp profile or label that cannot be applied as asked.
     Security(String),
+    /// `-it` with stdin not a terminal.
+    NotATty,
 }
 
 impl fmt::Display for PlanError {
@@ -282,6 +305,7 @@ impl fmt::Display for PlanError {
             }
             PlanError::Mount(why) => f.write_str(why),
             PlanError::Security(why) => f.write_str(why),
+            PlanError::NotATty => f.write_str("the input device is not a TTY"),
             PlanError::NoRange { mode, why } => {
                 write!(f, "--userns {mode} needs a subordinate id range: {why}")
             }
@@ -308,6 +332,7 @@ impl From<UserError> for PlanError {
 /// Plans a run: every namespace, mount, file and the final exec, in order.
 pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>, PlanError> {
     net::check(flags)?;
+    terminal::check(flags, facts)?;
     let argv = process::command(rt, flags)?;
     // keep-id: the caller's own ids are the default user, as with podman.
     let own = format!("{}:{}", facts.uid, facts.gid);
@@ -322,6 +347,7 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
     let workdir = process::workdir(rt, flags)?;
     let stop = process::stop_policy(rt, flags, &mut steps);
     root::namespaces(&user, facts, flags, stop, &mut steps);
+    terminal::session(flags, facts, &mut steps);
     root::filesystem(facts, flags, &mut steps)?;
     let mut files = Vec::new();
     files::per_run(facts, flags, &user, &mut files);
@@ -334,6 +360,7 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
         _ => true,
     });
     steps.extend(files);
+    terminal::console(flags, &user, &mut steps);
     steps.push(Step::SoftLimitsToHard(process::RAISED_LIMITS.to_vec()));
     if flags.mounts.iter().any(|m| workdir.starts_with(&m.target)) {
         steps.push(Step::ChdirExisting(workdir));

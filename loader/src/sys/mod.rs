@@ -5,3 +5,4 @@ pub mod fs;
 pub mod ns;
 pub mod sec;
 pub mod sig;
+pub mod tty;
