@@ -41,6 +41,12 @@ enum Id {
     Tmpfs,
     Secret,
     ReadOnly,
+    CapAdd,
+    CapDrop,
+    Privileged,
+    SecurityOpt,
+    SeccompProfile,
+    NoSeccomp,
     Help,
     Version,
     Tty,
@@ -248,6 +254,52 @@ const OPTIONS: &[Opt] = &[
         help: "mount the root read-only, as Docker does (/tmp, /run too: add --tmpfs for them)",
     },
     Opt {
+        long: "cap-add",
+        short: None,
+        value: Some("CAP"),
+        id: Id::CapAdd,
+        help:
+            "add a capability to Docker's default set (NET_ADMIN, CAP_SYS_PTRACE, ALL; repeatable; \
+               ambient for a non-root --user)",
+    },
+    Opt {
+        long: "cap-drop",
+        short: None,
+        value: Some("CAP"),
+        id: Id::CapDrop,
+        help: "drop a capability from the set (ALL drops every one; repeatable)",
+    },
+    Opt {
+        long: "privileged",
+        short: None,
+        value: None,
+        id: Id::Privileged,
+        help: "every capability the user namespace has, no seccomp filter, no masked /proc paths",
+    },
+    Opt {
+        long: "security-opt",
+        short: None,
+        value: Some("OPT"),
+        id: Id::SecurityOpt,
+        help:
+            "no-new-privileges[=true|false] (true is the default here), seccomp=unconfined|FILE, \
+               apparmor=PROFILE, label=…, systempaths=unconfined",
+    },
+    Opt {
+        long: "seccomp-profile",
+        short: None,
+        value: Some("FILE"),
+        id: Id::SeccompProfile,
+        help: "a seccomp profile in Docker's JSON instead of Docker's default one",
+    },
+    Opt {
+        long: "no-seccomp",
+        short: None,
+        value: None,
+        id: Id::NoSeccomp,
+        help: "no seccomp filter (as --security-opt seccomp=unconfined)",
+    },
+    Opt {
         long: "tty",
         short: Some('t'),
         value: None,
@@ -343,6 +395,9 @@ pub struct Flags {
     pub mounts: Vec<crate::plan::mounts::MountSpec>,
     /// `--read-only`.
     pub read_only: bool,
+    /// `--cap-add`, `--cap-drop`, `--privileged`, `--security-opt`, `--seccomp-profile`,
+    /// `--no-seccomp`.
+    pub security: crate::plan::security::SecurityFlags,
     /// The command and its arguments (replaces the image's Cmd when not empty).
     pub command: Vec<OsString>,
     /// `-t/--tty`: a pseudo-terminal for the command.
@@ -817,6 +872,18 @@ fn apply(
             flags.mounts.push(spec);
         }
         (Id::ReadOnly, _) => flags.read_only = on,
+        (Id::CapAdd | Id::CapDrop | Id::SecurityOpt | Id::SeccompProfile, Some(v)) => {
+            security_flag(&mut flags.security, id, option, v)?
+        }
+        (Id::Privileged, _) => flags.security.privileged = on,
+        (Id::NoSeccomp, _) => {
+            use crate::plan::security::SeccompChoice;
+            flags.security.seccomp = if on {
+                SeccompChoice::Unconfined
+            } else {
+                SeccompChoice::Default
+            }
+        }
         (Id::Tty, _) => flags.tty = on,
         (Id::Interactive, _) => flags.interactive = on,
         (Id::Help, _) => return Ok(on.then_some(Parsed::Help)),
@@ -840,6 +907,36 @@ fn apply(
         (_, None) => unreachable!("value options always carry a value"),
     }
     Ok(None)
+}
+
+/// `--cap-add`, `--cap-drop`, `--security-opt`, `--seccomp-profile`.
+fn security_flag(
+    f: &mut crate::plan::security::SecurityFlags,
+    id: Id,
+    option: &str,
+    v: OsString,
+) -> Result<(), ArgsError> {
+    use crate::plan::security::{self, SeccompChoice};
+    let invalid = |v: &OsString, why: String| ArgsError::Invalid {
+        option: option.to_string(),
+        value: v.to_string_lossy().into_owned(),
+        why,
+    };
+    match id {
+        Id::CapAdd | Id::CapDrop => {
+            let name = text(option, v, "a capability name")?;
+            let name =
+                security::cap_value(&name).map_err(|why| invalid(&name.clone().into(), why))?;
+            if id == Id::CapAdd {
+                f.cap_add.push(name);
+            } else {
+                f.cap_drop.push(name);
+            }
+        }
+        Id::SeccompProfile => f.seccomp = SeccompChoice::File(v),
+        _ => security::security_opt(f, &v).map_err(|why| invalid(&v, why))?,
+    }
+    Ok(())
 }
 
 /// Whether `s` is an IPv4 address (dotted quad) or an IPv6 one (RFC 4291 text, `::` and a

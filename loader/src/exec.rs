@@ -20,6 +20,7 @@ use crate::plan::{Mapping, Step};
 use crate::subid;
 use crate::sys::fs as sfs;
 use crate::sys::ns;
+use crate::sys::sec;
 use std::ffi::{CString, OsString};
 use std::fmt;
 use std::fs;
@@ -285,6 +286,33 @@ fn apply(step: &Step) -> Result<(), ExecError> {
             )
         })?,
         Step::JoinContainer { pid, namespaces } => crate::lifecycle::join(*pid, namespaces)?,
+        Step::LimitBoundingSet(keep) => sec::limit_bounding_set(*keep)
+            .map_err(|e| fail("drop capabilities from the bounding set", e))?,
+        Step::KeepCaps => sec::keep_caps().map_err(|e| fail("prctl PR_SET_KEEPCAPS", e))?,
+        Step::SetCaps {
+            effective,
+            permitted,
+            inheritable,
+            ambient,
+        } => {
+            // What the kernel knows and the namespace gave us: never more.
+            let held = sec::permitted().map_err(|e| fail("capget", e))?;
+            sec::set_caps(
+                effective & held,
+                permitted & held,
+                inheritable & held,
+                ambient & held,
+            )
+            .map_err(|e| fail("capset", e))?
+        }
+        Step::NoNewPrivs => {
+            sec::no_new_privs().map_err(|e| fail("prctl PR_SET_NO_NEW_PRIVS", e))?
+        }
+        Step::Seccomp(bpf) => {
+            sec::install_filter(bpf).map_err(|e| fail("install the seccomp filter", e))?
+        }
+        Step::ExecLabel { path, value } => fs::write(path, value)
+            .map_err(|e| fail(format_args!("write {} to {}", value, path.display()), e))?,
         Step::Exec {
             argv,
             env,

@@ -368,6 +368,28 @@ pub struct Runtime {
     pub stop_signal: String,
     /// Default runtime flags recorded by the packager, parsed before the user's own.
     pub default_args: Vec<String>,
+    /// The default seccomp profile, compiled when the file was built (absent in files of
+    /// older packagers: the loader then runs without a default filter, with a warning).
+    pub seccomp: Option<SeccompRecord>,
+}
+
+/// The default seccomp filter as the packager compiled it, and what it assumed, so the loader
+/// installs it as it is in the common case and recompiles `profile` only when the run's
+/// capabilities or kernel differ where the profile looks. Item layout: `caps` u64,
+/// `caps_named` u64, `min_kernel` (u16, u16), `bpf` length u32, `bpf`, then `profile` to the
+/// end of the item.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeccompRecord {
+    /// The capability set the filter was compiled for.
+    pub caps: u64,
+    /// The capabilities the profile's includes/excludes name.
+    pub caps_named: u64,
+    /// The filter assumes a kernel at least this new (the profile's highest `minKernel`).
+    pub min_kernel: (u16, u16),
+    /// `struct sock_filter` instructions, 8 bytes each, native endian.
+    pub bpf: Vec<u8>,
+    /// The profile itself (Docker's JSON), for a recompile.
+    pub profile: Vec<u8>,
 }
 
 mod tag {
@@ -383,6 +405,7 @@ mod tag {
     pub const USER: u8 = 10;
     pub const STOP_SIGNAL: u8 = 11;
     pub const DEFAULT_ARG: u8 = 12;
+    pub const SECCOMP: u8 = 13;
 }
 
 const RECORD_MAGIC: &[u8; 4] = b"O2BR";
@@ -425,6 +448,17 @@ impl Runtime {
         put(tag::STOP_SIGNAL, self.stop_signal.as_bytes());
         for a in &self.default_args {
             put(tag::DEFAULT_ARG, a.as_bytes());
+        }
+        if let Some(sc) = &self.seccomp {
+            let mut v = Vec::with_capacity(24 + sc.bpf.len() + sc.profile.len());
+            v.extend_from_slice(&sc.caps.to_le_bytes());
+            v.extend_from_slice(&sc.caps_named.to_le_bytes());
+            v.extend_from_slice(&sc.min_kernel.0.to_le_bytes());
+            v.extend_from_slice(&sc.min_kernel.1.to_le_bytes());
+            v.extend_from_slice(&(sc.bpf.len() as u32).to_le_bytes());
+            v.extend_from_slice(&sc.bpf);
+            v.extend_from_slice(&sc.profile);
+            put(tag::SECCOMP, &v);
         }
         out
     }
@@ -473,6 +507,7 @@ impl Runtime {
                 tag::USER => r.user = text(v)?,
                 tag::STOP_SIGNAL => r.stop_signal = text(v)?,
                 tag::DEFAULT_ARG => r.default_args.push(text(v)?),
+                tag::SECCOMP => r.seccomp = Some(seccomp_item(v)?),
                 _ => {}
             }
         }
@@ -486,6 +521,24 @@ impl Runtime {
         }
         Ok(r)
     }
+}
+
+fn seccomp_item(v: &[u8]) -> Result<SeccompRecord, FormatError> {
+    const FIXED: usize = 8 + 8 + 4 + 4;
+    if v.len() < FIXED {
+        return Err(FormatError::BadRecord("seccomp item too short"));
+    }
+    let n = u32::from_le_bytes(v[20..24].try_into().unwrap()) as usize;
+    if v.len() - FIXED < n || !n.is_multiple_of(8) {
+        return Err(FormatError::BadRecord("seccomp filter of a wrong length"));
+    }
+    Ok(SeccompRecord {
+        caps: rd64(v, 0),
+        caps_named: rd64(v, 8),
+        min_kernel: (rd16(v, 16), rd16(v, 18)),
+        bpf: v[FIXED..FIXED + n].to_vec(),
+        profile: v[FIXED + n..].to_vec(),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -675,7 +728,28 @@ mod tests {
             user: "".into(),
             stop_signal: "".into(),
             default_args: vec!["--init".into()],
+            seccomp: Some(SeccompRecord {
+                caps: 0xa80425fb,
+                caps_named: 1 << 21,
+                min_kernel: (4, 8),
+                bpf: vec![6, 0, 0, 0, 0, 0, 0xff, 0x7f],
+                profile: b"{}".to_vec(),
+            }),
         }
+    }
+
+    #[test]
+    fn runtime_record_without_seccomp_still_decodes() {
+        let mut r = sample_runtime();
+        r.seccomp = None;
+        assert_eq!(Runtime::decode(&r.encode()).unwrap(), r);
+    }
+
+    #[test]
+    fn runtime_record_refuses_a_seccomp_filter_of_a_wrong_length() {
+        let mut r = sample_runtime();
+        r.seccomp.as_mut().unwrap().bpf.pop();
+        assert!(Runtime::decode(&r.encode()).is_err());
     }
 
     #[test]

@@ -100,6 +100,7 @@ pub fn gather(
         rootfs,
         scratch,
         mount_sources: mounts.iter().map(mount_source).collect(),
+        security: Default::default(),
         stdin_tty: crate::sys::tty::is_tty(0),
     })
 }
@@ -116,6 +117,29 @@ fn mount_source(m: &MountSpec) -> Result<bool, String> {
             Err("the host path does not exist (it is never created)".into())
         }
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The kernel version, the LSMs and the `--seccomp-profile` file, for [`crate::plan::security`].
+pub fn security_facts(
+    f: &crate::plan::security::SecurityFlags,
+) -> crate::plan::security::SecurityFacts {
+    use crate::plan::security::SeccompChoice;
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let selinux = fs::metadata("/sys/fs/selinux/enforce").is_ok();
+    crate::plan::security::SecurityFacts {
+        kernel: crate::seccomp::kernel_version(release.trim()).unwrap_or((0, 0)),
+        apparmor: fs::read("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|b| b.starts_with(b"Y")),
+        selinux,
+        selinux_context: selinux
+            .then(|| fs::read_to_string("/proc/self/attr/current").ok())
+            .flatten()
+            .map(|s| s.trim_end_matches(['\0', '\n']).to_string()),
+        profile: match &f.seccomp {
+            SeccompChoice::File(p) => Some(fs::read(p).map_err(|e| e.to_string())),
+            _ => None,
+        },
     }
 }
 

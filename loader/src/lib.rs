@@ -1,7 +1,9 @@
 //! The oci2bin loader: the on-disk [`format`] (shared with the packager) and, with the `runtime`
 //! feature, everything the static loader does to run an image rootless.
 
+pub mod caps;
 pub mod format;
+pub mod seccomp;
 
 #[cfg(feature = "runtime")]
 pub mod args;

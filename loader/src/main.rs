@@ -110,7 +110,10 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         &flags.mounts,
     )
     .map_err(|e| format!("gather host facts: {e}").into())
-    .and_then(|facts| Ok(plan::plan(rt, &flags, &facts)?))
+    .and_then(|mut facts| {
+        facts.security = host::security_facts(&flags.security);
+        Ok(plan::plan(rt, &flags, &facts)?)
+    })
     .and_then(|steps| {
         let file = std::fs::read_link("/proc/self/exe").unwrap_or_default();
         let file = file.to_string_lossy();

@@ -15,7 +15,7 @@ def med(name):
 
 # Like for like: one uid against the single-uid peers, the mapped range against podman and docker
 # (which map ranges too).
-rows = [("single", "bwrap", "bwrap"), ("single", "chrun", "ch-run"),
+rows = [("single", "bwrap", "bwrap"), ("single", "unshare", "unshare -r"), ("single", "chrun", "ch-run"),
         ("warm", "podman", "podman run"), ("warm", "docker", "docker run")]
 for ours, peer, label in rows:
     o, m = med(ours), med(peer)

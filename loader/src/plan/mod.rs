@@ -14,6 +14,9 @@ pub mod mounts;
 mod net;
 mod process;
 mod root;
+pub mod security;
+#[cfg(test)]
+mod security_tests;
 mod terminal;
 #[cfg(test)]
 mod tests;
@@ -64,6 +67,8 @@ pub struct HostFacts {
     /// For each of `flags.mounts`, in order: whether its host source is a directory, or why it
     /// cannot be bound (a tmpfs has no source: `Ok(true)`).
     pub mount_sources: Vec<Result<bool, String>>,
+    /// Kernel, LSMs and the seccomp profile file ([`security`]).
+    pub security: security::SecurityFacts,
     /// Whether the loader's stdin is a terminal (`-it` needs one).
     pub stdin_tty: bool,
 }
@@ -208,6 +213,27 @@ pub enum Step {
     /// chdir without creating the directory: it lies in a user mount (a host bind), where we
     /// create nothing.
     ChdirExisting(PathBuf),
+    /// Drop every capability not in the set from the bounding set.
+    LimitBoundingSet(u64),
+    /// Keep the permitted capabilities across the user switch that follows.
+    KeepCaps,
+    /// Set the effective, permitted and inheritable capabilities (each limited to what the
+    /// process holds), then raise the ambient ones.
+    SetCaps {
+        effective: u64,
+        permitted: u64,
+        inheritable: u64,
+        ambient: u64,
+    },
+    /// `PR_SET_NO_NEW_PRIVS`.
+    NoNewPrivs,
+    /// Install this seccomp filter (`struct sock_filter` bytes).
+    Seccomp(Vec<u8>),
+    /// Write an LSM label for the next exec (`/proc/self/attr/…/exec`).
+    ExecLabel {
+        path: PathBuf,
+        value: String,
+    },
     /// Exec the command, resolved with the container's `PATH`, with every descriptor above
     /// `2 + keep_fds` closed; with `init`, fork it under our init instead.
     Exec {
@@ -266,6 +292,8 @@ pub enum PlanError {
     },
     /// A mount that cannot be made as asked.
     Mount(String),
+    /// A capability, seccomp profile or label that cannot be applied as asked.
+    Security(String),
     /// `-it` with stdin not a terminal.
     NotATty,
     /// `oci2bin exec` cannot be done as asked.
@@ -286,6 +314,7 @@ impl fmt::Display for PlanError {
                 write!(f, "{option} cannot be used with --net {mode}: {why}")
             }
             PlanError::Mount(why) => f.write_str(why),
+            PlanError::Security(why) => f.write_str(why),
             PlanError::NotATty => f.write_str("the input device is not a TTY"),
             PlanError::Exec(why) => f.write_str(why),
             PlanError::NoRange { mode, why } => {
@@ -354,6 +383,9 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
         // the ids change: the remount needs our capabilities in the namespace.
         steps.push(Step::ReadOnlyRoot);
     }
+    let switches_user = matches!(facts.ids, IdMode::Mapped { .. });
+    let (before, after) = security::steps(rt, flags, facts, user.uid, switches_user)?;
+    steps.extend(before);
     if let IdMode::Mapped { .. } = facts.ids {
         let groups =
             users::supplementary_groups(facts.passwd.as_deref(), facts.group.as_deref(), user.uid);
@@ -363,6 +395,7 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
             groups,
         });
     }
+    steps.extend(after);
     steps.push(Step::Exec {
         argv,
         env,

@@ -136,7 +136,9 @@ pub(super) fn filesystem(
     steps.push(Step::SysReadOnly {
         target: root.join("sys"),
     });
-    masks::proc_and_sys(&root, steps);
+    if flags.security.masks() {
+        masks::proc_and_sys(&root, steps);
+    }
     // Before the pivot: the loader's own file is reachable (and bindable) only from here. Only
     // a single-uid run needs the stand-ins: with a range, the real programs switch users.
     let shims = match facts.ids {

@@ -4,5 +4,6 @@
 pub mod fs;
 pub mod ns;
 pub mod proc;
+pub mod sec;
 pub mod sig;
 pub mod tty;

@@ -225,6 +225,7 @@ pub fn write_to<W: Write>(image: &Image, opts: &WriteOptions, out: W) -> Result<
         user: rc.user.clone(),
         stop_signal: rc.stop_signal.clone(),
         default_args: Vec::new(),
+        seccomp: Some(default_seccomp()),
     };
     let meta = Metadata {
         format_version: format!("{FORMAT_MAJOR}.{FORMAT_MINOR}"),
@@ -409,6 +410,28 @@ pub fn read_back(path: &Path) -> Result<(Trailer, Metadata, Runtime, u64)> {
     let runtime =
         Runtime::decode(record).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
     Ok((trailer, metadata, runtime, len))
+}
+
+/// Docker's default seccomp profile compiled for Docker's default capabilities on the newest
+/// kernel its `minKernel`s name (the loader checks both before it installs the filter as it is),
+/// with the profile itself for the runs that need a recompile.
+fn default_seccomp() -> loader::format::SeccompRecord {
+    use loader::seccomp;
+    let profile = seccomp::DOCKER_DEFAULT.as_bytes();
+    let caps = loader::caps::DOCKER_DEFAULT;
+    let newest = seccomp::Target {
+        caps,
+        kernel: (u32::MAX, u32::MAX),
+    };
+    let c = seccomp::compile(profile, newest).expect("Docker's default profile compiles");
+    let (major, minor) = c.newest_min_kernel;
+    loader::format::SeccompRecord {
+        caps,
+        caps_named: c.caps_named,
+        min_kernel: (major as u16, minor as u16),
+        bpf: seccomp::to_bytes(&c.insns),
+        profile: profile.to_vec(),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,374 @@
+//! R6 security (issue 14): capabilities, no_new_privs, the default seccomp filter and custom
+//! profiles, seen from inside the container as the unprivileged test user, and compared with
+//! `docker run` given the same flags (the same probe, the same busybox).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use e2e::{fixtures, Runner};
+
+fn bb() -> &'static Path {
+    fixtures::busybox_bin()
+}
+
+/// What the container holds (capability sets, no_new_privs, seccomp mode and filter count)
+/// and what it may do: a user namespace (refused by Docker's profile without CAP_SYS_ADMIN),
+/// chroot (needs CAP_SYS_CHROOT in the profile and the caps), mkdir (a custom profile refuses it).
+const PROBE: &str = "grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status; \
+    (busybox unshare -U true 2>/dev/null && echo unshare-ok || echo unshare-refused); \
+    (busybox chroot / true 2>/dev/null && echo chroot-ok || echo chroot-refused); \
+    busybox mkdir /probe-dir 2>&1 && echo mkdir-ok; true";
+
+fn supported() -> bool {
+    e2e::runner::userns()
+        && e2e::require(
+            std::fs::read_to_string("/proc/self/status").is_ok_and(|s| s.contains("\nSeccomp:")),
+            "the kernel has no seccomp filters",
+        )
+}
+
+fn ours(args: &[&str]) -> String {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["sh", "-c", PROBE]);
+    Runner::new().ok(bb(), &all)
+}
+
+/// A profile file the test user can read: Docker's default with mkdir refused (EDQUOT).
+fn mkdir_profile() -> (tempfile::TempDir, PathBuf) {
+    let dir = e2e::world_tempdir();
+    let p = dir.path().join("no-mkdir.json");
+    std::fs::write(
+        &p,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 122}]}"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    (dir, p)
+}
+
+#[test]
+fn by_default_the_container_has_dockers_capabilities_filter_and_no_new_privs() {
+    if !supported() {
+        return;
+    }
+    let out = ours(&[]);
+    for want in [
+        "CapInh:\t0000000000000000\n",
+        "CapPrm:\t00000000a80425fb\n",
+        "CapEff:\t00000000a80425fb\n",
+        "CapBnd:\t00000000a80425fb\n",
+        "CapAmb:\t0000000000000000\n",
+        "NoNewPrivs:\t1\n",
+        "Seccomp:\t2\n",
+        "Seccomp_filters:\t1\n",
+        "unshare-refused\n",
+        "chroot-ok\n",
+        "mkdir-ok\n",
+    ] {
+        assert!(out.contains(want), "{want:?} not in\n{out}");
+    }
+}
+
+#[test]
+fn docker_agrees_on_capabilities_and_seccomp_flag_by_flag() {
+    if !supported() || !e2e::docker::required() {
+        return;
+    }
+    let (_dir, profile) = mkdir_profile();
+    let profile = profile.to_str().unwrap();
+    let seccomp_file = format!("seccomp={profile}");
+    // no_new_privs is on by default here, off by default under Docker: both get it explicitly.
+    let nnp = ["--security-opt", "no-new-privileges"];
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (vec![], vec![]),
+        (vec!["--cap-drop", "ALL"], vec!["--cap-drop", "ALL"]),
+        (
+            vec!["--cap-drop", "sys_chroot"],
+            vec!["--cap-drop", "sys_chroot"],
+        ),
+        (
+            vec!["--cap-add", "CAP_SYS_ADMIN"],
+            vec!["--cap-add", "CAP_SYS_ADMIN"],
+        ),
+        (
+            vec!["--cap-add", "net_admin"],
+            vec!["--cap-add", "net_admin"],
+        ),
+        (
+            vec!["--security-opt", "seccomp=unconfined"],
+            vec!["--security-opt", "seccomp=unconfined"],
+        ),
+        (
+            vec!["--no-seccomp"],
+            vec!["--security-opt", "seccomp=unconfined"],
+        ),
+        (
+            vec!["--seccomp-profile", profile],
+            vec!["--security-opt", &seccomp_file],
+        ),
+        (
+            vec!["--security-opt", &seccomp_file],
+            vec!["--security-opt", &seccomp_file],
+        ),
+        (vec!["--user", "1000"], vec!["--user", "1000"]),
+    ];
+    let tag = e2e::docker::load(bb());
+    let mut diffs = Vec::new();
+    for (our_flags, docker_flags) in &cases {
+        let mut d: Vec<&str> = nnp.to_vec();
+        d.extend(docker_flags);
+        let docker = e2e::docker::run_sh(&tag, &d, PROBE);
+        let ours = ours(our_flags);
+        if ours != docker {
+            diffs.push(format!("{our_flags:?}:\nours:\n{ours}docker:\n{docker}"));
+        }
+    }
+    // Docker's own default (no_new_privs off) differs from ours in that line only.
+    let docker_default = e2e::docker::run_sh(&tag, &[], PROBE);
+    e2e::docker::remove(&tag);
+    assert_eq!(
+        docker_default.replace("NoNewPrivs:\t0", "NoNewPrivs:\t1"),
+        ours(&[])
+    );
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
+
+#[test]
+fn no_new_privileges_false_turns_it_off_and_keeps_the_filter() {
+    if !supported() {
+        return;
+    }
+    let out = ours(&["--security-opt", "no-new-privileges=false"]);
+    assert!(
+        out.contains("NoNewPrivs:\t0\n") && out.contains("Seccomp:\t2\n"),
+        "{out}"
+    );
+    assert!(out.contains("unshare-refused\n"), "{out}");
+}
+
+#[test]
+fn a_custom_profile_refuses_mkdir_with_its_errno() {
+    if !supported() {
+        return;
+    }
+    let (_dir, profile) = mkdir_profile();
+    let out = ours(&["--seccomp-profile", profile.to_str().unwrap()]);
+    assert!(
+        out.contains("mkdir: can't create directory '/probe-dir': Disk quota exceeded\n"),
+        "{out}"
+    );
+    // Everything else is allowed by that profile, unshare included.
+    assert!(out.contains("unshare-ok\n"), "{out}");
+}
+
+#[test]
+fn a_non_root_user_gets_added_capabilities_as_ambient_ones() {
+    if !supported() {
+        return;
+    }
+    // Docker leaves a non-root user without effective capabilities even with --cap-add; we
+    // raise the added ones as ambient capabilities, as podman does.
+    let out = ours(&["--user", "1000", "--cap-add", "NET_ADMIN"]);
+    for want in [
+        "CapInh:\t0000000000001000\n",
+        "CapPrm:\t0000000000001000\n",
+        "CapEff:\t0000000000001000\n",
+        "CapBnd:\t00000000a80435fb\n",
+        "CapAmb:\t0000000000001000\n",
+    ] {
+        assert!(out.contains(want), "{want:?} not in\n{out}");
+    }
+}
+
+#[test]
+fn privileged_has_every_capability_no_filter_and_no_masked_paths() {
+    if !supported() {
+        return;
+    }
+    // Docker's --privileged cannot start on this host (its runc lacks capabilities to apply),
+    // so no oracle here.
+    let out = Runner::new().ok(
+        bb(),
+        &[
+            "--privileged",
+            "sh",
+            "-c",
+            "grep -E '^(CapEff|CapBnd|Seccomp):' /proc/self/status; \
+             head -c 4 /proc/keys >/dev/null 2>&1; wc -c < /proc/timer_list | tr -d ' '",
+        ],
+    );
+    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").unwrap();
+    let all = (1u64 << (last.trim().parse::<u32>().unwrap() + 1)) - 1;
+    assert!(out.contains(&format!("CapEff:\t{all:016x}\n")), "{out}");
+    assert!(out.contains(&format!("CapBnd:\t{all:016x}\n")), "{out}");
+    assert!(out.contains("Seccomp:\t0\n"), "{out}");
+    assert!(!out.ends_with("\n0\n"), "/proc/timer_list is masked: {out}");
+}
+
+#[test]
+fn bad_security_input_is_a_one_line_error_with_exit_125() {
+    if !supported() {
+        return;
+    }
+    let r = Runner::new();
+    let dir = e2e::world_tempdir();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        "{\"defaultAction\": \"SCMP_ACT_ERRNO\", \"syscalls\": [",
+    )
+    .unwrap();
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let notify = dir.path().join("notify.json");
+    std::fs::write(&notify, r#"{"defaultAction": "SCMP_ACT_NOTIFY"}"#).unwrap();
+    std::fs::set_permissions(&notify, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let missing = dir.path().join("missing.json");
+    for (args, needle) in [
+        (
+            vec!["--cap-add", "CAP_BOGUS"],
+            "unknown capability 'CAP_BOGUS'",
+        ),
+        (vec!["--cap-drop", "flying"], "unknown capability 'flying'"),
+        (
+            vec!["--security-opt", "seccomp"],
+            "invalid value 'seccomp' for '--security-opt'",
+        ),
+        (
+            vec!["--seccomp-profile", bad.to_str().unwrap()],
+            "unexpected end at byte",
+        ),
+        (
+            vec!["--security-opt", &format!("seccomp={}", notify.display())],
+            "SCMP_ACT_NOTIFY needs a listener process",
+        ),
+        (
+            vec!["--seccomp-profile", missing.to_str().unwrap()],
+            "No such file or directory",
+        ),
+    ] {
+        let mut all = args.clone();
+        all.push("true");
+        let o = r.run(bb(), &all);
+        assert_eq!(o.status.code(), Some(125), "{args:?}");
+        e2e::assert_one_line_error(&o, needle);
+    }
+}
+
+#[test]
+fn lsm_options_this_host_lacks_are_a_warning_and_the_run_goes_on() {
+    if !supported() {
+        return;
+    }
+    let apparmor =
+        std::fs::read("/sys/module/apparmor/parameters/enabled").is_ok_and(|b| b.starts_with(b"Y"));
+    let selinux = Path::new("/sys/fs/selinux/enforce").exists();
+    if apparmor || selinux {
+        eprintln!("SKIP: this host has AppArmor or SELinux: the warning path does not apply");
+        return;
+    }
+    let o = Runner::new().run(
+        bb(),
+        &[
+            "--security-opt",
+            "apparmor=docker-default",
+            "--security-opt",
+            "label=type:container_t",
+            "echo",
+            "ran",
+        ],
+    );
+    assert!(o.status.success());
+    assert_eq!(e2e::text(&o.stdout), "ran\n");
+    assert_eq!(
+        e2e::text(&o.stderr),
+        "oci2bin: warning: AppArmor is not enabled on this host: apparmor=docker-default is not applied\n\
+         oci2bin: warning: SELinux is not enabled on this host: label=type:container_t is not applied\n"
+    );
+}
+
+/// A file whose image holds busybox and `tests/fixtures/sysprobe.c` built static with musl-gcc
+/// (musl-tools): the calls busybox has no applet for (keyctl, bpf, kexec, clone3, …).
+fn probe_file() -> Option<&'static Path> {
+    static P: OnceLock<Option<(tempfile::TempDir, PathBuf)>> = OnceLock::new();
+    P.get_or_init(|| {
+        if !e2e::require(e2e::have("musl-gcc"), "musl-gcc (musl-tools) is missing") {
+            return None;
+        }
+        let dir = e2e::world_tempdir();
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        let src = e2e::workspace().join("tests/fixtures/sysprobe.c");
+        let o = Command::new("musl-gcc")
+            .args(["-static", "-O2", "-o"])
+            .arg(root.join("bin/sysprobe"))
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "musl-gcc: {}", e2e::text(&o.stderr));
+        std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+        std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+        let out = dir.path().join("sysprobe");
+        e2e::build(
+            &format!("dir:{}", root.display()),
+            &out,
+            &["--tag", "o2b-test/sysprobe:latest"],
+        );
+        Some((dir, out))
+    })
+    .as_ref()
+    .map(|(_, p)| p.as_path())
+}
+
+#[test]
+fn syscalls_busybox_cannot_make_end_as_under_docker() {
+    if !supported() || !e2e::docker::required() {
+        return;
+    }
+    let Some(file) = probe_file() else { return };
+    let tag = e2e::docker::load(file);
+    let nnp = ["--security-opt", "no-new-privileges"];
+    let mut diffs = Vec::new();
+    let mut default_run = String::new();
+    for flags in [
+        vec![],
+        vec!["--cap-add", "SYS_ADMIN"],
+        vec!["--security-opt", "seccomp=unconfined"],
+    ] {
+        let mut d: Vec<&str> = nnp.to_vec();
+        d.extend(&flags);
+        let docker = e2e::docker::run_sh(&tag, &d, "/bin/sysprobe");
+        let mut a = flags.clone();
+        a.extend(["sh", "-c", "/bin/sysprobe"]);
+        let ours = Runner::new().ok(file, &a);
+        if flags.is_empty() {
+            default_run = ours.clone();
+        }
+        if ours != docker {
+            diffs.push(format!("{flags:?}:\nours:\n{ours}docker:\n{docker}"));
+        }
+    }
+    e2e::docker::remove(&tag);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    // What the default filter answers, spelled out.
+    for want in [
+        "keyctl EPERM\n",
+        "add_key EPERM\n",
+        "request_key EPERM\n",
+        "userfaultfd EPERM\n",
+        "bpf EPERM\n",
+        "reboot EPERM\n",
+        "kexec_load EPERM\n",
+        "init_module EPERM\n",
+        "mount EPERM\n",
+        "unshare_user EPERM\n",
+        "clone3 ENOSYS\n",
+        "personality_query ok\n",
+        "personality_exec EPERM\n",
+        "fchmodat2 ENOSYS\n",
+        "mseal ENOSYS\n",
+    ] {
+        assert!(default_run.contains(want), "{want:?} not in\n{default_run}");
+    }
+}
