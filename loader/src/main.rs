@@ -3,7 +3,7 @@
 //! and exits with the container's status (125 for a failure of its own).
 
 use loader::format::{FORMAT_MAJOR, FORMAT_MINOR};
-use loader::{args, cache, exec, extract, host, plan, selfexe, shim, sys};
+use loader::{args, cache, exec, extract, host, plan, selfexe, shim, storage, sys};
 use std::error::Error;
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -52,7 +52,7 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         .iter()
         .map(OsString::from)
         .chain(argv.into_iter().skip(1));
-    let flags = match args::parse(all)? {
+    let mut flags = match args::parse(all)? {
         args::Parsed::Help => {
             print!("{}", args::help_text(&program, &rt.name));
             return Ok(0);
@@ -95,6 +95,8 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         r => r?,
     };
     let (root, scratch) = (prepared.rootfs.clone(), prepared.scratch.clone());
+    let storage = storage::setup(&mut flags, prepared.cleanup.as_deref())?;
+    let upper = storage.upper.clone();
     let result = host::gather(
         root,
         scratch,
@@ -105,8 +107,10 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         &flags.mounts,
     )
     .map_err(|e| format!("gather host facts: {e}").into())
+    .map(|facts| plan::HostFacts { upper, ..facts })
     .and_then(|facts| Ok(plan::plan(rt, &flags, &facts)?))
     .and_then(|steps| Ok(exec::run(&steps)?));
+    storage.finish();
     if let Some(dir) = &prepared.cleanup {
         if let Err(e) = extract::remove_tree(dir) {
             eprintln!("oci2bin: warning: remove {}: {e}", dir.display());
