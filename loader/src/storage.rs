@@ -42,8 +42,29 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Removes the run directory (the container has ended), then lets its lock go.
+    /// Removes the run directory (the container has ended), then lets its lock go. The removal
+    /// runs in a child of ours, so the caller gets the exit status without waiting for the
+    /// file system: deleting even a few inodes can wait tens of ms on a busy journal. The
+    /// child holds the lock until the directory is gone, its output goes to /dev/null (a
+    /// reader of our pipes sees their end at once) and it inherits our blocked stop signals.
     pub fn finish(self) {
+        if self.remove.is_some() {
+            if let Ok(crate::sys::ns::Forked::Parent(_)) = crate::sys::ns::fork() {
+                return;
+            }
+            if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
+                for fd in 0..3 {
+                    let _ = crate::sys::ns::dup_to(null.as_fd(), fd);
+                }
+            }
+            // A failed fork removes in the foreground.
+            self.finish_here();
+            crate::sys::ns::exit_now(0);
+        }
+    }
+
+    /// [`Storage::finish`] in this process.
+    fn finish_here(self) {
         if let Some(d) = &self.remove {
             if let Err(e) = extract::remove_tree(d) {
                 eprintln!("oci2bin: warning: remove {}: {e}", d.display());
@@ -362,7 +383,7 @@ mod tests {
         sweep(&d.path().join(RUNS));
         assert!(a.is_dir());
         assert!(!b.exists());
-        live.finish();
+        live.finish_here();
         assert!(!a.exists());
     }
 

@@ -121,7 +121,8 @@ pub enum Step {
     /// Mount an overlay of `lower` with a writable `upper`; if overlayfs is unavailable, copy
     /// `lower` into `target` (which must then be on a tmpfs) and bind it onto itself. With
     /// `ram` (upper and work on the tmpfs), an `upper` on disk that overlayfs refuses is
-    /// replaced by those, with a warning; without it, that refusal stops the start.
+    /// replaced by those, with a warning; without it, that refusal stops the start. A `ram`
+    /// fallback also marks `upper` as thrown away at exit: it is mounted `volatile`.
     Overlay {
         lower: PathBuf,
         upper: PathBuf,
