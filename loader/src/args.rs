@@ -214,15 +214,16 @@ const OPTIONS: &[Opt] = &[
         short: Some('v'),
         value: Some("HOST:CTR[:OPTS]"),
         id: Id::Volume,
-        help: "bind HOST (an absolute path that must exist) at CTR, recursively; OPTS: ro or rw",
+        help:
+            "bind HOST (an absolute path that must exist) or the volume NAME at CTR; OPTS: ro, rw",
     },
     Opt {
         long: "mount",
         short: None,
         value: Some("SPEC"),
         id: Id::Mount,
-        help: "type=bind,source=HOST,target=CTR[,readonly] or \
-               type=tmpfs,target=CTR[,tmpfs-size=N][,tmpfs-mode=OCTAL]",
+        help: "type=bind,source=HOST,target=CTR[,readonly], type=volume[,source=NAME],target=CTR \
+               or type=tmpfs,target=CTR[,tmpfs-size=N][,tmpfs-mode=OCTAL]",
     },
     Opt {
         long: "tmpfs",

@@ -17,7 +17,7 @@ use crate::plan::Upper;
 use crate::sys::fs as sys;
 use std::ffi::OsString;
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -42,35 +42,60 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Removes the run directory (the container has ended), then lets its lock go. The removal
-    /// runs in a child of ours, so the caller gets the exit status without waiting for the
-    /// file system: deleting even a few inodes can wait tens of ms on a busy journal. The
-    /// child holds the lock until the directory is gone, its output goes to /dev/null (a
-    /// reader of our pipes sees their end at once) and it inherits our blocked stop signals.
+    /// The run has ended: lets go of the locks and of the cleaner's pipe (see [`Storage::cleaner`]),
+    /// which then removes the run directory.
     pub fn finish(self) {
-        if self.remove.is_some() {
-            if let Ok(crate::sys::ns::Forked::Parent(_)) = crate::sys::ns::fork() {
-                return;
+        drop(self);
+    }
+
+    /// Forks the process that removes the run directory once the run is over: it waits for
+    /// the end of a pipe whose write end the run holds (the supervisor, and PID 1 through
+    /// fork; close-on-exec keeps it from the command), so it also cleans up after a `kill -9`
+    /// of the file, and the caller gets the exit status without waiting for the file system
+    /// (deleting even a few inodes can wait tens of ms on a busy journal). Forked before the
+    /// namespaces: a process cannot fork into a pid namespace whose PID 1 has ended. It holds
+    /// the lock until the directory is gone; if it is killed too, the next run sweeps it.
+    fn cleaner(&mut self) -> io::Result<()> {
+        use crate::sys::ns;
+        let (rd, wr) = ns::pipe()?;
+        match ns::fork()? {
+            ns::Forked::Parent(_) => {
+                self.hold.push(File::from(wr));
+                Ok(())
             }
-            if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
-                for fd in 0..3 {
-                    let _ = crate::sys::ns::dup_to(null.as_fd(), fd);
+            ns::Forked::Child => {
+                drop(wr);
+                // Nothing of the caller's: a reader of our output sees its end with the run's,
+                // and ^C in the terminal does not cut the removal short.
+                if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
+                    for fd in 0..3 {
+                        let _ = ns::dup_to(null.as_fd(), fd);
+                    }
                 }
+                let _ = ns::block_signals(&crate::init::supervised_signals());
+                let _ = ns::set_cmdline("oci2bin-cleanup");
+                let (mut rd, mut end) = (File::from(rd), [0u8; 1]);
+                loop {
+                    match rd.read(&mut end) {
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Ok(n) if n > 0 => {}
+                        _ => break,
+                    }
+                }
+                self.finish_here();
+                ns::exit_now(0)
             }
-            // A failed fork removes in the foreground.
-            self.finish_here();
-            crate::sys::ns::exit_now(0);
         }
     }
 
-    /// [`Storage::finish`] in this process.
-    fn finish_here(self) {
-        if let Some(d) = &self.remove {
-            if let Err(e) = extract::remove_tree(d) {
+    /// Removes the run directory in this process, then lets its lock go.
+    fn finish_here(&mut self) {
+        if let Some(d) = self.remove.take() {
+            if let Err(e) = extract::remove_tree(&d) {
                 eprintln!("oci2bin: warning: remove {}: {e}", d.display());
             }
         }
-        drop(self.hold);
+        self.hold.clear();
     }
 }
 
@@ -119,7 +144,12 @@ pub fn setup(flags: &mut Flags, private: Option<&Path>) -> Result<Storage, Strin
                     .map(|()| d)
                     .map_err(|e| (p.to_path_buf(), e))
             }
-            (None, Some(root)) => run_dir(root, &mut st),
+            (None, Some(root)) => run_dir(root, &mut st).inspect(|d| {
+                if let Err(e) = st.cleaner() {
+                    // Left to the next run's sweep.
+                    eprintln!("oci2bin: warning: fork the cleanup of {}: {e}", d.display());
+                }
+            }),
             (None, None) => Err((PathBuf::from("$HOME"), io::ErrorKind::NotFound.into())),
         };
         match made {

@@ -123,34 +123,46 @@ fn writes_go_to_disk_in_the_cache_not_to_ram() {
     assert!(wait_runs(&r, 0).is_empty(), "{:?}", runs(&r));
 }
 
+/// The pid of the cleanup process a run forked (`oci2bin-cleanup`, a child of the loader).
+fn cleaner_of(loader: &Child) -> i32 {
+    let o = Command::new("pgrep")
+        .args(["-P", &loader.id().to_string(), "-x", "oci2bin-cleanup"])
+        .output()
+        .unwrap();
+    text(&o.stdout)
+        .trim()
+        .parse()
+        .expect("no oci2bin-cleanup child")
+}
+
 #[test]
 fn the_run_dir_is_removed_at_exit_and_after_kill_9_by_the_next_run() {
     if !e2e::runner::userns() || !require(have("pgrep"), "pgrep (procps) missing") {
         return;
     }
     let r = Runner::new();
+    // Files the container made hard to remove (a read-only dir, another owner).
+    let hard = "mkdir -p /a/b && echo x > /a/b/c && chown 33 /a/b/c 2>/dev/null; \
+                chmod 500 /a/b; sleep 60";
     for userns in ["auto", "single"] {
         r.ok(bb(), &["--userns", userns, "sh", "-c", "echo x > /x"]);
         assert!(wait_runs(&r, 0).is_empty(), "{userns}: {:?}", runs(&r));
-        // Files the container made hard to remove (a read-only dir, another owner).
-        let mut child = start_sleeping(
-            &r,
-            &[
-                "--userns",
-                userns,
-                "sh",
-                "-c",
-                "mkdir -p /a/b && echo x > /a/b/c && chown 33 /a/b/c 2>/dev/null; \
-                 chmod 500 /a/b; sleep 60",
-            ],
-        );
+        // kill -9 of the file: its cleanup process still removes the directory.
+        let mut child = start_sleeping(&r, &["--userns", userns, "sh", "-c", hard]);
         let live = runs(&r);
         assert_eq!(live.len(), 1, "{live:?}");
         // A run meanwhile leaves the live one alone.
         r.ok(bb(), &["--userns", userns, "true"]);
         assert_eq!(wait_runs(&r, 1), live);
         kill9(&mut child);
-        std::thread::sleep(Duration::from_millis(200));
+        assert!(wait_runs(&r, 0).is_empty(), "{userns}: {:?}", runs(&r));
+        // The cleanup killed too: the directory stays until the next run sweeps it.
+        let mut child = start_sleeping(&r, &["--userns", userns, "sh", "-c", hard]);
+        let live = runs(&r);
+        // SAFETY: kill on a process of the test user that this run started.
+        unsafe { libc::kill(cleaner_of(&child), libc::SIGKILL) };
+        kill9(&mut child);
+        std::thread::sleep(Duration::from_millis(300));
         assert_eq!(runs(&r), live, "{userns}: a killed run leaves its dir");
         r.ok(bb(), &["--userns", userns, "true"]);
         assert!(wait_runs(&r, 0).is_empty(), "{userns}: {:?}", runs(&r));
