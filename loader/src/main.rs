@@ -89,13 +89,13 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         },
     };
     // Kept alive until the run ends: it holds the cache locks of the run.
-    let prepared = match cache::prepare(&me.file, rt, key.as_deref()) {
+    let mut prepared = match cache::prepare(&me.file, rt, key.as_deref()) {
         // ^C during extraction: the partial tree is gone; die of the signal, as a shell expects.
         Err(cache::CacheError::Interrupted(sig)) => loader::sys::sig::die_of(sig),
         r => r?,
     };
     let (root, scratch) = (prepared.rootfs.clone(), prepared.scratch.clone());
-    let storage = storage::setup(&mut flags, prepared.cleanup.as_deref())?;
+    let storage = storage::setup(&mut flags, prepared.cleanup.as_deref(), &mut prepared.hold)?;
     let upper = storage.upper.clone();
     let result = host::gather(
         root,

@@ -55,7 +55,7 @@ impl Storage {
     /// (deleting even a few inodes can wait tens of ms on a busy journal). Forked before the
     /// namespaces: a process cannot fork into a pid namespace whose PID 1 has ended. It holds
     /// the lock until the directory is gone; if it is killed too, the next run sweeps it.
-    fn cleaner(&mut self) -> io::Result<()> {
+    fn cleaner(&mut self, inherited: &mut Vec<File>) -> io::Result<()> {
         use crate::sys::ns;
         let (rd, wr) = ns::pipe()?;
         match ns::fork()? {
@@ -65,6 +65,8 @@ impl Storage {
             }
             ns::Forked::Child => {
                 drop(wr);
+                // Our copies only: the run's own descriptors keep their locks.
+                inherited.clear();
                 // Nothing of the caller's: a reader of our output sees its end with the run's,
                 // and ^C in the terminal does not cut the removal short.
                 if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
@@ -121,7 +123,14 @@ fn lock_file(p: &Path, create_new: bool) -> io::Result<File> {
 /// Sets up the run's storage: the `--ssh-agent` bind, the writable layer and the volumes
 /// (their specs become [`Source::VolumeDir`]s). `private` is the run's private extraction
 /// directory when the cache is not used (the run directory then goes inside it).
-pub fn setup(flags: &mut Flags, private: Option<&Path>) -> Result<Storage, String> {
+///
+/// `inherited` are descriptors of the run (the cache entry's in-use lock) that the cleanup
+/// process must not keep open after the run.
+pub fn setup(
+    flags: &mut Flags,
+    private: Option<&Path>,
+    inherited: &mut Vec<File>,
+) -> Result<Storage, String> {
     if flags.ssh_agent {
         ssh_agent(flags, std::env::var_os("SSH_AUTH_SOCK"))?;
     }
@@ -145,7 +154,7 @@ pub fn setup(flags: &mut Flags, private: Option<&Path>) -> Result<Storage, Strin
                     .map_err(|e| (p.to_path_buf(), e))
             }
             (None, Some(root)) => run_dir(root, &mut st).inspect(|d| {
-                if let Err(e) = st.cleaner() {
+                if let Err(e) = st.cleaner(inherited) {
                     // Left to the next run's sweep.
                     eprintln!("oci2bin: warning: fork the cleanup of {}: {e}", d.display());
                 }

@@ -499,3 +499,54 @@ fn security_capability_from_a_layer_works_inside_with_a_range_and_is_dropped_wit
     let single = r.ok(&bin, &[&["--userns", "single"], &probe[..]].concat());
     assert_eq!(single, "CapEff:\t0000000000000000\n");
 }
+
+/// A cache on a file system overlayfs refuses as an upper (here another overlay, which needs
+/// root to mount on the host): the run says so once and keeps its writes in RAM; an
+/// `--overlay-persist` DIR there cannot fall back and stops the start.
+#[test]
+fn an_upper_overlayfs_refuses_falls_back_to_ram_with_a_warning() {
+    let root = unsafe { libc::geteuid() } == 0; // SAFETY: geteuid has no preconditions.
+    if !e2e::runner::userns() || !require(root, "mounting an overlay on the host needs root") {
+        return;
+    }
+    let r = Runner::new();
+    let d = world_tempdir();
+    let p = |x: &str| d.path().join(x);
+    for x in ["l", "u", "w", "m"] {
+        std::fs::create_dir(p(x)).unwrap();
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        s(&p("l")),
+        s(&p("u")),
+        s(&p("w"))
+    );
+    let mount = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &opts])
+        .arg(p("m"))
+        .status()
+        .unwrap();
+    assert!(mount.success());
+    std::os::unix::fs::chown(p("m"), Some(r.uid()), None).unwrap();
+    let cache = p("m").join("cache");
+    let mut c = r.command(bb(), &["sh", "-c", "echo x > /x && cat /x"]);
+    c.env("XDG_CACHE_HOME", &cache);
+    let o = c.output().unwrap();
+    let persist = s(&p("m").join("keep"));
+    let mut c = r.command(bb(), &["--overlay-persist", &persist, "true"]);
+    c.env("XDG_CACHE_HOME", &cache);
+    let refused = c.output().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let left = std::fs::read_dir(cache.join("oci2bin/runs")).map(|d| d.count());
+    let _ = Command::new("umount").arg(p("m")).status();
+    assert_eq!(text(&o.stdout), "x\n", "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("overlayfs refuses")
+            && text(&o.stderr).contains("keeping its writes in memory"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(left.unwrap(), 0);
+    assert_eq!(refused.status.code(), Some(125));
+    assert_one_line_error(&refused, "overlayfs with upper");
+}
