@@ -41,6 +41,10 @@ enum Id {
     Tmpfs,
     Secret,
     ReadOnly,
+    TmpfsUpper,
+    OverlayPersist,
+    SshAgent,
+    Device,
     CapAdd,
     CapDrop,
     Privileged,
@@ -222,15 +226,16 @@ const OPTIONS: &[Opt] = &[
         short: Some('v'),
         value: Some("HOST:CTR[:OPTS]"),
         id: Id::Volume,
-        help: "bind HOST (an absolute path that must exist) at CTR, recursively; OPTS: ro or rw",
+        help:
+            "bind HOST (an absolute path that must exist) or the volume NAME at CTR; OPTS: ro, rw",
     },
     Opt {
         long: "mount",
         short: None,
         value: Some("SPEC"),
         id: Id::Mount,
-        help: "type=bind,source=HOST,target=CTR[,readonly] or \
-               type=tmpfs,target=CTR[,tmpfs-size=N][,tmpfs-mode=OCTAL]",
+        help: "type=bind,source=HOST,target=CTR[,readonly], type=volume[,source=NAME],target=CTR \
+               or type=tmpfs,target=CTR[,tmpfs-size=N][,tmpfs-mode=OCTAL]",
     },
     Opt {
         long: "tmpfs",
@@ -252,6 +257,34 @@ const OPTIONS: &[Opt] = &[
         value: None,
         id: Id::ReadOnly,
         help: "mount the root read-only, as Docker does (/tmp, /run too: add --tmpfs for them)",
+    },
+    Opt {
+        long: "tmpfs-upper",
+        short: None,
+        value: None,
+        id: Id::TmpfsUpper,
+        help: "keep the container's writes in RAM (a tmpfs; =SIZE caps it) instead of on disk",
+    },
+    Opt {
+        long: "overlay-persist",
+        short: None,
+        value: Some("DIR"),
+        id: Id::OverlayPersist,
+        help: "keep the container's writes in DIR (created if missing) for the next run",
+    },
+    Opt {
+        long: "ssh-agent",
+        short: None,
+        value: None,
+        id: Id::SshAgent,
+        help: "bind $SSH_AUTH_SOCK at /run/ssh-agent.sock and set SSH_AUTH_SOCK to it",
+    },
+    Opt {
+        long: "device",
+        short: None,
+        value: Some("HOST[:CTR[:rwm]]"),
+        id: Id::Device,
+        help: "bind the host device node HOST at CTR (default HOST)",
     },
     Opt {
         long: "cap-add",
@@ -395,6 +428,12 @@ pub struct Flags {
     pub mounts: Vec<crate::plan::mounts::MountSpec>,
     /// `--read-only`.
     pub read_only: bool,
+    /// `--tmpfs-upper[=SIZE]`: the writable layer in RAM; the tmpfs size option, or empty.
+    pub tmpfs_upper: Option<String>,
+    /// `--overlay-persist DIR`.
+    pub overlay_persist: Option<OsString>,
+    /// `--ssh-agent`.
+    pub ssh_agent: bool,
     /// `--cap-add`, `--cap-drop`, `--privileged`, `--security-opt`, `--seccomp-profile`,
     /// `--no-seccomp`.
     pub security: crate::plan::security::SecurityFlags,
@@ -626,6 +665,8 @@ fn long_option(
     let value = match (opt.value, inline) {
         (Some(_), Some(v)) => Some(v),
         (Some(_), None) => Some(next_value(args, &option)?),
+        // The one boolean with an optional value: `--tmpfs-upper=SIZE`.
+        (None, Some(v)) if opt.id == Id::TmpfsUpper => Some(v),
         (None, Some(v)) => Some(bool_value(&v, &option)?),
         (None, None) => None,
     };
@@ -872,6 +913,36 @@ fn apply(
             flags.mounts.push(spec);
         }
         (Id::ReadOnly, _) => flags.read_only = on,
+        (Id::TmpfsUpper, v) => {
+            const WANT: &str = "a size such as 512m, 2g or 50%";
+            flags.tmpfs_upper = match v.as_ref().map(|v| v.as_bytes()) {
+                None | Some(b"true" | b"1") => Some(String::new()),
+                Some(b"false" | b"0") => None,
+                Some(_) => {
+                    let v = text(option, v.unwrap_or_default(), WANT)?;
+                    if !crate::plan::mounts::tmpfs_size(&v) {
+                        return Err(bad(&v, WANT));
+                    }
+                    Some(format!("size={v}"))
+                }
+            };
+        }
+        (Id::OverlayPersist, Some(v)) => {
+            if v.is_empty() {
+                return Err(bad("", "a directory"));
+            }
+            flags.overlay_persist = Some(v);
+        }
+        (Id::SshAgent, _) => flags.ssh_agent = on,
+        (Id::Device, Some(v)) => {
+            let spec =
+                crate::plan::mounts::device(v.as_bytes()).map_err(|why| ArgsError::Invalid {
+                    option: option.to_string(),
+                    value: v.to_string_lossy().into_owned(),
+                    why,
+                })?;
+            flags.mounts.push(spec);
+        }
         (Id::CapAdd | Id::CapDrop | Id::SecurityOpt | Id::SeccompProfile, Some(v)) => {
             security_flag(&mut flags.security, id, option, v)?
         }

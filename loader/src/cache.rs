@@ -33,7 +33,7 @@ pub use crate::cachedir::ENTRY_SUFFIX;
 
 /// A staging tree or private dir whose owner cannot be asked (no lock file) counts as abandoned
 /// after this.
-const STALE_AFTER: Duration = Duration::from_secs(3600);
+pub(crate) const STALE_AFTER: Duration = Duration::from_secs(3600);
 /// Waiting this long for another extractor, a start says what it waits for.
 const SAY_WAIT_AFTER: Duration = Duration::from_secs(2);
 
@@ -499,7 +499,7 @@ fn publish(staging: &Path, entry: &Path) -> Result<(), CacheError> {
     }
 }
 
-fn older_than(m: &Metadata, age: Duration) -> bool {
+pub(crate) fn older_than(m: &Metadata, age: Duration) -> bool {
     SystemTime::UNIX_EPOCH
         .checked_add(Duration::from_secs(m.mtime().max(0) as u64))
         .and_then(|t| t.elapsed().ok())
@@ -647,7 +647,7 @@ fn private(
 }
 
 /// 16 hex digits from the kernel's random source (pid and time if that fails).
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     let mut b = [0u8; 8];
     if sys::getrandom(&mut b).is_err() {
         let t = SystemTime::now()

@@ -1,5 +1,5 @@
 //! The fallback when overlayfs cannot be mounted: a private copy of the rootfs (on the run's
-//! tmpfs), so writes still never reach the cache.
+//! tmpfs), so writes still never reach the cache. Also fills an empty volume from the image.
 
 use std::fs;
 use std::io;
@@ -22,17 +22,29 @@ pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
         if ft.is_dir() {
             fs::create_dir(&to).map_err(|e| ctx("create dir", &to, e))?;
             copy_tree(&from, &to)?;
+            owner(&to, &meta);
             // Last, so a read-only directory can still be filled.
             fs::set_permissions(&to, fs::Permissions::from_mode(meta.permissions().mode()))
                 .map_err(|e| ctx("chmod", &to, e))?;
         } else if ft.is_file() {
             fs::copy(&from, &to).map_err(|e| ctx("copy", &from, e))?;
+            owner(&to, &meta);
+            // chown cleared setuid/setgid bits: the mode again.
+            fs::set_permissions(&to, fs::Permissions::from_mode(meta.permissions().mode()))
+                .map_err(|e| ctx("chmod", &to, e))?;
         } else if ft.is_symlink() {
             let target = fs::read_link(&from).map_err(|e| ctx("read link", &from, e))?;
             symlink(&target, &to).map_err(|e| ctx("symlink", &to, e))?;
+            owner(&to, &meta);
         }
     }
     Ok(())
+}
+
+/// The source's owner, where we may give it (a mapped namespace); else the copy stays ours.
+fn owner(to: &Path, meta: &fs::Metadata) {
+    use std::os::unix::fs::MetadataExt;
+    let _ = std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()));
 }
 
 #[cfg(test)]

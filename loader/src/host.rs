@@ -102,14 +102,17 @@ pub fn gather(
         mount_sources: mounts.iter().map(mount_source).collect(),
         security: Default::default(),
         stdin_tty: crate::sys::tty::is_tty(0),
+        upper: Default::default(),
     })
 }
 
 /// Whether a mount's host source is a directory, or why it cannot be bound. Only looked at:
 /// a missing path is refused, never created (as podman does; Docker would create it).
 fn mount_source(m: &MountSpec) -> Result<bool, String> {
-    let Source::Bind(p) = &m.source else {
-        return Ok(true);
+    let p = match &m.source {
+        Source::Bind(p) => p,
+        Source::Device(p) => return device_source(p),
+        _ => return Ok(true),
     };
     match fs::metadata(p) {
         Ok(md) => Ok(md.is_dir()),
@@ -140,6 +143,17 @@ pub fn security_facts(
             SeccompChoice::File(p) => Some(fs::read(p).map_err(|e| e.to_string())),
             _ => None,
         },
+    }
+}
+
+/// `--device`: the host path must be a character or block device (`Ok(false)`: bound as a file).
+fn device_source(p: &Path) -> Result<bool, String> {
+    use std::os::unix::fs::FileTypeExt;
+    match fs::metadata(p) {
+        Ok(m) if m.file_type().is_char_device() || m.file_type().is_block_device() => Ok(false),
+        Ok(_) => Err("not a device node".into()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err("no such device".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -32,6 +32,8 @@ pub mod selfexe;
 #[cfg(feature = "runtime")]
 pub mod shim;
 #[cfg(feature = "runtime")]
+pub mod storage;
+#[cfg(feature = "runtime")]
 pub mod sys;
 #[cfg(feature = "runtime")]
 pub mod tar;

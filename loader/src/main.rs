@@ -3,7 +3,7 @@
 //! and exits with the container's status (125 for a failure of its own).
 
 use loader::format::{FORMAT_MAJOR, FORMAT_MINOR};
-use loader::{args, cache, exec, extract, host, lifecycle, plan, selfexe, shim, sys};
+use loader::{args, cache, exec, extract, host, lifecycle, plan, selfexe, shim, storage, sys};
 use std::error::Error;
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -56,7 +56,7 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         .iter()
         .map(OsString::from)
         .chain(argv.into_iter().skip(1));
-    let flags = match args::parse(all)? {
+    let mut flags = match args::parse(all)? {
         args::Parsed::Help => {
             print!("{}", args::help_text(&program, &rt.name));
             return Ok(0);
@@ -94,12 +94,14 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         },
     };
     // Kept alive until the run ends: it holds the cache locks of the run.
-    let prepared = match cache::prepare(&me.file, rt, key.as_deref()) {
+    let mut prepared = match cache::prepare(&me.file, rt, key.as_deref()) {
         // ^C during extraction: the partial tree is gone; die of the signal, as a shell expects.
         Err(cache::CacheError::Interrupted(sig)) => loader::sys::sig::die_of(sig),
         r => r?,
     };
     let (root, scratch) = (prepared.rootfs.clone(), prepared.scratch.clone());
+    let storage = storage::setup(&mut flags, prepared.cleanup.as_deref(), &mut prepared.hold)?;
+    let upper = storage.upper.clone();
     let result = host::gather(
         root,
         scratch,
@@ -110,6 +112,7 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         &flags.mounts,
     )
     .map_err(|e| format!("gather host facts: {e}").into())
+    .map(|facts| plan::HostFacts { upper, ..facts })
     .and_then(|mut facts| {
         facts.security = host::security_facts(&flags.security);
         Ok(plan::plan(rt, &flags, &facts)?)
@@ -119,6 +122,7 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         let file = file.to_string_lossy();
         Ok(lifecycle::run(&steps, &flags, &file, &rt.name)?)
     });
+    storage.finish();
     if let Some(dir) = &prepared.cleanup {
         if let Err(e) = extract::remove_tree(dir) {
             eprintln!("oci2bin: warning: remove {}: {e}", dir.display());

@@ -195,12 +195,12 @@ fn a_missing_or_relative_host_path_is_refused_in_one_line_with_125() {
             "must be absolute",
         ),
         (
-            vec!["-v".into(), "myvol:/data".into()],
-            "named volumes are not supported yet",
+            vec!["-v".into(), "m:/data".into()],
+            "invalid volume name 'm'",
         ),
         (
-            vec!["--mount".into(), "type=volume,src=v,dst=/data".into()],
-            "volume mounts are not supported yet",
+            vec!["--mount".into(), "type=volume,src=v/x,dst=/data".into()],
+            "invalid volume name 'v/x'",
         ),
         (
             vec!["-v".into(), "/tmp:/data:shared".into()],

@@ -136,14 +136,12 @@ fn exit_codes_are_forwarded() {
     let children = format!("/proc/{0}/task/{0}/children", c.id());
     let mut pid1 = String::new();
     for _ in 0..100 {
-        pid1 = std::fs::read_to_string(&children)
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        if !pid1.is_empty()
-            && std::fs::read_to_string(format!("/proc/{pid1}/comm"))
-                .is_ok_and(|c| c.trim() == "sleep")
-        {
+        // The loader's children: the container's PID 1 and its oci2bin-cleanup process.
+        let all = std::fs::read_to_string(&children).unwrap_or_default();
+        if let Some(p) = all.split_whitespace().find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        }) {
+            pid1 = p.to_string();
             break;
         }
         std::thread::sleep(Duration::from_millis(50));

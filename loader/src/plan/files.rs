@@ -29,22 +29,28 @@ pub(super) fn per_run(facts: &HostFacts, flags: &Flags, user: &User, steps: &mut
     }
     // With a range, the image's users are real: no entries invented, no apt sandbox patch.
     // keep-id adds the caller's entry as podman does (the default user then has one).
-    match facts.ids {
-        IdMode::Single | IdMode::Mapped { keep_id: true } => {}
-        IdMode::Mapped { keep_id: false } => return,
-    }
+    // With one uid, only root gets an entry when it has none (scratch images): any other uid
+    // without one stays nameless, as under Docker (`-u 1234`: `whoami` fails, `id` shows no
+    // name).
+    let add_user = match facts.ids {
+        IdMode::Single => user.uid == 0,
+        IdMode::Mapped { keep_id: true } => true,
+        IdMode::Mapped { keep_id: false } => false,
+    };
     let host_user = facts
         .env
         .iter()
         .find(|(k, _)| k == "USER")
         .and_then(|(_, v)| v.to_str());
-    if let Some(add) = patch::passwd_addition(facts.passwd.as_deref(), user, host_user) {
+    let passwd = patch::passwd_addition(facts.passwd.as_deref(), user, host_user);
+    if let Some(add) = passwd.filter(|_| add_user) {
         steps.push(Step::AppendFile {
             path: "/etc/passwd".into(),
             contents: add,
         });
     }
-    if let Some(add) = patch::group_addition(facts.group.as_deref(), user.gid, host_user) {
+    let group = patch::group_addition(facts.group.as_deref(), user.gid, host_user);
+    if let Some(add) = group.filter(|_| add_user) {
         steps.push(Step::AppendFile {
             path: "/etc/group".into(),
             contents: add,

@@ -23,7 +23,7 @@ mod tests;
 mod userns;
 
 pub use process::{command, environment};
-pub use root::DEVICES;
+pub use root::{Upper, DEVICES};
 pub use userns::{userns, IdFacts, Mapping};
 
 use crate::args::Flags;
@@ -71,6 +71,8 @@ pub struct HostFacts {
     pub security: security::SecurityFacts,
     /// Whether the loader's stdin is a terminal (`-it` needs one).
     pub stdin_tty: bool,
+    /// Where the container's writes go (the overlay's upper and work directories).
+    pub upper: Upper,
 }
 
 /// The user namespace of a run, as far as the plan is concerned.
@@ -126,12 +128,16 @@ pub enum Step {
         mode: u32,
     },
     /// Mount an overlay of `lower` with a writable `upper`; if overlayfs is unavailable, copy
-    /// `lower` into `target` (which must then be on a tmpfs) and bind it onto itself.
+    /// `lower` into `target` (which must then be on a tmpfs) and bind it onto itself. With
+    /// `ram` (upper and work on the tmpfs), an `upper` on disk that overlayfs refuses is
+    /// replaced by those, with a warning; without it, that refusal stops the start. A `ram`
+    /// fallback also marks `upper` as thrown away at exit: it is mounted `volatile`.
     Overlay {
         lower: PathBuf,
         upper: PathBuf,
         work: PathBuf,
         target: PathBuf,
+        ram: Option<(PathBuf, PathBuf)>,
     },
     /// Make `path` a real directory: a symlink or file the image put there is replaced, so a
     /// hostile image cannot redirect the mounts that follow.

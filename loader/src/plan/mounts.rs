@@ -18,6 +18,13 @@ pub enum Source {
     Bind(PathBuf),
     /// A tmpfs with these data options (`size=…,mode=…`), possibly empty.
     Tmpfs(String),
+    /// A volume: named (`-v NAME:/p`, `type=volume,src=NAME`) or anonymous (`None`: `-v /p`,
+    /// `type=volume` without a source). [`crate::storage`] turns it into a [`Source::VolumeDir`].
+    Volume(Option<String>),
+    /// A volume's directory on the host, populated from the image when empty.
+    VolumeDir(PathBuf),
+    /// `--device`: a host device node, bound (a rootless run cannot mknod).
+    Device(PathBuf),
 }
 
 /// One parsed mount flag.
@@ -38,6 +45,9 @@ pub enum What {
     /// Bind a host file or other non-directory (the target is made an empty file if missing).
     BindFile(PathBuf),
     Tmpfs(String),
+    /// Bind a volume's directory, first copying the image's content at the target into it when
+    /// the volume is empty (as Docker does).
+    Volume(PathBuf),
 }
 
 /// Docker's flags for `--tmpfs` and `--mount type=tmpfs`.
@@ -77,14 +87,29 @@ fn container_path(p: &[u8]) -> Result<PathBuf, String> {
     Ok(out)
 }
 
-/// The host side of a bind: absolute, else a volume name (not supported yet) or refused.
-fn host_path(p: &[u8]) -> Result<PathBuf, String> {
+/// The host side of a `-v`: an absolute path, else a volume name, else refused.
+fn host_path(p: &[u8]) -> Result<Source, String> {
     match p {
         [] => Err("the host path is empty".into()),
-        [b'/', ..] => Ok(PathBuf::from(OsStr::from_bytes(p))),
-        _ if !p.contains(&b'/') => Err("named volumes are not supported yet".into()),
+        [b'/', ..] => Ok(Source::Bind(PathBuf::from(OsStr::from_bytes(p)))),
+        _ if !p.contains(&b'/') => Ok(Source::Volume(Some(volume_name(p)?))),
         _ => Err(format!(
             "the host path '{}' must be absolute",
+            String::from_utf8_lossy(p)
+        )),
+    }
+}
+
+/// A volume name as Docker allows them: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+pub fn volume_name(p: &[u8]) -> Result<String, String> {
+    let ok = p.len() >= 2
+        && p[0].is_ascii_alphanumeric()
+        && p.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    match std::str::from_utf8(p) {
+        Ok(n) if ok => Ok(n.to_string()),
+        _ => Err(format!(
+            "invalid volume name '{}': want [a-zA-Z0-9][a-zA-Z0-9_.-]+",
             String::from_utf8_lossy(p)
         )),
     }
@@ -94,12 +119,16 @@ fn host_path(p: &[u8]) -> Result<PathBuf, String> {
 pub fn volume(v: &[u8]) -> Result<MountSpec, String> {
     let parts = split(v, b':');
     let (host, ctr, opts) = match parts[..] {
-        [_] => return Err("anonymous volumes are not supported yet".into()),
+        // `-v /p`: an anonymous volume, removed when the run ends.
+        [c] => (&b""[..], c, &b""[..]),
         [h, c] => (h, c, &b""[..]),
         [h, c, o] => (h, c, o),
         _ => return Err("want HOST:CTR[:OPTIONS]".into()),
     };
-    let source = host_path(host)?;
+    let source = match host {
+        [] if parts.len() == 1 => Source::Volume(None),
+        h => host_path(h)?,
+    };
     let target = container_path(ctr)?;
     let mut flags = None;
     for o in utf8(opts)?.split(',').filter(|o| !o.is_empty()) {
@@ -114,9 +143,40 @@ pub fn volume(v: &[u8]) -> Result<MountSpec, String> {
         }
     }
     Ok(MountSpec {
-        source: Source::Bind(source),
+        source,
         target,
         flags: flags.unwrap_or(0),
+    })
+}
+
+/// `--device HOST[:CTR[:PERMS]]`: a host device node bound at CTR (default: HOST). PERMS
+/// (`r`, `w`, `m`) are cgroup device rules a rootless run cannot set: checked, then left to the
+/// node's own permissions.
+pub fn device(v: &[u8]) -> Result<MountSpec, String> {
+    let parts = split(v, b':');
+    let (host, ctr, perms) = match parts[..] {
+        [h] => (h, h, &b"rwm"[..]),
+        [h, c] if !c.is_empty() && c.iter().all(|b| b"rwm".contains(b)) => (h, h, c),
+        [h, c] => (h, c, &b"rwm"[..]),
+        [h, c, p] => (h, c, p),
+        _ => return Err("want HOST[:CTR[:PERMS]]".into()),
+    };
+    if host.first() != Some(&b'/') {
+        return Err(format!(
+            "the device path '{}' must be absolute",
+            String::from_utf8_lossy(host)
+        ));
+    }
+    if perms.is_empty() || !perms.iter().all(|b| b"rwm".contains(b)) {
+        return Err(format!(
+            "invalid permissions '{}' (want a combination of r, w and m)",
+            String::from_utf8_lossy(perms)
+        ));
+    }
+    Ok(MountSpec {
+        source: Source::Device(PathBuf::from(OsStr::from_bytes(host))),
+        target: container_path(ctr)?,
+        flags: 0,
     })
 }
 
@@ -152,7 +212,7 @@ pub fn secret(v: &[u8]) -> Result<MountSpec, String> {
 }
 
 /// A tmpfs size: a number with an optional k, m, g or % suffix (the kernel's syntax).
-fn tmpfs_size(s: &str) -> bool {
+pub fn tmpfs_size(s: &str) -> bool {
     let digits = match s.as_bytes().last() {
         Some(b'k' | b'K' | b'm' | b'M' | b'g' | b'G' | b'%') => &s[..s.len() - 1],
         _ => s,
@@ -258,7 +318,11 @@ pub fn mount(v: &[u8]) -> Result<MountSpec, String> {
         let x = val.unwrap_or("true");
         match key {
             "type" if matches!(x, "bind" | "tmpfs" | "volume") => kind = x,
-            "type" => return Err(format!("unknown mount type '{x}' (want bind or tmpfs)")),
+            "type" => {
+                return Err(format!(
+                    "unknown mount type '{x}' (want bind, tmpfs or volume)"
+                ))
+            }
             "source" | "src" => source = Some(x),
             "target" | "destination" | "dst" => target = Some(x),
             "readonly" | "ro" => {
@@ -274,15 +338,24 @@ pub fn mount(v: &[u8]) -> Result<MountSpec, String> {
             },
             "tmpfs-mode" if octal_mode(x) => data.push(format!("mode={x}")),
             "tmpfs-mode" => return Err(format!("invalid tmpfs-mode '{x}' (want an octal mode)")),
-            "consistency" | "bind-recursive" => {}
+            "consistency" | "bind-recursive" | "volume-nocopy" => {}
             _ => return Err(format!("unknown key '{k}'")),
         }
     }
     let target = container_path(target.ok_or("target is required")?.as_bytes())?;
     let flags = if ro { ns::MS_RDONLY } else { 0 };
     let source = match (kind, source) {
-        ("volume", _) => {
-            return Err("volume mounts are not supported yet (use type=bind or type=tmpfs)".into())
+        ("volume", _) if !data.is_empty() => return Err("tmpfs options need type=tmpfs".into()),
+        ("volume", s) => {
+            let name = match s {
+                Some(n) => Some(volume_name(n.as_bytes())?),
+                None => None,
+            };
+            return Ok(MountSpec {
+                source: Source::Volume(name),
+                target,
+                flags,
+            });
         }
         ("tmpfs", Some(_)) => return Err("source is not supported for tmpfs mounts".into()),
         ("tmpfs", None) => {
@@ -330,7 +403,14 @@ pub(super) fn user_mounts(
         }
         let what = match &s.source {
             Source::Tmpfs(data) => What::Tmpfs(data.clone()),
-            Source::Bind(p) => match facts.mount_sources.get(i) {
+            Source::VolumeDir(p) => What::Volume(p.clone()),
+            Source::Volume(_) => {
+                return Err(PlanError::Mount(format!(
+                    "volume at {} has no directory",
+                    s.target.display()
+                )))
+            }
+            Source::Bind(p) | Source::Device(p) => match facts.mount_sources.get(i) {
                 Some(Ok(true)) => What::BindDir(p.clone()),
                 Some(Ok(false)) => What::BindFile(p.clone()),
                 Some(Err(why)) => {

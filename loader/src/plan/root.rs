@@ -8,6 +8,19 @@ use crate::sys::ns;
 use crate::users::User;
 use std::path::PathBuf;
 
+/// Where a run's writes go: the overlay's upper and work directories.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Upper {
+    /// On the run's tmpfs (`--tmpfs-upper`; also the fallback when there is no disk place).
+    #[default]
+    Ram,
+    /// `DIR/upper` and `DIR/work` on disk, a per-run directory removed when the run ends; a
+    /// file system overlayfs refuses as an upper falls back to RAM with a warning.
+    Disk(PathBuf),
+    /// `--overlay-persist DIR`: as `Disk`, but kept, and no fallback (the writes must persist).
+    Persist(PathBuf),
+}
+
 /// Host devices bind-mounted into the container's `/dev`.
 pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
@@ -54,25 +67,43 @@ pub(super) fn filesystem(
     steps.push(Step::Unshare(ns::NEW_NS));
     steps.push(Step::MakeRootPrivate);
 
-    // The root: a private tmpfs holds the overlay's upper and work dirs.
+    // The root: an overlay whose upper and work dirs are on disk (as Docker's writable layer),
+    // or on a private tmpfs that also holds the mount point.
     let scratch = &facts.scratch;
     let root = scratch.join("root");
+    let mut options = String::from("mode=755");
+    if let Some(size) = flags.tmpfs_upper.as_deref().filter(|s| !s.is_empty()) {
+        options = format!("{options},{size}");
+    }
     steps.push(Step::Tmpfs {
         target: scratch.clone(),
         flags: 0,
-        options: "mode=755".into(),
+        options,
     });
-    for d in ["upper", "work", "root"] {
-        steps.push(Step::Mkdir {
-            path: scratch.join(d),
-            mode: 0o755,
-        });
-    }
+    let ram = (scratch.join("upper"), scratch.join("work"));
+    let (upper, work, ram) = match &facts.upper {
+        Upper::Ram => {
+            for d in [&ram.0, &ram.1] {
+                steps.push(Step::Mkdir {
+                    path: d.clone(),
+                    mode: 0o755,
+                });
+            }
+            (ram.0, ram.1, None)
+        }
+        Upper::Disk(d) => (d.join("upper"), d.join("work"), Some(ram)),
+        Upper::Persist(d) => (d.join("upper"), d.join("work"), None),
+    };
+    steps.push(Step::Mkdir {
+        path: root.clone(),
+        mode: 0o755,
+    });
     steps.push(Step::Overlay {
         lower: facts.rootfs.clone(),
-        upper: scratch.join("upper"),
-        work: scratch.join("work"),
+        upper,
+        work,
         target: root.clone(),
+        ram,
     });
     for d in ["dev", "proc", "sys"] {
         steps.push(Step::RealDir { path: root.join(d) });

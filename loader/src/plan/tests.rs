@@ -277,17 +277,18 @@ fn unknown_user_name_fails_the_plan() {
 }
 
 #[test]
-fn a_uid_missing_from_passwd_is_added_to_the_private_copy() {
+fn a_uid_missing_from_passwd_stays_nameless_with_one_uid_as_under_docker() {
     let steps = plan(&image(), &flags(&["-u", "4242:4343"]), &facts()).unwrap();
-    assert!(steps.contains(&Step::AppendFile {
-        path: "/etc/passwd".into(),
-        contents: "alice:x:4242:4343::/:/bin/sh\n".into()
-    }));
-    assert!(steps.contains(&Step::AppendFile {
-        path: "/etc/group".into(),
-        contents: "alice:x:4343:\n".into()
-    }));
+    assert!(!steps.iter().any(|s| matches!(s, Step::AppendFile { .. })));
     assert!(exec_of(&steps).1.contains(&"HOME=/".to_string()));
+    // Root without an entry (a scratch image) still gets one.
+    let mut f = facts();
+    f.passwd = Some("app:x:100:101::/home/app:/bin/sh\n".into());
+    let steps = plan(&image(), &flags(&[]), &f).unwrap();
+    assert!(steps
+        .iter()
+        .any(|s| matches!(s, Step::AppendFile { path, contents }
+        if path == Path::new("/etc/passwd") && contents.starts_with("root:x:0:0:"))));
 }
 
 #[test]
@@ -515,6 +516,7 @@ fn the_root_is_an_overlay_on_a_private_tmpfs_then_pivoted_into() {
         upper: "/run/o2b/upper".into(),
         work: "/run/o2b/work".into(),
         target: "/run/o2b/root".into(),
+        ram: None,
     });
     let pivot = at(&Step::PivotRoot {
         new_root: "/run/o2b/root".into(),
@@ -925,12 +927,17 @@ fn volume_specs_parse_as_docker_reads_them() {
     assert_eq!(spec(volume, "/a:/b:Z,ro").flags, ns::MS_RDONLY);
     // The container path is cleaned; `..` cannot climb above `/`.
     assert_eq!(spec(volume, "/a:/x/../../y/./z/").target, Path::new("/y/z"));
-    assert!(refused(volume, "data:/x").contains("named volumes are not supported yet"));
+    assert_eq!(
+        spec(volume, "data:/x").source,
+        Source::Volume(Some("data".into()))
+    );
+    assert_eq!(spec(volume, "/data").source, Source::Volume(None));
+    assert!(refused(volume, "d:/x").contains("invalid volume name 'd'"));
+    assert!(refused(volume, "_d:/x").contains("invalid volume name"));
     assert!(refused(volume, "./data:/x").contains("must be absolute"));
     assert!(refused(volume, "/a:x").contains("must be absolute"));
     assert!(refused(volume, "/a:/").contains("cannot be '/'"));
     assert!(refused(volume, "/a:/..").contains("cannot be '/'"));
-    assert!(refused(volume, "/data").contains("anonymous volumes"));
     assert!(refused(volume, "/a:/b:ro,rw").contains("conflict"));
     assert!(refused(volume, "/a:/b:rshared").contains("unknown option 'rshared'"));
     assert!(refused(volume, "/a:/b:ro:x").contains("HOST:CTR"));
@@ -955,8 +962,14 @@ fn mount_specs_take_dockers_keys() {
     let t = spec(mount, "type=tmpfs,target=/t,tmpfs-size=64m,tmpfs-mode=1770");
     assert_eq!(t.source, Source::Tmpfs("size=67108864,mode=1770".into()));
     assert_eq!(t.flags, ns::MS_NOSUID | ns::MS_NODEV | ns::MS_NOEXEC);
-    assert!(refused(mount, "type=volume,src=v,dst=/c").contains("volume mounts"));
-    assert!(refused(mount, "src=/h,dst=/c").contains("volume mounts"));
+    let v = spec(mount, "type=volume,src=vol-1,dst=/c,ro");
+    assert_eq!(
+        (v.source, v.flags),
+        (Source::Volume(Some("vol-1".into())), ns::MS_RDONLY)
+    );
+    assert_eq!(spec(mount, "dst=/c").source, Source::Volume(None));
+    assert!(refused(mount, "src=/h,dst=/c").contains("invalid volume name '/h'"));
+    assert!(refused(mount, "type=volume,dst=/c,tmpfs-size=1m").contains("type=tmpfs"));
     assert!(refused(mount, "type=bind,src=/h").contains("target is required"));
     assert!(refused(mount, "type=bind,dst=/c").contains("source is required"));
     assert!(refused(mount, "type=bind,src=h/x,dst=/c").contains("must be absolute"));
@@ -1017,10 +1030,10 @@ fn flags_collect_mounts_in_order_and_errors_name_the_flag() {
     ]);
     let targets: Vec<&Path> = f.mounts.iter().map(|m| m.target.as_path()).collect();
     assert_eq!(targets, ["/x", "/t", "/run/secrets/s", "/m"].map(Path::new));
-    let e = crate::args::parse(["-v", "vol:/x"].map(String::from)).unwrap_err();
+    let e = crate::args::parse(["-v", "v:/x"].map(String::from)).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "invalid value 'vol:/x' for '-v': named volumes are not supported yet"
+        "invalid value 'v:/x' for '-v': invalid volume name 'v': want [a-zA-Z0-9][a-zA-Z0-9_.-]+"
     );
     assert!(flags(&["--read-only"]).read_only);
     assert!(!flags(&["--read-only=false"]).read_only);
@@ -1244,4 +1257,121 @@ fn mqueue_is_mounted_in_dev_before_the_pivot() {
     );
     let pivot = position(&steps, |s| matches!(s, Step::PivotRoot { .. }));
     assert!(dev < mq && mq < pivot);
+}
+
+#[test]
+fn device_specs_default_the_container_path_and_check_permissions() {
+    use mounts::{device, Source};
+    let d = spec(device, "/dev/null");
+    assert_eq!(
+        (d.source, d.target),
+        (Source::Device("/dev/null".into()), "/dev/null".into())
+    );
+    assert_eq!(
+        spec(device, "/dev/null:/dev/mynull").target,
+        Path::new("/dev/mynull")
+    );
+    assert_eq!(spec(device, "/dev/null:r").target, Path::new("/dev/null"));
+    assert_eq!(
+        spec(device, "/dev/null:/dev/n:rw").target,
+        Path::new("/dev/n")
+    );
+    assert!(refused(device, "null").contains("must be absolute"));
+    assert!(refused(device, "/dev/null:/dev/n:rx").contains("invalid permissions 'rx'"));
+    assert!(refused(device, "/dev/null:/dev/n:r:x").contains("HOST[:CTR[:PERMS]]"));
+    let e = crate::args::parse(["--device", "/dev/null:x"].map(String::from)).unwrap_err();
+    assert!(e
+        .to_string()
+        .starts_with("invalid value '/dev/null:x' for '--device'"));
+}
+
+#[test]
+fn a_device_is_bound_as_a_file_and_a_non_device_stops_the_plan() {
+    let mut h = facts();
+    h.mount_sources = vec![Ok(false)];
+    let steps = plan(&image(), &flags(&["--device", "/dev/null:/dev/mynull"]), &h).unwrap();
+    assert_eq!(
+        mount_steps(&steps),
+        [&Step::Mount {
+            root: "/run/o2b/root".into(),
+            target: "/dev/mynull".into(),
+            what: mounts::What::BindFile("/dev/null".into()),
+            flags: 0,
+        }]
+    );
+    h.mount_sources = vec![Err("not a device node".into())];
+    let e = plan(&image(), &flags(&["--device", "/etc/passwd:/dev/x"]), &h).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "cannot bind /etc/passwd to /dev/x: not a device node"
+    );
+}
+
+#[test]
+fn the_writable_layer_is_on_disk_in_the_run_dir_with_ram_as_the_fallback() {
+    let mut h = facts();
+    h.upper = Upper::Disk("/cache/runs/r1".into());
+    let steps = plan(&image(), &flags(&[]), &h).unwrap();
+    assert!(steps.contains(&Step::Overlay {
+        lower: "/cache/rootfs".into(),
+        upper: "/cache/runs/r1/upper".into(),
+        work: "/cache/runs/r1/work".into(),
+        target: "/run/o2b/root".into(),
+        ram: Some(("/run/o2b/upper".into(), "/run/o2b/work".into())),
+    }));
+    // Nothing is made on the tmpfs for an upper it does not hold.
+    assert!(!steps.contains(&Step::Mkdir {
+        path: "/run/o2b/upper".into(),
+        mode: 0o755
+    }));
+    // --overlay-persist: no fallback, the writes must land in DIR.
+    h.upper = Upper::Persist("/keep".into());
+    let steps = plan(&image(), &flags(&["--overlay-persist", "/keep"]), &h).unwrap();
+    assert!(steps
+        .iter()
+        .any(|s| matches!(s, Step::Overlay { upper, ram: None, .. }
+        if upper == Path::new("/keep/upper"))));
+}
+
+#[test]
+fn tmpfs_upper_keeps_writes_in_ram_with_an_optional_size() {
+    assert_eq!(flags(&["--tmpfs-upper"]).tmpfs_upper.as_deref(), Some(""));
+    assert_eq!(
+        flags(&["--tmpfs-upper=2g"]).tmpfs_upper.as_deref(),
+        Some("size=2g")
+    );
+    assert_eq!(flags(&["--tmpfs-upper=false"]).tmpfs_upper, None);
+    let e = crate::args::parse(["--tmpfs-upper=lots"].map(String::from)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid value 'lots' for '--tmpfs-upper': want a size such as 512m, 2g or 50%"
+    );
+    let steps = plan(&image(), &flags(&["--tmpfs-upper=2g"]), &facts()).unwrap();
+    assert!(steps.contains(&Step::Tmpfs {
+        target: "/run/o2b".into(),
+        flags: 0,
+        options: "mode=755,size=2g".into(),
+    }));
+    assert!(steps
+        .iter()
+        .any(|s| matches!(s, Step::Overlay { upper, ram: None, .. }
+        if upper == Path::new("/run/o2b/upper"))));
+}
+
+#[test]
+fn a_volume_dir_is_mounted_as_a_volume_and_an_unresolved_one_stops_the_plan() {
+    let mut f = flags(&["-v", "data:/var/lib/data"]);
+    let e = plan(&image(), &f, &facts()).unwrap_err();
+    assert_eq!(e.to_string(), "volume at /var/lib/data has no directory");
+    f.mounts[0].source = mounts::Source::VolumeDir("/cache/volumes/data".into());
+    let steps = plan(&image(), &f, &facts()).unwrap();
+    assert_eq!(
+        mount_steps(&steps),
+        [&Step::Mount {
+            root: "/run/o2b/root".into(),
+            target: "/var/lib/data".into(),
+            what: mounts::What::Volume("/cache/volumes/data".into()),
+            flags: 0,
+        }]
+    );
 }
