@@ -41,6 +41,8 @@ enum Id {
     Tmpfs,
     Secret,
     ReadOnly,
+    Resource,
+    RequireLimits,
     Help,
     Version,
 }
@@ -242,6 +244,69 @@ const OPTIONS: &[Opt] = &[
         help: "mount the root read-only, as Docker does (/tmp, /run too: add --tmpfs for them)",
     },
     Opt {
+        long: "ulimit",
+        short: None,
+        value: Some("TYPE=SOFT[:HARD]"),
+        id: Id::Resource,
+        help: "set a resource limit (core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack; -1 or unlimited); repeatable",
+    },
+    Opt {
+        long: "memory",
+        short: Some('m'),
+        value: Some("BYTES"),
+        id: Id::Resource,
+        help: "memory limit (a cgroup), e.g. 64m or 1g",
+    },
+    Opt {
+        long: "memory-swap",
+        short: None,
+        value: Some("BYTES"),
+        id: Id::Resource,
+        help: "memory plus swap limit (default: twice --memory; -1 unlimited)",
+    },
+    Opt {
+        long: "memory-reservation",
+        short: None,
+        value: Some("BYTES"),
+        id: Id::Resource,
+        help: "memory soft limit, kept to under pressure",
+    },
+    Opt {
+        long: "cpus",
+        short: None,
+        value: Some("N"),
+        id: Id::Resource,
+        help: "CPU quota in CPUs, e.g. 0.5 (a cgroup)",
+    },
+    Opt {
+        long: "cpu-shares",
+        short: Some('c'),
+        value: Some("N"),
+        id: Id::Resource,
+        help: "relative CPU weight (default 1024)",
+    },
+    Opt {
+        long: "cpuset-cpus",
+        short: None,
+        value: Some("LIST"),
+        id: Id::Resource,
+        help: "CPUs the container may use, e.g. 0-1,3",
+    },
+    Opt {
+        long: "pids-limit",
+        short: None,
+        value: Some("N"),
+        id: Id::Resource,
+        help: "most tasks the container may have at once (-1: no limit)",
+    },
+    Opt {
+        long: "require-limits",
+        short: None,
+        value: None,
+        id: Id::RequireLimits,
+        help: "fail (125) when a cgroup limit cannot be applied, rather than warn and go on",
+    },
+    Opt {
         long: "help",
         short: Some('h'),
         value: None,
@@ -295,6 +360,8 @@ pub struct Flags {
     pub mounts: Vec<crate::plan::mounts::MountSpec>,
     /// `--read-only`.
     pub read_only: bool,
+    /// `--ulimit`, `--memory`, `--cpus`, `--pids-limit`, … and `--require-limits`.
+    pub resources: crate::plan::resources::Resources,
     /// The command and its arguments (replaces the image's Cmd when not empty).
     pub command: Vec<OsString>,
 }
@@ -760,6 +827,17 @@ fn apply(
             flags.mounts.push(spec);
         }
         (Id::ReadOnly, _) => flags.read_only = on,
+        (Id::Resource, Some(v)) => {
+            let v = text(option, v, "a text value")?;
+            crate::plan::resources::set(&mut flags.resources, option, &v).map_err(|why| {
+                ArgsError::Invalid {
+                    option: option.to_string(),
+                    value: v,
+                    why,
+                }
+            })?;
+        }
+        (Id::RequireLimits, _) => flags.resources.require = on,
         (Id::Help, _) => return Ok(on.then_some(Parsed::Help)),
         (Id::Version, _) => return Ok(on.then_some(Parsed::Version)),
         (_, None) => unreachable!("value options always carry a value"),

@@ -11,10 +11,11 @@
 //! [`run`] must be called from a single-threaded process (unshare of a user namespace demands
 //! it); tests fork first.
 
+use crate::cgroup;
 use crate::copy;
 use crate::init::{self, Role, StopPolicy};
 use crate::plan::mounts::What;
-use crate::plan::{Mapping, Step};
+use crate::plan::{resources, Mapping, Step};
 use crate::subid;
 use crate::sys::fs as sfs;
 use crate::sys::ns;
@@ -64,16 +65,33 @@ fn warn(msg: impl fmt::Display) {
 /// its own code, or 128 + N when a signal killed it.
 pub fn run(steps: &[Step]) -> Result<i32, ExecError> {
     let mut in_child = false;
+    // The container's cgroups: the supervisor removes them once it has ended.
+    let mut cgroups = cgroup::Created::default();
     for step in steps {
         if let Step::Fork(stop) = step {
-            match fork_supervised(*stop)? {
-                Some(code) => return Ok(code),
-                None => in_child = true,
+            let forked = fork_supervised(*stop);
+            match forked {
+                Ok(None) => in_child = true,
+                r => {
+                    cgroups.remove_all();
+                    return r.map(|code| code.unwrap_or(0));
+                }
+            }
+            continue;
+        }
+        if let Step::CgroupCreate { dir, .. } = step {
+            match cgroup_step(step) {
+                Ok(()) => cgroups.0.push(dir.clone()),
+                Err(e) => {
+                    cgroups.remove_all();
+                    return Err(e);
+                }
             }
             continue;
         }
         if let Err(e) = apply(step) {
             if !in_child {
+                cgroups.remove_all();
                 return Err(e);
             }
             die(&e);
@@ -240,6 +258,10 @@ fn apply(step: &Step) -> Result<(), ExecError> {
                 }
             }
         }
+        Step::Rlimit { .. }
+        | Step::CgroupDelegate { .. }
+        | Step::CgroupCreate { .. }
+        | Step::CgroupJoin(_) => cgroup_step(step)?,
         Step::Chdir(dir) => chdir(dir)?,
         Step::ChdirExisting(dir) => std::env::set_current_dir(dir).map_err(|e| {
             fail(
@@ -271,6 +293,52 @@ fn apply(step: &Step) -> Result<(), ExecError> {
         }
     }
     Ok(())
+}
+
+/// The resource steps ([`crate::plan::resources`]).
+fn cgroup_step(step: &Step) -> Result<(), ExecError> {
+    let optional = |r: io::Result<()>, flags: &str, required: bool| match r {
+        Err(e) if required => Err(fail(format_args!("{flags} (--require-limits)"), e)),
+        Err(e) => {
+            warn(format_args!("{flags} ignored: {e}"));
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    };
+    match step {
+        Step::Rlimit {
+            name,
+            resource,
+            soft,
+            hard,
+        } => crate::sys::res::set_rlimit(*resource, *soft, *hard).map_err(|e| {
+            let (s, h) = (resources::shown(*soft), resources::shown(*hard));
+            let ours = crate::sys::res::get_rlimit(*resource).map_or(String::new(), |(_, h)| {
+                format!(" (our hard limit is {})", resources::shown(h))
+            });
+            fail(format_args!("--ulimit {name}={s}:{h}: setrlimit{ours}"), e)
+        }),
+        Step::CgroupDelegate {
+            dir,
+            own,
+            controllers,
+            flags,
+            required,
+        } => optional(cgroup::delegate(dir, own, controllers), flags, *required),
+        Step::CgroupCreate {
+            dir,
+            files,
+            flags,
+            required,
+        } => optional(cgroup::create(dir, files), flags, *required),
+        Step::CgroupJoin(dirs) => {
+            for d in dirs {
+                cgroup::join(d).map_err(|e| fail("cgroup", e))?;
+            }
+            Ok(())
+        }
+        _ => unreachable!("not a resource step"),
+    }
 }
 
 /// Enters a user namespace with `m`'s maps, as rootless podman does: a child unshares it and

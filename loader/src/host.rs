@@ -100,6 +100,7 @@ pub fn gather(
         rootfs,
         scratch,
         mount_sources: mounts.iter().map(mount_source).collect(),
+        cgroups: Default::default(),
     })
 }
 

@@ -105,6 +105,13 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         &flags.mounts,
     )
     .map_err(|e| format!("gather host facts: {e}").into())
+    .map(|mut facts| {
+        let wanted = plan::resources::controllers(&flags.resources);
+        if !wanted.is_empty() {
+            facts.cgroups = loader::cgroup::facts(&wanted);
+        }
+        facts
+    })
     .and_then(|facts| Ok(plan::plan(rt, &flags, &facts)?))
     .and_then(|steps| Ok(exec::run(&steps)?));
     if let Some(dir) = &prepared.cleanup {

@@ -12,6 +12,7 @@ mod masks;
 pub mod mounts;
 mod net;
 mod process;
+pub mod resources;
 mod root;
 #[cfg(test)]
 mod tests;
@@ -62,6 +63,8 @@ pub struct HostFacts {
     /// For each of `flags.mounts`, in order: whether its host source is a directory, or why it
     /// cannot be bound (a tmpfs has no source: `Ok(true)`).
     pub mount_sources: Vec<Result<bool, String>>,
+    /// Our cgroups, read only when a cgroup flag is given ([`resources`]).
+    pub cgroups: resources::CgroupFacts,
 }
 
 /// The user namespace of a run, as far as the plan is concerned.
@@ -199,6 +202,34 @@ pub enum Step {
     /// podman does: a login's soft 1024 open files is too few for many servers, and Docker's
     /// containers get the daemon's (usually 1048576).
     SoftLimitsToHard(Vec<i32>),
+    /// `--ulimit`: set the soft and hard limits of a resource (`sys::res`); failing stops the
+    /// start (a hard limit above ours cannot be set).
+    Rlimit {
+        name: &'static str,
+        resource: i32,
+        soft: u64,
+        hard: u64,
+    },
+    /// cgroup v2: enable `controllers` for the children of `dir`, first moving ourselves into
+    /// the leaf `own` if `dir` has processes. Failing is as for [`Step::CgroupCreate`].
+    CgroupDelegate {
+        dir: PathBuf,
+        own: PathBuf,
+        controllers: String,
+        flags: String,
+        required: bool,
+    },
+    /// Create the container's cgroup `dir` (removing ones left by killed runs beside it) and
+    /// write each `(file, value)`; the supervisor removes it after the container ends. On
+    /// failure: with `required`, stop the start; else warn that `flags` are ignored and go on.
+    CgroupCreate {
+        dir: PathBuf,
+        files: Vec<(String, String)>,
+        flags: String,
+        required: bool,
+    },
+    /// Move this process (PID 1, before anything else runs) into each cgroup.
+    CgroupJoin(Vec<PathBuf>),
     /// chdir, creating the directory if missing (as Docker does for WORKDIR).
     Chdir(PathBuf),
     /// chdir without creating the directory: it lies in a user mount (a host bind), where we
@@ -237,6 +268,8 @@ pub enum PlanError {
     },
     /// A mount that cannot be made as asked.
     Mount(String),
+    /// Resource flags that do not fit together, or limits that cannot be applied.
+    Resources(String),
 }
 
 impl fmt::Display for PlanError {
@@ -252,7 +285,7 @@ impl fmt::Display for PlanError {
             PlanError::Network { option, mode, why } => {
                 write!(f, "{option} cannot be used with --net {mode}: {why}")
             }
-            PlanError::Mount(why) => f.write_str(why),
+            PlanError::Mount(why) | PlanError::Resources(why) => f.write_str(why),
             PlanError::NoRange { mode, why } => {
                 write!(f, "--userns {mode} needs a subordinate id range: {why}")
             }
@@ -292,7 +325,11 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
     let env = process::environment(rt, flags, facts, &user.home, &mut steps)?;
     let workdir = process::workdir(rt, flags)?;
     let stop = process::stop_policy(rt, flags, &mut steps);
+    // Cgroups are made by the supervisor before any namespace, and joined by PID 1 first.
+    let (cgroups, join) = resources::cgroups(&flags.resources, &facts.cgroups)?;
+    steps.extend(cgroups);
     root::namespaces(&user, facts, flags, stop, &mut steps);
+    steps.extend(join);
     root::filesystem(facts, flags, &mut steps)?;
     let mut files = Vec::new();
     files::per_run(facts, flags, &user, &mut files);
@@ -306,6 +343,7 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
     });
     steps.extend(files);
     steps.push(Step::SoftLimitsToHard(process::RAISED_LIMITS.to_vec()));
+    resources::ulimits(&flags.resources, &mut steps);
     if flags.mounts.iter().any(|m| workdir.starts_with(&m.target)) {
         steps.push(Step::ChdirExisting(workdir));
     } else {

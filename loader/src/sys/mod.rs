@@ -3,4 +3,5 @@
 
 pub mod fs;
 pub mod ns;
+pub mod res;
 pub mod sig;
