@@ -2,74 +2,74 @@
 //! the few file operations its steps come down to (create, delegate, join, remove).
 
 use crate::plan::resources::{self, CgroupFacts, V1Controller, V2Group};
+use crate::sys::fs as sfs;
 use crate::sys::res;
+use std::ffi::CString;
 use std::fs;
 use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-/// Reads our cgroups in each hierarchy that offers one of `wanted` (v1) and the unified one.
-/// Only called when a cgroup flag is given.
+/// Where cgroup hierarchies are mounted, by convention (systemd, Docker, every distribution):
+/// a v1 controller at `/sys/fs/cgroup/NAME` (a symlink for co-mounted ones), the unified
+/// hierarchy at `/sys/fs/cgroup` itself (v2 only) or `/sys/fs/cgroup/unified` (hybrid).
+const ROOT: &str = "/sys/fs/cgroup";
+
+/// Reads our cgroups in each v1 hierarchy of `wanted` and in the unified one. Only called
+/// when a cgroup flag is given.
 pub fn facts(wanted: &[&str]) -> CgroupFacts {
     let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut f = CgroupFacts {
-        pid: std::process::id(),
-        cpus: online_cpus(),
-        ..Default::default()
-    };
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let l: Vec<&str> = left.split(' ').collect();
-        let r: Vec<&str> = right.split(' ').collect();
-        let (Some(root), Some(mount), Some(fstype)) = (l.get(3), l.get(4), r.first()) else {
-            continue;
-        };
-        let mount = Path::new(mount);
-        match *fstype {
-            "cgroup2" if f.v2.is_none() => {
-                let path = own_path(&own, |c| c.is_empty()).unwrap_or("/");
-                let dir = resources::v1_dir(mount, root, path);
-                let controllers = fs::read_to_string(dir.join("cgroup.controllers"))
+    let root = Path::new(ROOT);
+    let v2 = [root, &root.join("unified")]
+        .into_iter()
+        .find(|m| m.join("cgroup.controllers").exists())
+        .map(|mount| {
+            let dir = our_dir(mount, own_path(&own, str::is_empty));
+            V2Group {
+                writable: res::writable(&dir) && res::writable(&dir.join("cgroup.subtree_control")),
+                controllers: fs::read_to_string(dir.join("cgroup.controllers"))
                     .unwrap_or_default()
                     .split_whitespace()
                     .map(String::from)
-                    .collect();
-                f.v2 = Some(V2Group {
-                    writable: res::writable(&dir)
-                        && res::writable(&dir.join("cgroup.subtree_control")),
-                    controllers,
-                    dir,
-                });
+                    .collect(),
+                dir,
             }
-            "cgroup" => {
-                let opts = r.get(2).copied().unwrap_or("");
-                for name in opts.split(',').filter(|o| wanted.contains(o)) {
-                    if f.v1.iter().any(|c| c.name == name) {
-                        continue;
-                    }
-                    let has = |list: &str| list.split(',').any(|c| c == name);
-                    let Some(path) = own_path(&own, has) else {
-                        continue;
-                    };
-                    let dir = resources::v1_dir(mount, root, path);
-                    f.v1.push(V1Controller {
-                        name: name.into(),
-                        writable: res::writable(&dir),
-                        memsw: name == "memory" && dir.join("memory.memsw.limit_in_bytes").exists(),
-                        mems: (name == "cpuset")
-                            .then(|| fs::read_to_string(dir.join("cpuset.mems")).ok())
-                            .flatten()
-                            .map(|m| m.trim().to_string()),
-                        dir,
-                    });
-                }
-            }
-            _ => {}
-        }
+        });
+    let v1 = wanted
+        .iter()
+        .filter_map(|&name| {
+            let path = own_path(&own, |list| list.split(',').any(|c| c == name))?;
+            let dir = our_dir(&root.join(name), Some(path));
+            Some(V1Controller {
+                name: name.into(),
+                writable: res::writable(&dir),
+                memsw: dir.join("memory.memsw.limit_in_bytes").exists(),
+                mems: fs::read_to_string(dir.join("cpuset.mems"))
+                    .ok()
+                    .map(|m| m.trim().to_string()),
+                dir,
+            })
+        })
+        .collect();
+    CgroupFacts {
+        pid: std::process::id(),
+        cpus: online_cpus(),
+        v1,
+        v2,
     }
-    f
+}
+
+/// Our directory under a hierarchy's mount: the mount plus our path, or the mount itself when
+/// that is not there (a mount of our own group only, as in a container without a cgroup
+/// namespace).
+fn our_dir(mount: &Path, path: Option<&str>) -> PathBuf {
+    let dir = mount.join(path.unwrap_or("").trim_start_matches('/'));
+    if dir.is_dir() {
+        dir
+    } else {
+        mount.to_path_buf()
+    }
 }
 
 /// Our path in the hierarchy whose controller list (the second field of `/proc/self/cgroup`)
@@ -104,22 +104,26 @@ fn write(path: &Path, value: &str) -> io::Result<()> {
 
 /// Removes groups of ours beside `dir` that a killed loader left behind (empty, their pid gone).
 fn sweep(dir: &Path) {
-    let Some(parent) = dir.parent() else { return };
-    let Ok(entries) = fs::read_dir(parent) else {
+    let Some(parent) = dir
+        .parent()
+        .and_then(|p| CString::new(p.as_os_str().as_bytes()).ok())
+    else {
         return;
     };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
+    let Ok(fd) = sfs::openat(sfs::cwd(), &parent, sfs::O_RDONLY | sfs::O_DIRECTORY, 0) else {
+        return;
+    };
+    let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
+    for name in sfs::read_dir(fd.as_fd()).unwrap_or_default() {
         if resources::is_stale(&name.to_string_lossy(), alive) {
             // rmdir refuses a group that still has tasks: only empty ones go.
-            let _ = fs::remove_dir(e.path());
+            let _ = sfs::unlinkat(fd.as_fd(), &name, true);
         }
     }
 }
 
 /// Creates `dir` and writes `files` into it in order. On failure the half-made group is gone.
-pub fn create(dir: &Path, files: &[(String, String)]) -> io::Result<()> {
+pub fn create(dir: &Path, files: &[(&str, String)]) -> io::Result<()> {
     sweep(dir);
     match fs::create_dir(dir) {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -137,10 +141,14 @@ pub fn create(dir: &Path, files: &[(String, String)]) -> io::Result<()> {
     Ok(())
 }
 
-/// cgroup v2: enables `controllers` (`+memory +pids`) for the children of `dir`. A cgroup with
-/// processes cannot delegate (no internal processes), so we first move into the leaf `own`
-/// beside the container's group, as crun does.
-pub fn delegate(dir: &Path, own: &Path, controllers: &str) -> io::Result<()> {
+/// cgroup v2: enables `controllers` (`+memory +pids`) for the children of `group`'s parent. A
+/// cgroup with processes cannot delegate (no internal processes), so we first move into the
+/// leaf `GROUP-loader` beside the container's group, as crun does.
+pub fn delegate(group: &Path, controllers: &str) -> io::Result<()> {
+    let dir = group.parent().unwrap_or(group);
+    let mut own = group.as_os_str().to_owned();
+    own.push("-loader");
+    let own = Path::new(&own);
     let control = dir.join("cgroup.subtree_control");
     if write(&control, controllers).is_ok() {
         return Ok(());

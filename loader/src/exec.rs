@@ -258,10 +258,7 @@ fn apply(step: &Step) -> Result<(), ExecError> {
                 }
             }
         }
-        Step::Rlimit { .. }
-        | Step::CgroupDelegate { .. }
-        | Step::CgroupCreate { .. }
-        | Step::CgroupJoin(_) => cgroup_step(step)?,
+        Step::Rlimit { .. } | Step::CgroupCreate { .. } | Step::CgroupJoin(_) => cgroup_step(step)?,
         Step::Chdir(dir) => chdir(dir)?,
         Step::ChdirExisting(dir) => std::env::set_current_dir(dir).map_err(|e| {
             fail(
@@ -313,24 +310,25 @@ fn cgroup_step(step: &Step) -> Result<(), ExecError> {
             hard,
         } => crate::sys::res::set_rlimit(*resource, *soft, *hard).map_err(|e| {
             let (s, h) = (resources::shown(*soft), resources::shown(*hard));
-            let ours = crate::sys::res::get_rlimit(*resource).map_or(String::new(), |(_, h)| {
-                format!(" (our hard limit is {})", resources::shown(h))
-            });
-            fail(format_args!("--ulimit {name}={s}:{h}: setrlimit{ours}"), e)
+            fail(format_args!("--ulimit {name}={s}:{h}: setrlimit"), e)
         }),
-        Step::CgroupDelegate {
-            dir,
-            own,
-            controllers,
-            flags,
-            required,
-        } => optional(cgroup::delegate(dir, own, controllers), flags, *required),
         Step::CgroupCreate {
             dir,
             files,
             flags,
             required,
-        } => optional(cgroup::create(dir, files), flags, *required),
+            delegate,
+        } => {
+            let made = match delegate {
+                Some(controllers) => cgroup::delegate(dir, controllers),
+                None => Ok(()),
+            };
+            optional(
+                made.and_then(|()| cgroup::create(dir, files)),
+                flags,
+                *required,
+            )
+        }
         Step::CgroupJoin(dirs) => {
             for d in dirs {
                 cgroup::join(d).map_err(|e| fail("cgroup", e))?;

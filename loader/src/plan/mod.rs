@@ -210,23 +210,17 @@ pub enum Step {
         soft: u64,
         hard: u64,
     },
-    /// cgroup v2: enable `controllers` for the children of `dir`, first moving ourselves into
-    /// the leaf `own` if `dir` has processes. Failing is as for [`Step::CgroupCreate`].
-    CgroupDelegate {
-        dir: PathBuf,
-        own: PathBuf,
-        controllers: String,
-        flags: String,
-        required: bool,
-    },
     /// Create the container's cgroup `dir` (removing ones left by killed runs beside it) and
-    /// write each `(file, value)`; the supervisor removes it after the container ends. On
-    /// failure: with `required`, stop the start; else warn that `flags` are ignored and go on.
+    /// write each `(file, value)`; the supervisor removes it after the container ends. With
+    /// `delegate` (cgroup v2), first enable those controllers (`+memory +pids`) in the parent,
+    /// moving ourselves into the leaf `DIR-loader` if the parent has processes. On failure:
+    /// with `required`, stop the start; else warn that `flags` are ignored and go on.
     CgroupCreate {
         dir: PathBuf,
-        files: Vec<(String, String)>,
+        files: Vec<(&'static str, String)>,
         flags: String,
         required: bool,
+        delegate: Option<String>,
     },
     /// Move this process (PID 1, before anything else runs) into each cgroup.
     CgroupJoin(Vec<PathBuf>),

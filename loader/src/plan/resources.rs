@@ -2,17 +2,21 @@
 //! `--memory-reservation`, `--cpus`, `--cpu-shares`, `--cpuset-cpus`, `--pids-limit` as a cgroup
 //! of its own, as Docker's flags set them.
 //!
-//! Cgroups: for each controller a flag needs, a delegated cgroup v2 subtree of ours when the
-//! unified hierarchy offers the controller and we may write there, else the v1 hierarchy of that
-//! controller (this is what a root caller gets on a v1 or hybrid host). The supervisor creates
-//! `oci2bin-<pid>` beside nothing else: under our own cgroup in each hierarchy, before any
-//! namespace, writes the limits, and removes it after the container is reaped; PID 1 joins it
-//! before anything else runs. A group left by a killed loader (its pid gone) is removed by the
+//! Cgroups: a delegated cgroup v2 subtree of ours when the unified hierarchy offers every
+//! controller the flags need and we may write there (one group), else the v1 hierarchy of each
+//! controller (what a root caller gets on a v1 or hybrid host). Before any namespace, the
+//! supervisor creates `oci2bin-<pid>` under our own cgroup in each hierarchy and writes the
+//! limits; PID 1 joins it before anything else runs; the supervisor removes it once the
+//! container is reaped. A group left by a killed loader (its pid gone) is removed by the
 //! next run that makes one in the same place. When no cgroup is writable: one warning naming
 //! what is missing, and the run goes on, unless `--require-limits`.
+//!
+//! No transient systemd scope: asking a user manager for one needs a D-Bus client (or
+//! `systemd-run`) in the loader, and the subtree systemd delegates to a user's session
+//! (`user@.service` has `Delegate=yes`) is the v2 case above already.
 
 use super::{PlanError, Step};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The resource flags, as parsed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,6 +68,10 @@ const ULIMITS: &[(&str, i32)] = &[
     ("stack", libc::RLIMIT_STACK as i32),
 ];
 
+/// [`ULIMITS`]' names, for the error that lists them.
+const NAMES: &str = "core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, \
+                     rss, rtprio, rttime, sigpending, stack";
+
 /// `RLIM_INFINITY`.
 pub const UNLIMITED: u64 = u64::MAX;
 
@@ -85,21 +93,25 @@ pub fn set(r: &mut Resources, option: &str, v: &str) -> Result<(), String> {
             r.cpu_shares = Some(v.parse().map_err(|_| "want a whole number, e.g. 512")?)
         }
         "--cpuset-cpus" => {
-            let ok = !v.is_empty()
-                && v.split(',').all(|part| {
-                    let mut ends = part.splitn(2, '-');
-                    ends.all(|n| !n.is_empty() && n.parse::<u16>().is_ok())
-                });
-            if !ok {
+            // The kernel checks the list itself when it is written.
+            if v.is_empty()
+                || !v
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b == b',' || b == b'-')
+            {
                 return Err("want CPU numbers and ranges, e.g. 0-2,4".into());
             }
             r.cpuset_cpus = Some(v.into());
         }
         "--pids-limit" => {
-            let n: i64 = v
-                .parse()
-                .map_err(|_| "want a whole number, or -1 for no limit")?;
-            r.pids_limit = Some((n > 0).then_some(n as u64));
+            // 0 and -1: no limit.
+            let n: u64 = match v {
+                "-1" => 0,
+                v => v
+                    .parse()
+                    .map_err(|_| "want a whole number, or -1 for no limit")?,
+            };
+            r.pids_limit = Some((n > 0).then_some(n));
         }
         _ => return Err(format!("{option} is not a resource option")),
     }
@@ -114,7 +126,7 @@ fn ulimit(v: &str) -> Result<Ulimit, String> {
     let &(name, resource) = ULIMITS
         .iter()
         .find(|(n, _)| *n == name)
-        .ok_or_else(|| format!("unknown ulimit type '{name}' (want one of {})", names()))?;
+        .ok_or_else(|| format!("unknown ulimit type '{name}' (want one of {NAMES})"))?;
     let one = |s: &str| match s {
         "-1" | "unlimited" => Ok(UNLIMITED),
         s => s
@@ -140,11 +152,6 @@ fn ulimit(v: &str) -> Result<Ulimit, String> {
     })
 }
 
-fn names() -> String {
-    let v: Vec<&str> = ULIMITS.iter().map(|(n, _)| *n).collect();
-    v.join(", ")
-}
-
 /// A limit as `ulimit` prints it.
 pub fn shown(n: u64) -> String {
     match n {
@@ -156,67 +163,49 @@ pub fn shown(n: u64) -> String {
 /// Docker's memory sizes (go-units RAMInBytes): a number, optionally with a fraction, then an
 /// optional unit b, k, m, g, t or p (powers of 1024; `kb`, `KiB`, `MB` … are the same).
 pub fn bytes(v: &str) -> Result<u64, String> {
-    let bad = || {
-        format!("'{v}' is not a size: want a number with an optional unit (b, k, m, g), e.g. 64m")
-    };
     let digits = v
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(v.len());
     let (num, unit) = v.split_at(digits);
     let unit = unit.trim_start_matches(' ').to_ascii_lowercase();
     let unit = unit.strip_suffix('b').unwrap_or(&unit);
-    let unit = unit.strip_suffix('i').unwrap_or(unit);
-    let shift = match unit {
-        "" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        "t" => 40,
-        "p" => 50,
-        _ => return Err(bad()),
+    let shift = match unit.strip_suffix('i').unwrap_or(unit) {
+        "" => Some(0),
+        "k" => Some(10),
+        "m" => Some(20),
+        "g" => Some(30),
+        "t" => Some(40),
+        "p" => Some(50),
+        _ => None,
     };
-    let (whole, frac) = num.split_once('.').unwrap_or((num, ""));
-    if whole.is_empty() || frac.contains('.') || (num.contains('.') && frac.is_empty()) {
-        return Err(bad());
-    }
-    let whole: u64 = whole.parse().map_err(|_| bad())?;
-    let mut n = whole
-        .checked_shl(shift)
-        .filter(|&n| n >> shift == whole)
-        .ok_or_else(bad)?;
-    if !frac.is_empty() {
-        // The fraction of the unit, truncated to whole bytes, as Docker's float does.
-        let f: u64 = frac
-            .get(..frac.len().min(12))
-            .unwrap_or("0")
-            .parse()
-            .map_err(|_| bad())?;
-        let scale = 10u64.pow(frac.len().min(12) as u32);
-        n += ((f as u128) << shift) as u64 / scale;
-    }
-    Ok(n)
+    shift.and_then(|s| fixed(num, 1 << s)).ok_or_else(|| {
+        format!("'{v}' is not a size: want a number with an optional unit (b, k, m, g), e.g. 64m")
+    })
 }
 
-/// `--cpus` as billionths of a CPU (`0.5` → 500000000), at most 9 decimals.
+/// `--cpus` as billionths of a CPU (`0.5` → 500000000).
 fn cpus(v: &str) -> Result<u64, String> {
-    let bad = || format!("'{v}' is not a number of CPUs, e.g. 0.5 or 2");
-    let (whole, frac) = v.split_once('.').unwrap_or((v, ""));
-    if (whole.is_empty() && frac.is_empty()) || frac.len() > 9 {
-        return Err(bad());
+    fixed(v, 1_000_000_000).ok_or_else(|| format!("'{v}' is not a number of CPUs, e.g. 0.5 or 2"))
+}
+
+/// A decimal `W[.F]` times `scale`, rounded down (as Docker's floats are); `None` when it is not
+/// such a number or too big.
+fn fixed(s: &str, scale: u64) -> Option<u64> {
+    let (w, f) = s.split_once('.').unwrap_or((s, ""));
+    if w.len() + f.len() == 0 {
+        return None;
     }
-    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(whole) || !digits(frac) {
-        return Err(bad());
+    let (mut n, mut div) = (0u64, 1u64);
+    for (i, b) in w.bytes().chain(f.bytes()).enumerate() {
+        if !b.is_ascii_digit() || i > 18 {
+            return None;
+        }
+        n = n * 10 + (b - b'0') as u64;
+        if i >= w.len() {
+            div *= 10;
+        }
     }
-    let w: u64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().map_err(|_| bad())?
-    };
-    let f: u64 = format!("{frac:0<9}").parse().map_err(|_| bad())?;
-    w.checked_mul(1_000_000_000)
-        .and_then(|n| n.checked_add(f))
-        .ok_or_else(bad)
+    Some(n.checked_mul(scale)? / div)
 }
 
 /// The cgroup hierarchies we are in, as far as the plan needs them (read by [`crate::host`]
@@ -255,149 +244,141 @@ pub struct V2Group {
     pub controllers: Vec<String>,
 }
 
-/// One controller's share of the limits.
-struct Want {
-    controller: &'static str,
-    flags: Vec<&'static str>,
-    /// (v1 file, v1 value, v2 file, v2 value); an empty file name is not written there.
-    files: Vec<(&'static str, String, &'static str, String)>,
+/// Each cgroup flag: its controller, its name, and whether it was given.
+fn cgroup_flags(r: &Resources) -> [(&'static str, &'static str, bool); 7] {
+    [
+        ("memory", "--memory", r.memory.is_some()),
+        ("memory", "--memory-swap", r.memory_swap.is_some()),
+        (
+            "memory",
+            "--memory-reservation",
+            r.memory_reservation.is_some(),
+        ),
+        ("cpu", "--cpus", r.nano_cpus.is_some()),
+        ("cpu", "--cpu-shares", r.cpu_shares.is_some()),
+        ("cpuset", "--cpuset-cpus", r.cpuset_cpus.is_some()),
+        ("pids", "--pids-limit", r.pids_limit.is_some()),
+    ]
 }
 
-/// What each controller must be given, for the flags that were set.
-fn wanted(r: &Resources, facts: &CgroupFacts) -> Result<Vec<Want>, PlanError> {
-    let bad = |s: String| Err(PlanError::Resources(s));
-    let mut out = Vec::new();
-    let mut mem = Want {
-        controller: "memory",
-        flags: Vec::new(),
-        files: Vec::new(),
-    };
-    if let Some(m) = r.memory {
-        // Docker's minimum.
-        if m < 6 << 20 {
-            return bad(format!("--memory {m}: the minimum memory limit is 6MB"));
+/// The controllers the given cgroup flags need, in a fixed order (none: the facts need not
+/// be read).
+pub fn controllers(r: &Resources) -> Vec<&'static str> {
+    let mut c: Vec<&'static str> = Vec::new();
+    for (controller, _, set) in cgroup_flags(r) {
+        if set && !c.contains(&controller) {
+            c.push(controller);
         }
-        mem.flags.push("--memory");
-        mem.files.push((
-            "memory.limit_in_bytes",
-            m.to_string(),
-            "memory.max",
-            m.to_string(),
-        ));
-        let memsw = facts.v1.iter().any(|c| c.name == "memory" && c.memsw);
-        // Docker's default: as much swap as memory (memory plus swap = twice the memory).
-        let swap = match r.memory_swap {
-            Some(Some(s)) if s < m => {
-                return bad(format!(
-                    "--memory-swap {s} is below --memory {m}: it counts memory plus swap"
-                ))
+    }
+    c
+}
+
+/// The given flags of these controllers, as the user would list them.
+fn flags_of(r: &Resources, controllers: &[&str]) -> String {
+    let v: Vec<&str> = cgroup_flags(r)
+        .into_iter()
+        .filter(|(c, _, set)| *set && controllers.contains(c))
+        .map(|(_, f, _)| f)
+        .collect();
+    v.join(", ")
+}
+
+/// Refuses what Docker refuses: values that cannot work, or flags that do not fit together.
+fn check(r: &Resources, facts: &CgroupFacts) -> Result<(), PlanError> {
+    let max = facts.cpus.max(1) as u64;
+    let m = r.memory.unwrap_or(u64::MAX);
+    let why = if m < 6 << 20 {
+        "--memory: the minimum memory limit is 6MB"
+    } else if r.memory.is_none() && r.memory_swap.is_some() {
+        "--memory-swap needs --memory: it limits memory plus swap"
+    } else if r.memory_swap.flatten().is_some_and(|s| s < m) {
+        "--memory-swap is below --memory: it counts memory plus swap"
+    } else if r.memory_reservation.is_some_and(|v| v > m) {
+        "--memory-reservation is above --memory: the reservation must be lower"
+    } else if r
+        .nano_cpus
+        .is_some_and(|n| n < 10_000_000 || n > max * 1_000_000_000)
+    {
+        return Err(PlanError::Resources(format!(
+            "--cpus: the range of CPUs is from 0.01 to {max}.00, as there are only {max} CPUs \
+             available"
+        )));
+    } else {
+        return Ok(());
+    };
+    Err(PlanError::Resources(why.into()))
+}
+
+/// The files of `controller` and their values, for a v1 group (`v1` is its facts) or a v2 one.
+fn files(
+    r: &Resources,
+    controller: &str,
+    v1: Option<&V1Controller>,
+) -> Vec<(&'static str, String)> {
+    let pick = |a, b| if v1.is_some() { a } else { b };
+    let mut f = Vec::new();
+    match controller {
+        "memory" => {
+            if let Some(m) = r.memory {
+                f.push((pick("memory.limit_in_bytes", "memory.max"), m.to_string()));
+                // Docker's default: as much swap as memory (memory plus swap = twice the memory).
+                let swap = r.memory_swap.unwrap_or(Some(m.saturating_mul(2)));
+                match v1 {
+                    Some(c) if c.memsw => f.push((
+                        "memory.memsw.limit_in_bytes",
+                        swap.map_or("-1".into(), |s| s.to_string()),
+                    )),
+                    // v2 counts swap alone.
+                    None => f.push((
+                        "memory.swap.max",
+                        swap.map_or("max".into(), |s| (s - m).to_string()),
+                    )),
+                    _ => {}
+                }
             }
-            Some(Some(s)) => Some(s),
-            Some(None) => None,
-            None => Some(m.saturating_mul(2)),
-        };
-        if r.memory_swap.is_some() {
-            mem.flags.push("--memory-swap");
+            if let Some(m) = r.memory_reservation {
+                f.push((
+                    pick("memory.soft_limit_in_bytes", "memory.low"),
+                    m.to_string(),
+                ));
+            }
         }
-        let (v1, v2) = match swap {
-            Some(s) => (s.to_string(), (s - m).to_string()),
-            None => ("-1".to_string(), "max".to_string()),
-        };
-        mem.files.push((
-            if memsw {
-                "memory.memsw.limit_in_bytes"
-            } else {
-                ""
-            },
-            v1,
-            "memory.swap.max",
-            v2,
-        ));
-    } else if r.memory_swap.is_some() {
-        return bad("--memory-swap needs --memory: it limits memory plus swap".into());
-    }
-    if let Some(m) = r.memory_reservation {
-        if r.memory.is_some_and(|limit| m > limit) {
-            return bad(
-                "--memory-reservation is above --memory: the reservation must be lower".into(),
-            );
+        "cpu" => {
+            if let Some(n) = r.nano_cpus {
+                // Docker's period (100 ms) and the quota that gives this share of one CPU.
+                let quota = n / 10_000;
+                if v1.is_some() {
+                    f.push(("cpu.cfs_period_us", "100000".into()));
+                    f.push(("cpu.cfs_quota_us", quota.to_string()));
+                } else {
+                    f.push(("cpu.max", format!("{quota} 100000")));
+                }
+            }
+            if let Some(s) = r.cpu_shares {
+                // The kernel's range; runc's conversion to a v2 weight.
+                let s = s.clamp(2, 262144);
+                let weight = 1 + ((s - 2) * 9999) / 262142;
+                f.push((
+                    pick("cpu.shares", "cpu.weight"),
+                    if v1.is_some() { s } else { weight }.to_string(),
+                ));
+            }
         }
-        mem.flags.push("--memory-reservation");
-        mem.files.push((
-            "memory.soft_limit_in_bytes",
-            m.to_string(),
-            "memory.low",
-            m.to_string(),
-        ));
-    }
-    if !mem.flags.is_empty() {
-        out.push(mem);
-    }
-    let mut cpu = Want {
-        controller: "cpu",
-        flags: Vec::new(),
-        files: Vec::new(),
-    };
-    if let Some(n) = r.nano_cpus {
-        let max = facts.cpus.max(1) as u64;
-        if n < 10_000_000 || n > max * 1_000_000_000 {
-            return bad(format!(
-                "--cpus: the range of CPUs is from 0.01 to {max}.00, as there are only {max} CPUs available"
-            ));
-        }
-        // Docker's period (100 ms) and the quota that gives this share of one CPU.
-        let quota = n / 10_000;
-        cpu.flags.push("--cpus");
-        cpu.files
-            .push(("cpu.cfs_period_us", "100000".into(), "", String::new()));
-        cpu.files.push((
-            "cpu.cfs_quota_us",
-            quota.to_string(),
-            "cpu.max",
-            format!("{quota} 100000"),
-        ));
-    }
-    if let Some(s) = r.cpu_shares {
-        // The kernel's range; runc's conversion to a v2 weight.
-        let s = s.clamp(2, 262144);
-        let weight = 1 + ((s - 2) * 9999) / 262142;
-        cpu.flags.push("--cpu-shares");
-        cpu.files.push((
-            "cpu.shares",
-            s.to_string(),
-            "cpu.weight",
-            weight.to_string(),
-        ));
-    }
-    if !cpu.flags.is_empty() {
-        out.push(cpu);
-    }
-    if let Some(c) = &r.cpuset_cpus {
-        let mems = facts
-            .v1
-            .iter()
-            .find(|c| c.name == "cpuset")
-            .and_then(|c| c.mems.clone())
-            .unwrap_or_else(|| "0".into());
-        out.push(Want {
-            controller: "cpuset",
-            flags: vec!["--cpuset-cpus"],
+        "cpuset" => {
             // v1 needs memory nodes before it takes a task; v2 inherits them.
-            files: vec![
-                ("cpuset.mems", mems, "", String::new()),
-                ("cpuset.cpus", c.clone(), "cpuset.cpus", c.clone()),
-            ],
-        });
+            if let Some(c) = v1 {
+                f.push(("cpuset.mems", c.mems.clone().unwrap_or_else(|| "0".into())));
+            }
+            f.push(("cpuset.cpus", r.cpuset_cpus.clone().unwrap_or_default()));
+        }
+        _ => f.push((
+            "pids.max",
+            r.pids_limit
+                .flatten()
+                .map_or("max".into(), |n| n.to_string()),
+        )),
     }
-    if let Some(p) = r.pids_limit {
-        let v = p.map_or("max".to_string(), |n| n.to_string());
-        out.push(Want {
-            controller: "pids",
-            flags: vec!["--pids-limit"],
-            files: vec![("pids.max", v.clone(), "pids.max", v)],
-        });
-    }
-    Ok(out)
+    f
 }
 
 /// The name of the container's cgroup.
@@ -409,92 +390,67 @@ pub fn group_name(pid: u32) -> String {
 /// creating groups and writing limits), and the ones PID 1 takes first thing (joining them).
 /// Rlimits are [`ulimits`]' business.
 pub fn cgroups(r: &Resources, facts: &CgroupFacts) -> Result<(Vec<Step>, Vec<Step>), PlanError> {
-    let wants = wanted(r, facts)?;
-    let (mut before, mut join) = (Vec::new(), Vec::new());
-    if wants.is_empty() {
-        return Ok((before, join));
+    let need = controllers(r);
+    let (mut before, mut dirs) = (Vec::new(), Vec::<PathBuf>::new());
+    if need.is_empty() {
+        return Ok((before, Vec::new()));
     }
+    check(r, facts)?;
     let name = group_name(facts.pid);
     let v2 = facts.v2.as_ref();
-    let v2_has = |c: &str| v2.is_some_and(|g| g.writable && g.controllers.iter().any(|x| x == c));
     // v2 when it can give every controller wanted (one group for all); else v1 per controller.
-    if wants.iter().all(|w| v2_has(w.controller)) {
-        let g = v2.expect("checked above");
-        let controllers: Vec<String> = wants.iter().map(|w| format!("+{}", w.controller)).collect();
-        let flags = wants
-            .iter()
-            .flat_map(|w| w.flags.clone())
-            .collect::<Vec<_>>()
-            .join(", ");
-        before.push(Step::CgroupDelegate {
-            dir: g.dir.clone(),
-            own: g.dir.join(format!("{name}-loader")),
-            controllers: controllers.join(" "),
-            flags: flags.clone(),
-            required: r.require,
-        });
-        let files = wants
-            .iter()
-            .flat_map(|w| &w.files)
-            .filter(|f| !f.2.is_empty())
-            .map(|f| (f.2.to_string(), f.3.clone()))
-            .collect();
+    let v2_all =
+        v2.filter(|g| g.writable && need.iter().all(|c| g.controllers.iter().any(|x| x == c)));
+    if let Some(g) = v2_all {
+        let flags = flags_of(r, &need);
+        let controllers: Vec<String> = need.iter().map(|c| format!("+{c}")).collect();
         let dir = g.dir.join(&name);
         before.push(Step::CgroupCreate {
             dir: dir.clone(),
-            files,
+            files: need.iter().flat_map(|c| files(r, c, None)).collect(),
             flags,
             required: r.require,
+            delegate: Some(controllers.join(" ")),
         });
-        join.push(Step::CgroupJoin(vec![dir]));
-        return Ok((before, join));
+        return Ok((before, vec![Step::CgroupJoin(vec![dir])]));
     }
-    let mut dirs = Vec::new();
-    let mut missing: Vec<(&Want, String)> = Vec::new();
-    for w in &wants {
-        match facts.v1.iter().find(|c| c.name == w.controller) {
-            Some(c) if c.writable => {
-                let dir = c.dir.join(&name);
-                let files = w
-                    .files
-                    .iter()
-                    .filter(|f| !f.0.is_empty())
-                    .map(|f| (f.0.to_string(), f.1.clone()))
-                    .collect();
+    let (mut lacking, mut why) = (Vec::new(), Vec::new());
+    for c in need {
+        match facts.v1.iter().find(|x| x.name == c) {
+            Some(x) if x.writable => {
+                let dir = x.dir.join(&name);
                 before.push(Step::CgroupCreate {
                     dir: dir.clone(),
-                    files,
-                    flags: w.flags.join(", "),
+                    files: files(r, c, Some(x)),
+                    flags: flags_of(r, &[c]),
                     required: r.require,
+                    delegate: None,
                 });
                 dirs.push(dir);
             }
             found => {
-                let v1 = match found {
-                    Some(c) => format!(
-                        "v1 {} controller at {} is not writable by us",
-                        w.controller,
-                        c.dir.display()
+                lacking.push(c);
+                why.push(match found {
+                    Some(x) => format!(
+                        "v1 {c} controller at {} is not writable by us",
+                        x.dir.display()
                     ),
-                    None => format!("no v1 {} controller is mounted", w.controller),
-                };
-                let v2 = match v2 {
-                    None => "no cgroup v2 is mounted".to_string(),
-                    Some(g) if !g.controllers.iter().any(|c| c == w.controller) => format!(
-                        "cgroup v2 at {} offers no {} controller",
-                        g.dir.display(),
-                        w.controller
-                    ),
-                    Some(g) => format!("cgroup v2 at {} is not writable by us", g.dir.display()),
-                };
-                missing.push((w, format!("{v1}; {v2}")));
+                    None => format!("no v1 {c} controller is mounted"),
+                });
             }
         }
     }
-    if !missing.is_empty() {
-        let flags: Vec<&str> = missing.iter().flat_map(|(w, _)| w.flags.clone()).collect();
-        let why: Vec<&str> = missing.iter().map(|(_, why)| why.as_str()).collect();
-        let (flags, why) = (flags.join(", "), why.join("; "));
+    if !lacking.is_empty() {
+        why.push(match v2 {
+            None => "no cgroup v2 is mounted".to_string(),
+            Some(g) if g.writable => format!(
+                "cgroup v2 at {} offers no {} controller",
+                g.dir.display(),
+                lacking.join(", ")
+            ),
+            Some(g) => format!("cgroup v2 at {} is not writable by us", g.dir.display()),
+        });
+        let (flags, why) = (flags_of(r, &lacking), why.join("; "));
         if r.require {
             return Err(PlanError::Resources(format!(
                 "{flags} cannot be applied (--require-limits): no writable cgroup ({why})"
@@ -504,9 +460,11 @@ pub fn cgroups(r: &Resources, facts: &CgroupFacts) -> Result<(Vec<Step>, Vec<Ste
             "{flags} ignored: no writable cgroup ({why})"
         )));
     }
-    if !dirs.is_empty() {
-        join.push(Step::CgroupJoin(dirs));
-    }
+    let join = if dirs.is_empty() {
+        Vec::new()
+    } else {
+        vec![Step::CgroupJoin(dirs)]
+    };
     Ok((before, join))
 }
 
@@ -522,24 +480,6 @@ pub fn ulimits(r: &Resources, steps: &mut Vec<Step>) {
     }
 }
 
-/// The controllers a cgroup flag needs (none: the facts need not be read).
-pub fn controllers(r: &Resources) -> Vec<&'static str> {
-    let mut c = Vec::new();
-    if r.memory.is_some() || r.memory_swap.is_some() || r.memory_reservation.is_some() {
-        c.push("memory");
-    }
-    if r.nano_cpus.is_some() || r.cpu_shares.is_some() {
-        c.push("cpu");
-    }
-    if r.cpuset_cpus.is_some() {
-        c.push("cpuset");
-    }
-    if r.pids_limit.is_some() {
-        c.push("pids");
-    }
-    c
-}
-
 /// Whether `name` is a group of ours left by a loader that is gone (`oci2bin-<pid>` or
 /// `oci2bin-<pid>-loader` where `alive(pid)` is false).
 pub fn is_stale(name: &str, alive: impl Fn(u32) -> bool) -> bool {
@@ -548,20 +488,6 @@ pub fn is_stale(name: &str, alive: impl Fn(u32) -> bool) -> bool {
     };
     let pid = rest.strip_suffix("-loader").unwrap_or(rest);
     pid.parse::<u32>().is_ok_and(|p| !alive(p))
-}
-
-/// Our directory in a v1 hierarchy: the mount point plus our path in `/proc/self/cgroup`,
-/// unless the mount's root is a subtree (then the part of our path under it).
-pub fn v1_dir(mount: &Path, mount_root: &str, own: &str) -> PathBuf {
-    let rel = own
-        .strip_prefix(mount_root.trim_end_matches('/'))
-        .unwrap_or(own)
-        .trim_start_matches('/');
-    if rel.is_empty() {
-        mount.to_path_buf()
-    } else {
-        mount.join(rel)
-    }
 }
 
 #[cfg(test)]

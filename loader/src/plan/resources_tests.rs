@@ -65,10 +65,8 @@ fn v2_host() -> CgroupFacts {
     }
 }
 
-fn files(v: &[(&str, &str)]) -> Vec<(String, String)> {
-    v.iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect()
+fn files(v: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    v.iter().map(|(a, b)| (*a, b.to_string())).collect()
 }
 
 #[test]
@@ -150,7 +148,7 @@ fn cpus_pids_and_shares_take_dockers_numbers() {
     assert_eq!(res(&["--cpus", "0.5"]).nano_cpus, Some(500_000_000));
     assert_eq!(res(&["--cpus", "2"]).nano_cpus, Some(2_000_000_000));
     assert_eq!(res(&["--cpus", ".25"]).nano_cpus, Some(250_000_000));
-    for v in ["abc", "1.0000000001", "-1", "."] {
+    for v in ["abc", "-1", ".", "1.2.3"] {
         assert!(cpus(v).is_err(), "{v}");
     }
     assert_eq!(res(&["--pids-limit", "10"]).pids_limit, Some(Some(10)));
@@ -191,11 +189,12 @@ fn a_writable_v1_host_gets_a_group_per_controller_with_dockers_values() {
         "512",
     ]);
     let (before, join) = cgroups(&r, &v1_host(true)).unwrap();
-    let create = |dir: &str, f: &[(&str, &str)], flags: &str| Step::CgroupCreate {
+    let create = |dir: &str, f: &[(&'static str, &str)], flags: &str| Step::CgroupCreate {
         dir: dir.into(),
         files: files(f),
         flags: flags.into(),
         required: false,
+        delegate: None,
     };
     assert_eq!(
         before,
@@ -296,12 +295,22 @@ fn no_writable_cgroup_is_one_warning_naming_what_is_missing() {
         "{w}"
     );
     assert!(
-        w.contains("cgroup v2 at /sys/fs/cgroup/unified offers no memory controller"),
+        w.contains("v1 pids controller at /sys/fs/cgroup/pids is not writable by us"),
         "{w}"
     );
     assert!(
-        w.contains("v1 pids controller at /sys/fs/cgroup/pids"),
+        w.ends_with("; cgroup v2 at /sys/fs/cgroup/unified is not writable by us)"),
         "{w}"
+    );
+    let mut readable_v2 = v1_host(false);
+    readable_v2.v2.as_mut().unwrap().writable = true;
+    let (again, _) = cgroups(&r, &readable_v2).unwrap();
+    let [Step::Warn(w2)] = &again[..] else {
+        panic!("{again:?}")
+    };
+    assert!(
+        w2.ends_with("; cgroup v2 at /sys/fs/cgroup/unified offers no memory, pids controller)"),
+        "{w2}"
     );
     assert!(!w.contains('\n'));
 }
@@ -345,28 +354,20 @@ fn a_delegated_v2_subtree_gets_one_group_for_every_controller() {
     let flags = "--memory, --memory-swap, --cpus, --cpu-shares, --pids-limit";
     assert_eq!(
         before,
-        [
-            Step::CgroupDelegate {
-                dir: "/sys/fs/cgroup/user.slice/me".into(),
-                own: "/sys/fs/cgroup/user.slice/me/oci2bin-42-loader".into(),
-                controllers: "+memory +cpu +pids".into(),
-                flags: flags.into(),
-                required: false,
-            },
-            Step::CgroupCreate {
-                dir: "/sys/fs/cgroup/user.slice/me/oci2bin-42".into(),
-                files: files(&[
-                    ("memory.max", "67108864"),
-                    // v2 counts swap alone.
-                    ("memory.swap.max", "37748736"),
-                    ("cpu.max", "150000 100000"),
-                    ("cpu.weight", "39"),
-                    ("pids.max", "max"),
-                ]),
-                flags: flags.into(),
-                required: false,
-            },
-        ]
+        [Step::CgroupCreate {
+            dir: "/sys/fs/cgroup/user.slice/me/oci2bin-42".into(),
+            files: files(&[
+                ("memory.max", "67108864"),
+                // v2 counts swap alone.
+                ("memory.swap.max", "37748736"),
+                ("cpu.max", "150000 100000"),
+                ("cpu.weight", "39"),
+                ("pids.max", "max"),
+            ]),
+            flags: flags.into(),
+            required: false,
+            delegate: Some("+memory +cpu +pids".into()),
+        },]
     );
     assert_eq!(
         join,
@@ -446,10 +447,7 @@ fn leftovers_of_killed_runs_are_known_by_their_dead_pid() {
 }
 
 #[test]
-fn our_directory_is_the_mount_plus_our_path_under_its_root() {
-    let m = Path::new("/sys/fs/cgroup/memory");
-    assert_eq!(v1_dir(m, "/", "/process_api/x"), m.join("process_api/x"));
-    assert_eq!(v1_dir(m, "/", "/"), m);
-    // A container's own view: the mount root is its cgroup.
-    assert_eq!(v1_dir(m, "/docker/abc", "/docker/abc"), m);
+fn the_listed_ulimit_names_are_the_table() {
+    let names: Vec<&str> = ULIMITS.iter().map(|(n, _)| *n).collect();
+    assert_eq!(NAMES, names.join(", "));
 }
