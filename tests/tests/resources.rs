@@ -298,3 +298,79 @@ fn ulimits_apply_as_root_too() {
     );
     assert_eq!(text(&o.stdout), "100\n200\n", "{}", text(&o.stderr));
 }
+
+/// The other cgroup flags, each read back from the container's own groups.
+const MORE_PROBE: &str = "dir() { p=$(grep -E \"^[0-9]+:$1:\" /proc/self/cgroup | cut -d: -f3); \
+     if [ -d /sys/fs/cgroup/$1$p ]; then echo /sys/fs/cgroup/$1$p; else echo /sys/fs/cgroup/$1; fi; }; \
+     m=$(dir memory); c=$(dir cpu); s=$(dir cpuset); \
+     echo \"memsw $(cat $m/memory.memsw.limit_in_bytes)\"; \
+     echo \"soft $(cat $m/memory.soft_limit_in_bytes)\"; \
+     echo \"shares $(cat $c/cpu.shares)\"; \
+     echo \"cpuset $(cat $s/cpuset.cpus)\"; \
+     grep Cpus_allowed_list /proc/self/status";
+
+const MORE_FLAGS: &[&str] = &[
+    "--memory",
+    "64m",
+    "--memory-swap",
+    "100m",
+    "--memory-reservation",
+    "32m",
+    "--cpu-shares",
+    "512",
+    "--cpuset-cpus",
+    "0",
+];
+
+#[test]
+fn swap_reservation_shares_and_cpuset_are_the_values_docker_writes() {
+    if !root_with_v1()
+        || !e2e::require(
+            Path::new("/sys/fs/cgroup/cpuset/cgroup.procs").exists(),
+            "no cgroup v1 cpuset controller on this host",
+        )
+    {
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let mut args = MORE_FLAGS.to_vec();
+    args.extend(["sh", "-c", MORE_PROBE]);
+    let o = as_root(cache.path(), &args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let ours = text(&o.stdout);
+    assert_eq!(
+        ours,
+        "memsw 104857600\nsoft 33554432\nshares 512\ncpuset 0\nCpus_allowed_list:\t0\n"
+    );
+    if !docker::required() {
+        return;
+    }
+    let tag = docker::load(bb());
+    let theirs = docker::run_sh(&tag, MORE_FLAGS, MORE_PROBE);
+    docker::remove(&tag);
+    assert_eq!(ours, theirs);
+}
+
+#[test]
+fn a_stopped_container_leaves_no_group_behind() {
+    if !root_with_v1() {
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let mut child = Command::new(bb())
+        .args(["--pids-limit", "10", "--memory", "64m", "sleep", "30"])
+        .env("XDG_CACHE_HOME", cache.path())
+        .spawn()
+        .unwrap();
+    let group = format!("/sys/fs/cgroup/pids/oci2bin-{}", child.id());
+    let started = std::time::Instant::now();
+    while !Path::new(&group).exists() && started.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(Path::new(&group).exists(), "{group} never appeared");
+    // SAFETY: kill has no memory effects; the pid is our own child, not yet reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    assert!(!Path::new(&group).exists(), "{group} left behind");
+}
