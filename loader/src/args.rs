@@ -45,6 +45,8 @@ enum Id {
     RequireLimits,
     Help,
     Version,
+    Tty,
+    Interactive,
 }
 
 struct Opt {
@@ -244,6 +246,20 @@ const OPTIONS: &[Opt] = &[
         help: "mount the root read-only, as Docker does (/tmp, /run too: add --tmpfs for them)",
     },
     Opt {
+        long: "tty",
+        short: Some('t'),
+        value: None,
+        id: Id::Tty,
+        help: "give the command a terminal of its own (a pty; yours is put in raw mode meanwhile)",
+    },
+    Opt {
+        long: "interactive",
+        short: Some('i'),
+        value: None,
+        id: Id::Interactive,
+        help: "keep stdin open (always so here: stdin is passed unless -t has no terminal for it)",
+    },
+    Opt {
         long: "ulimit",
         short: None,
         value: Some("TYPE=SOFT[:HARD]"),
@@ -364,6 +380,10 @@ pub struct Flags {
     pub resources: crate::plan::resources::Resources,
     /// The command and its arguments (replaces the image's Cmd when not empty).
     pub command: Vec<OsString>,
+    /// `-t/--tty`: a pseudo-terminal for the command.
+    pub tty: bool,
+    /// `-i/--interactive`: stdin is passed anyway; with `-t` it asks for a terminal on stdin.
+    pub interactive: bool,
 }
 
 /// The container's network.
@@ -827,6 +847,8 @@ fn apply(
             flags.mounts.push(spec);
         }
         (Id::ReadOnly, _) => flags.read_only = on,
+        (Id::Tty, _) => flags.tty = on,
+        (Id::Interactive, _) => flags.interactive = on,
         (Id::Resource, Some(v)) => {
             let v = text(option, v, "a text value")?;
             crate::plan::resources::set(&mut flags.resources, option, &v).map_err(|why| {
@@ -1381,5 +1403,17 @@ mod tests {
         assert_eq!(edit_distance("wrokdir", "workdir"), 1);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("init", "init"), 0);
+    }
+
+    #[test]
+    fn tty_and_interactive_cluster_as_in_docker() {
+        let f = run(&["-it", "sh"]);
+        assert!(f.tty && f.interactive);
+        assert_eq!(f.command, ["sh"]);
+        let f = run(&["-t", "--interactive=false", "sh"]);
+        assert!(f.tty && !f.interactive);
+        assert!(run(&["--tty", "-i"]).interactive);
+        assert!(!run(&[]).tty);
+        assert!(err(&["--tty=maybe"]).contains("takes no value"));
     }
 }

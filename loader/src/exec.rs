@@ -11,6 +11,8 @@
 //! [`run`] must be called from a single-threaded process (unshare of a user namespace demands
 //! it); tests fork first.
 
+mod tty;
+
 use crate::cgroup;
 use crate::copy;
 use crate::init::{self, Role, StopPolicy};
@@ -65,12 +67,12 @@ fn warn(msg: impl fmt::Display) {
 /// its own code, or 128 + N when a signal killed it.
 pub fn run(steps: &[Step]) -> Result<i32, ExecError> {
     let mut in_child = false;
+    let mut tty = tty::Channel::default();
     // The container's cgroups: the supervisor removes them once it has ended.
     let mut cgroups = cgroup::Created::default();
     for step in steps {
         if let Step::Fork(stop) = step {
-            let forked = fork_supervised(*stop);
-            match forked {
+            match fork_supervised(*stop, &mut tty) {
                 Ok(None) => in_child = true,
                 r => {
                     cgroups.remove_all();
@@ -89,7 +91,12 @@ pub fn run(steps: &[Step]) -> Result<i32, ExecError> {
             }
             continue;
         }
-        if let Err(e) = apply(step) {
+        let r = match step {
+            Step::TtyChannel { input } => tty.open(*input),
+            Step::Console { uid, gid } => tty.console(*uid, *gid),
+            _ => apply(step),
+        };
+        if let Err(e) = r {
             if !in_child {
                 cgroups.remove_all();
                 return Err(e);
@@ -115,12 +122,16 @@ fn die(e: &ExecError) -> ! {
 
 /// Blocks the supervised signals and forks. `Some(code)` in the parent once the child has ended;
 /// `None` in the child.
-fn fork_supervised(stop: StopPolicy) -> Result<Option<i32>, ExecError> {
+fn fork_supervised(stop: StopPolicy, tty: &mut tty::Channel) -> Result<Option<i32>, ExecError> {
     ns::block_signals(&init::supervised_signals()).map_err(|e| fail("block signals", e))?;
     match ns::fork().map_err(|e| fail("fork", e))? {
-        ns::Forked::Child => Ok(None),
+        ns::Forked::Child => {
+            tty.in_child();
+            Ok(None)
+        }
         ns::Forked::Parent(pid) => {
-            let exit = init::supervise(pid, Role::Outside(stop))
+            let exit = tty
+                .supervise(pid, stop)
                 .map_err(|e| fail("wait for the container", e))?;
             Ok(Some(exit.code()))
         }
@@ -143,7 +154,17 @@ fn apply(step: &Step) -> Result<(), ExecError> {
         }
         Step::SetIds { uid, gid, groups } => ns::set_ids(*uid, *gid, groups)
             .map_err(|e| fail(format_args!("switch to uid {uid}, gid {gid}"), e))?,
-        Step::Fork(_) => unreachable!("handled by run"),
+        Step::Fork(_) | Step::TtyChannel { .. } | Step::Console { .. } => {
+            unreachable!("handled by run")
+        }
+        Step::NewSession => crate::sys::tty::setsid().map_err(|e| fail("setsid", e))?,
+        Step::Mqueue { target } => {
+            let flags = ns::MS_NOSUID | ns::MS_NODEV | ns::MS_NOEXEC;
+            let fs = Some(Path::new("mqueue"));
+            if let Err(e) = ns::mount(fs, target, Some("mqueue"), flags, None) {
+                warn(format_args!("/dev/mqueue left out: {e}"));
+            }
+        }
         Step::DieWithParent => ns::kill_with_parent().map_err(|e| fail("prctl", e))?,
         Step::MakeRootPrivate => ns::mount(
             None,

@@ -100,6 +100,7 @@ pub fn gather(
         rootfs,
         scratch,
         mount_sources: mounts.iter().map(mount_source).collect(),
+        stdin_tty: crate::sys::tty::is_tty(0),
         cgroups: Default::default(),
     })
 }

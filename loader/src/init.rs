@@ -65,13 +65,19 @@ pub struct Action {
 /// Decides what to do with signal `signo` of `si_code` `code`. Pure, so the rules are tested
 /// as a table.
 ///
-/// A signal the kernel raised itself (`SI_KERNEL`: a terminal's ^C, ^\, ^Z, SIGWINCH) went to
-/// the whole foreground process group, the command included, so it is not sent twice. A hangup
-/// is the exception: when the terminal goes away the kernel tells the session leader only, which
-/// may be us.
+/// Inside, a signal the kernel raised itself (`SI_KERNEL`: a terminal's ^C, ^\, SIGWINCH) went
+/// to the whole foreground process group, the command included, so the init does not send it
+/// twice. A hangup is the exception: when the terminal goes away the kernel tells the session
+/// leader only, which may be the init. Outside, the container leads a session of its own, so
+/// what the caller's terminal raises reaches it only through us: everything is forwarded, but
+/// job control, which stops the container as a whole ([`suspend_container`]).
 pub fn decide(role: Role, signo: i32, code: i32) -> Action {
     let kernel = code == ns::SI_KERNEL;
-    let forward = (!kernel || signo == ns::SIGHUP).then_some(signo);
+    let job_control = matches!(signo, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU);
+    let forward = match role {
+        Role::Init => (!kernel || signo == ns::SIGHUP).then_some(signo),
+        Role::Outside(_) => (!job_control).then_some(signo),
+    };
     match role {
         Role::Init => Action {
             forward,
@@ -86,8 +92,22 @@ pub fn decide(role: Role, signo: i32, code: i32) -> Action {
             stop: signo == ns::SIGTERM
                 || (signo == ns::SIGINT && !kernel)
                 || (signo == ns::SIGHUP && kernel),
-            suspend: matches!(signo, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU),
+            suspend: job_control,
         },
+    }
+}
+
+/// Job control from outside (^Z on the caller's terminal): the container's session is not in
+/// the terminal's foreground group, so its process group is stopped with us and continued when
+/// we are.
+pub fn suspend_container(child: pid_t) {
+    // PID 1 leads the container's process group (it called setsid); before that, only it.
+    if ns::kill(-child, libc::SIGSTOP).is_err() {
+        let _ = ns::kill(child, libc::SIGSTOP);
+    }
+    ns::stop_self();
+    if ns::kill(-child, libc::SIGCONT).is_err() {
+        let _ = ns::kill(child, libc::SIGCONT);
     }
 }
 
@@ -126,7 +146,7 @@ pub fn supervise(child: pid_t, role: Role) -> io::Result<Exit> {
             deadline = policy.timeout.map(|t| Instant::now() + t);
         }
         if action.suspend {
-            ns::stop_self();
+            suspend_container(child);
         }
     }
 }
@@ -153,9 +173,26 @@ mod tests {
                 Some(libc::SIGUSR1)
             );
             assert_eq!(decide(role, ns::SIGINT, USER).forward, Some(ns::SIGINT));
-            assert_eq!(decide(role, ns::SIGINT, KERNEL).forward, None);
-            assert_eq!(decide(role, libc::SIGWINCH, KERNEL).forward, None);
         }
+        // Inside, the terminal's own signals reached the command already.
+        assert_eq!(decide(Role::Init, ns::SIGINT, KERNEL).forward, None);
+        assert_eq!(decide(Role::Init, libc::SIGWINCH, KERNEL).forward, None);
+    }
+
+    #[test]
+    fn the_callers_terminal_reaches_the_container_in_its_own_session_through_us() {
+        let o = outside(ns::SIGTERM);
+        assert_eq!(decide(o, ns::SIGINT, KERNEL).forward, Some(ns::SIGINT));
+        assert_eq!(
+            decide(o, libc::SIGQUIT, KERNEL).forward,
+            Some(libc::SIGQUIT)
+        );
+        assert_eq!(
+            decide(o, libc::SIGWINCH, KERNEL).forward,
+            Some(libc::SIGWINCH)
+        );
+        // ^Z stops the container's whole group instead (suspend_container).
+        assert_eq!(decide(o, libc::SIGTSTP, USER).forward, None);
     }
 
     #[test]

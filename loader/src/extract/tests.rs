@@ -1,10 +1,12 @@
 //! Extraction specs: real tar bytes (gzip/zstd/none) in a real file, read by offset, unpacked into
 //! a temporary root with a sentinel directory beside it that must never change.
 
+use super::resolve::{split_entry, BadPath};
 use super::*;
 use crate::format::Compression;
 use crate::tar::testutil::TarBuilder;
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 

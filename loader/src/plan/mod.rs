@@ -14,6 +14,7 @@ mod net;
 mod process;
 pub mod resources;
 mod root;
+mod terminal;
 #[cfg(test)]
 mod tests;
 mod userns;
@@ -63,6 +64,8 @@ pub struct HostFacts {
     /// For each of `flags.mounts`, in order: whether its host source is a directory, or why it
     /// cannot be bound (a tmpfs has no source: `Ok(true)`).
     pub mount_sources: Vec<Result<bool, String>>,
+    /// Whether the loader's stdin is a terminal (`-it` needs one).
+    pub stdin_tty: bool,
     /// Our cgroups, read only when a cgroup flag is given ([`resources`]).
     pub cgroups: resources::CgroupFacts,
 }
@@ -237,6 +240,24 @@ pub enum Step {
         init: bool,
         keep_fds: u32,
     },
+    /// `-t`, before the fork: a socketpair the child sends the pty master back through; the
+    /// supervisor then pumps it to stdout and, when `input`, stdin into it.
+    TtyChannel {
+        input: bool,
+    },
+    /// In the child: lead a new session (no controlling terminal), as Docker's containers do.
+    NewSession,
+    /// `-t`, after the pivot: a pty from the container's `/dev/ptmx`; the slave becomes the
+    /// controlling terminal, stdio and `/dev/console` (owned by `uid`:`gid`), sized as the
+    /// caller's terminal; the master goes to the supervisor over the [`Step::TtyChannel`].
+    Console {
+        uid: u32,
+        gid: u32,
+    },
+    /// Mount a POSIX message queue file system (of our ipc namespace) at `target`.
+    Mqueue {
+        target: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,6 +283,8 @@ pub enum PlanError {
     },
     /// A mount that cannot be made as asked.
     Mount(String),
+    /// `-it` with stdin not a terminal.
+    NotATty,
     /// Resource flags that do not fit together, or limits that cannot be applied.
     Resources(String),
 }
@@ -280,6 +303,7 @@ impl fmt::Display for PlanError {
                 write!(f, "{option} cannot be used with --net {mode}: {why}")
             }
             PlanError::Mount(why) | PlanError::Resources(why) => f.write_str(why),
+            PlanError::NotATty => f.write_str("the input device is not a TTY"),
             PlanError::NoRange { mode, why } => {
                 write!(f, "--userns {mode} needs a subordinate id range: {why}")
             }
@@ -306,6 +330,7 @@ impl From<UserError> for PlanError {
 /// Plans a run: every namespace, mount, file and the final exec, in order.
 pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>, PlanError> {
     net::check(flags)?;
+    terminal::check(flags, facts)?;
     let argv = process::command(rt, flags)?;
     // keep-id: the caller's own ids are the default user, as with podman.
     let own = format!("{}:{}", facts.uid, facts.gid);
@@ -324,6 +349,7 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
     steps.extend(cgroups);
     root::namespaces(&user, facts, flags, stop, &mut steps);
     steps.extend(join);
+    terminal::session(flags, facts, &mut steps);
     root::filesystem(facts, flags, &mut steps)?;
     let mut files = Vec::new();
     files::per_run(facts, flags, &user, &mut files);
@@ -336,6 +362,7 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
         _ => true,
     });
     steps.extend(files);
+    terminal::console(flags, &user, &mut steps);
     steps.push(Step::SoftLimitsToHard(process::RAISED_LIMITS.to_vec()));
     resources::ulimits(&flags.resources, &mut steps);
     if flags.mounts.iter().any(|m| workdir.starts_with(&m.target)) {

@@ -111,6 +111,14 @@ pub(super) fn filesystem(
         flags: ns::MS_NOSUID | ns::MS_NODEV | ns::MS_NOEXEC,
         options: "mode=1777,size=65536k".into(),
     });
+    // POSIX message queues of the container's own ipc namespace, where Docker mounts them.
+    steps.push(Step::Mkdir {
+        path: dev.join("mqueue"),
+        mode: 0o755,
+    });
+    steps.push(Step::Mqueue {
+        target: dev.join("mqueue"),
+    });
     for (link, target) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),

@@ -1149,3 +1149,80 @@ fn open_files_and_processes_get_their_hard_limit_before_the_command() {
         Step::SoftLimitsToHard(vec![ns::RLIMIT_NOFILE, ns::RLIMIT_NPROC])
     );
 }
+
+// R9: sessions and terminals.
+
+fn position(steps: &[Step], f: impl Fn(&Step) -> bool) -> usize {
+    steps.iter().position(f).unwrap()
+}
+
+#[test]
+fn the_command_always_leads_a_session_of_its_own() {
+    for (f, fl) in [
+        (facts(), flags(&[])),
+        (mapped(false), flags(&["-u", "app"])),
+    ] {
+        let steps = plan(&image(), &fl, &f).unwrap();
+        let die = position(&steps, |s| *s == Step::DieWithParent);
+        assert_eq!(steps[die + 1], Step::NewSession);
+        // No terminal without -t.
+        assert!(!steps
+            .iter()
+            .any(|s| matches!(s, Step::TtyChannel { .. } | Step::Console { .. })));
+    }
+}
+
+#[test]
+fn t_opens_the_channel_before_the_fork_and_the_pty_after_the_pivot_as_root() {
+    let f = HostFacts {
+        stdin_tty: true,
+        ..mapped(false)
+    };
+    let steps = plan(&image(), &flags(&["-t", "-u", "app"]), &f).unwrap();
+    let chan = position(&steps, |s| *s == Step::TtyChannel { input: true });
+    let fork = position(&steps, |s| matches!(s, Step::Fork(_)));
+    let session = position(&steps, |s| *s == Step::NewSession);
+    let pivot = position(&steps, |s| matches!(s, Step::PivotRoot { .. }));
+    let console = position(&steps, |s| *s == Step::Console { uid: 100, gid: 101 });
+    let ids = position(&steps, |s| matches!(s, Step::SetIds { .. }));
+    assert!(chan + 1 == fork && fork < session && session < pivot);
+    assert!(
+        pivot < console && console < ids,
+        "the pty is the user's, made as root"
+    );
+}
+
+#[test]
+fn it_needs_a_terminal_on_stdin_and_t_alone_does_not() {
+    let no_tty = facts();
+    assert_eq!(
+        plan(&image(), &flags(&["-it"]), &no_tty)
+            .unwrap_err()
+            .to_string(),
+        "the input device is not a TTY"
+    );
+    // -t alone: the pty, with nothing pumped into it (docker run -t).
+    let steps = plan(&image(), &flags(&["-t"]), &no_tty).unwrap();
+    assert!(steps.contains(&Step::TtyChannel { input: false }));
+    // -i alone changes nothing: stdin is passed anyway.
+    assert_eq!(
+        plan(&image(), &flags(&["-i"]), &no_tty).unwrap(),
+        plan(&image(), &flags(&[]), &no_tty).unwrap()
+    );
+}
+
+#[test]
+fn mqueue_is_mounted_in_dev_before_the_pivot() {
+    let steps = plan(&image(), &flags(&[]), &facts()).unwrap();
+    let mq = position(&steps, |s| {
+        *s == Step::Mqueue {
+            target: "/run/o2b/root/dev/mqueue".into(),
+        }
+    });
+    let dev = position(
+        &steps,
+        |s| matches!(s, Step::Tmpfs { target, .. } if target == Path::new("/run/o2b/root/dev")),
+    );
+    let pivot = position(&steps, |s| matches!(s, Step::PivotRoot { .. }));
+    assert!(dev < mq && mq < pivot);
+}

@@ -5,3 +5,4 @@ pub mod fs;
 pub mod ns;
 pub mod res;
 pub mod sig;
+pub mod tty;

@@ -737,3 +737,12 @@ pub fn signal_number(s: &str) -> Option<i32> {
         .find(|(n, _)| *n == name)
         .map(|&(_, v)| v)
 }
+
+/// A non-blocking, close-on-exec signalfd for `set` (which must be blocked already).
+pub fn signalfd(set: &SigSet) -> io::Result<OwnedFd> {
+    // SAFETY: set.0 is an initialised sigset; -1 asks for a new descriptor.
+    let fd = unsafe { libc::signalfd(-1, &set.0, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+    check(fd)?;
+    // SAFETY: signalfd succeeded: the descriptor is new and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
