@@ -41,6 +41,8 @@ enum Id {
     Tmpfs,
     Secret,
     ReadOnly,
+    Resource,
+    RequireLimits,
     TmpfsUpper,
     OverlayPersist,
     SshAgent,
@@ -347,6 +349,69 @@ const OPTIONS: &[Opt] = &[
         help: "keep stdin open (always so here: stdin is passed unless -t has no terminal for it)",
     },
     Opt {
+        long: "ulimit",
+        short: None,
+        value: Some("TYPE=SOFT[:HARD]"),
+        id: Id::Resource,
+        help: "set an rlimit as Docker does, e.g. nofile=1024:4096 (repeatable)",
+    },
+    Opt {
+        long: "memory",
+        short: Some('m'),
+        value: Some("BYTES"),
+        id: Id::Resource,
+        help: "memory limit, e.g. 64m (a cgroup)",
+    },
+    Opt {
+        long: "memory-swap",
+        short: None,
+        value: Some("BYTES"),
+        id: Id::Resource,
+        help: "memory plus swap (default twice --memory; -1 unlimited)",
+    },
+    Opt {
+        long: "memory-reservation",
+        short: None,
+        value: Some("BYTES"),
+        id: Id::Resource,
+        help: "memory soft limit",
+    },
+    Opt {
+        long: "cpus",
+        short: None,
+        value: Some("N"),
+        id: Id::Resource,
+        help: "CPU quota, e.g. 0.5",
+    },
+    Opt {
+        long: "cpu-shares",
+        short: Some('c'),
+        value: Some("N"),
+        id: Id::Resource,
+        help: "relative CPU weight (1024)",
+    },
+    Opt {
+        long: "cpuset-cpus",
+        short: None,
+        value: Some("LIST"),
+        id: Id::Resource,
+        help: "CPUs allowed, e.g. 0-1,3",
+    },
+    Opt {
+        long: "pids-limit",
+        short: None,
+        value: Some("N"),
+        id: Id::Resource,
+        help: "most tasks at once (-1: no limit)",
+    },
+    Opt {
+        long: "require-limits",
+        short: None,
+        value: None,
+        id: Id::RequireLimits,
+        help: "fail when a cgroup limit cannot be applied (else warn)",
+    },
+    Opt {
         long: "help",
         short: Some('h'),
         value: None,
@@ -428,6 +493,8 @@ pub struct Flags {
     pub mounts: Vec<crate::plan::mounts::MountSpec>,
     /// `--read-only`.
     pub read_only: bool,
+    /// `--ulimit`, `--memory`, `--cpus`, `--pids-limit`, … and `--require-limits`.
+    pub resources: crate::plan::resources::Resources,
     /// `--tmpfs-upper[=SIZE]`: the writable layer in RAM; the tmpfs size option, or empty.
     pub tmpfs_upper: Option<String>,
     /// `--overlay-persist DIR`.
@@ -957,6 +1024,17 @@ fn apply(
         }
         (Id::Tty, _) => flags.tty = on,
         (Id::Interactive, _) => flags.interactive = on,
+        (Id::Resource, Some(v)) => {
+            let v = text(option, v, "a text value")?;
+            crate::plan::resources::set(&mut flags.resources, option, &v).map_err(|why| {
+                ArgsError::Invalid {
+                    option: option.to_string(),
+                    value: v,
+                    why,
+                }
+            })?;
+        }
+        (Id::RequireLimits, _) => flags.resources.require = on,
         (Id::Help, _) => return Ok(on.then_some(Parsed::Help)),
         (Id::Version, _) => return Ok(on.then_some(Parsed::Version)),
         (Id::Detach, _) => flags.detach = on,

@@ -13,10 +13,11 @@
 
 mod tty;
 
+use crate::cgroup;
 use crate::copy;
 use crate::init::{self, Role, StopPolicy};
 use crate::plan::mounts::What;
-use crate::plan::{Mapping, Step};
+use crate::plan::{resources, Mapping, Step};
 use crate::subid;
 use crate::sys::fs as sfs;
 use crate::sys::ns;
@@ -74,11 +75,26 @@ pub fn run(steps: &[Step]) -> Result<i32, ExecError> {
 pub fn run_with(steps: &[Step], started: &mut dyn FnMut(ns::pid_t)) -> Result<i32, ExecError> {
     let mut in_child = false;
     let mut tty = tty::Channel::default();
+    // The container's cgroups: the supervisor removes them once it has ended.
+    let mut cgroups = cgroup::Created::default();
     for step in steps {
         if let Step::Fork(stop) = step {
-            match fork_supervised(*stop, &mut tty, started)? {
-                Some(code) => return Ok(code),
-                None => in_child = true,
+            match fork_supervised(*stop, &mut tty, started) {
+                Ok(None) => in_child = true,
+                r => {
+                    cgroups.remove_all();
+                    return r.map(|code| code.unwrap_or(0));
+                }
+            }
+            continue;
+        }
+        if let Step::CgroupCreate { dir, .. } = step {
+            match cgroup_step(step) {
+                Ok(()) => cgroups.0.push(dir.clone()),
+                Err(e) => {
+                    cgroups.remove_all();
+                    return Err(e);
+                }
             }
             continue;
         }
@@ -89,6 +105,7 @@ pub fn run_with(steps: &[Step], started: &mut dyn FnMut(ns::pid_t)) -> Result<i3
         };
         if let Err(e) = r {
             if !in_child {
+                cgroups.remove_all();
                 return Err(e);
             }
             die(&e);
@@ -279,6 +296,7 @@ fn apply(step: &Step) -> Result<(), ExecError> {
                 }
             }
         }
+        Step::Rlimit { .. } | Step::CgroupCreate { .. } | Step::CgroupJoin(_) => cgroup_step(step)?,
         Step::Chdir(dir) => chdir(dir)?,
         Step::ChdirExisting(dir) => std::env::set_current_dir(dir).map_err(|e| {
             fail(
@@ -338,6 +356,53 @@ fn apply(step: &Step) -> Result<(), ExecError> {
         }
     }
     Ok(())
+}
+
+/// The resource steps ([`crate::plan::resources`]).
+fn cgroup_step(step: &Step) -> Result<(), ExecError> {
+    let optional = |r: io::Result<()>, flags: &str, required: bool| match r {
+        Err(e) if required => Err(fail(format_args!("{flags} (--require-limits)"), e)),
+        Err(e) => {
+            warn(format_args!("{flags} ignored: {e}"));
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    };
+    match step {
+        Step::Rlimit {
+            name,
+            resource,
+            soft,
+            hard,
+        } => crate::sys::res::set_rlimit(*resource, *soft, *hard).map_err(|e| {
+            let (s, h) = (resources::shown(*soft), resources::shown(*hard));
+            fail(format_args!("--ulimit {name}={s}:{h}: setrlimit"), e)
+        }),
+        Step::CgroupCreate {
+            dir,
+            files,
+            flags,
+            required,
+            delegate,
+        } => {
+            let made = match delegate {
+                Some(controllers) => cgroup::delegate(dir, controllers),
+                None => Ok(()),
+            };
+            optional(
+                made.and_then(|()| cgroup::create(dir, files)),
+                flags,
+                *required,
+            )
+        }
+        Step::CgroupJoin(dirs) => {
+            for d in dirs {
+                cgroup::join(d).map_err(|e| fail("cgroup", e))?;
+            }
+            Ok(())
+        }
+        _ => unreachable!("not a resource step"),
+    }
 }
 
 /// Enters a user namespace with `m`'s maps, as rootless podman does: a child unshares it and

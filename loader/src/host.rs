@@ -103,6 +103,7 @@ pub fn gather(
         security: Default::default(),
         stdin_tty: crate::sys::tty::is_tty(0),
         upper: Default::default(),
+        cgroups: Default::default(),
     })
 }
 

@@ -10,6 +10,8 @@ pub mod args;
 #[cfg(feature = "runtime")]
 pub mod cache;
 #[cfg(feature = "runtime")]
+pub mod cgroup;
+#[cfg(feature = "runtime")]
 pub mod copy;
 #[cfg(feature = "runtime")]
 pub mod exec;

@@ -113,6 +113,13 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
     )
     .map_err(|e| format!("gather host facts: {e}").into())
     .map(|facts| plan::HostFacts { upper, ..facts })
+    .map(|mut facts| {
+        let wanted = plan::resources::controllers(&flags.resources);
+        if !wanted.is_empty() {
+            facts.cgroups = loader::cgroup::facts(&wanted);
+        }
+        facts
+    })
     .and_then(|mut facts| {
         facts.security = host::security_facts(&flags.security);
         Ok(plan::plan(rt, &flags, &facts)?)

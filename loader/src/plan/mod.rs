@@ -13,6 +13,7 @@ mod masks;
 pub mod mounts;
 mod net;
 mod process;
+pub mod resources;
 mod root;
 pub mod security;
 #[cfg(test)]
@@ -71,6 +72,8 @@ pub struct HostFacts {
     pub security: security::SecurityFacts,
     /// Whether the loader's stdin is a terminal (`-it` needs one).
     pub stdin_tty: bool,
+    /// Our cgroups, read only when a cgroup flag is given ([`resources`]).
+    pub cgroups: resources::CgroupFacts,
     /// Where the container's writes go (the overlay's upper and work directories).
     pub upper: Upper,
 }
@@ -214,6 +217,28 @@ pub enum Step {
     /// podman does: a login's soft 1024 open files is too few for many servers, and Docker's
     /// containers get the daemon's (usually 1048576).
     SoftLimitsToHard(Vec<i32>),
+    /// `--ulimit`: set the soft and hard limits of a resource (`sys::res`); failing stops the
+    /// start (a hard limit above ours cannot be set).
+    Rlimit {
+        name: &'static str,
+        resource: i32,
+        soft: u64,
+        hard: u64,
+    },
+    /// Create the container's cgroup `dir` (removing ones left by killed runs beside it) and
+    /// write each `(file, value)`; the supervisor removes it after the container ends. With
+    /// `delegate` (cgroup v2), first enable those controllers (`+memory +pids`) in the parent,
+    /// moving ourselves into the leaf `DIR-loader` if the parent has processes. On failure:
+    /// with `required`, stop the start; else warn that `flags` are ignored and go on.
+    CgroupCreate {
+        dir: PathBuf,
+        files: Vec<(&'static str, String)>,
+        flags: String,
+        required: bool,
+        delegate: Option<String>,
+    },
+    /// Move this process (PID 1, before anything else runs) into each cgroup.
+    CgroupJoin(Vec<PathBuf>),
     /// chdir, creating the directory if missing (as Docker does for WORKDIR).
     Chdir(PathBuf),
     /// chdir without creating the directory: it lies in a user mount (a host bind), where we
@@ -302,6 +327,8 @@ pub enum PlanError {
     Security(String),
     /// `-it` with stdin not a terminal.
     NotATty,
+    /// Resource flags that do not fit together, or limits that cannot be applied.
+    Resources(String),
     /// `oci2bin exec` cannot be done as asked.
     Exec(String),
 }
@@ -319,7 +346,7 @@ impl fmt::Display for PlanError {
             PlanError::Network { option, mode, why } => {
                 write!(f, "{option} cannot be used with --net {mode}: {why}")
             }
-            PlanError::Mount(why) => f.write_str(why),
+            PlanError::Mount(why) | PlanError::Resources(why) => f.write_str(why),
             PlanError::Security(why) => f.write_str(why),
             PlanError::NotATty => f.write_str("the input device is not a TTY"),
             PlanError::Exec(why) => f.write_str(why),
@@ -363,7 +390,11 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
     let env = process::environment(rt, flags, facts, &user.home, &mut steps)?;
     let workdir = process::workdir(rt, flags)?;
     let stop = process::stop_policy(rt, flags, &mut steps);
+    // Cgroups are made by the supervisor before any namespace, and joined by PID 1 first.
+    let (cgroups, join) = resources::cgroups(&flags.resources, &facts.cgroups)?;
+    steps.extend(cgroups);
     root::namespaces(&user, facts, flags, stop, &mut steps);
+    steps.extend(join);
     terminal::session(flags, facts, &mut steps);
     root::filesystem(facts, flags, &mut steps)?;
     let mut files = Vec::new();
@@ -379,6 +410,7 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
     steps.extend(files);
     terminal::console(flags, &user, &mut steps);
     steps.push(Step::SoftLimitsToHard(process::RAISED_LIMITS.to_vec()));
+    resources::ulimits(&flags.resources, &mut steps);
     if flags.mounts.iter().any(|m| workdir.starts_with(&m.target)) {
         steps.push(Step::ChdirExisting(workdir));
     } else {

@@ -4,6 +4,7 @@
 pub mod fs;
 pub mod ns;
 pub mod proc;
+pub mod res;
 pub mod sec;
 pub mod sig;
 pub mod tty;
