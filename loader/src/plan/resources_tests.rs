@@ -420,20 +420,25 @@ fn ulimits_come_after_the_raised_defaults_and_before_the_command() {
         &HostFacts::default(),
     )
     .unwrap();
-    let n = steps.len();
-    assert!(
-        matches!(steps[n - 4], Step::SoftLimitsToHard(_)),
-        "{steps:?}"
-    );
+    let raised = steps
+        .iter()
+        .position(|s| matches!(s, Step::SoftLimitsToHard(_)))
+        .expect("defaults raised");
+    let exec = steps
+        .iter()
+        .position(|s| matches!(s, Step::Exec { .. }))
+        .expect("exec");
     assert_eq!(
-        steps[n - 3],
+        steps[raised + 1],
         Step::Rlimit {
             name: "nofile",
             resource: libc::RLIMIT_NOFILE as i32,
             soft: 100,
             hard: 200
-        }
+        },
+        "{steps:?}"
     );
+    assert!(raised + 1 < exec);
 }
 
 #[test]
