@@ -11,6 +11,8 @@
 //! [`run`] must be called from a single-threaded process (unshare of a user namespace demands
 //! it); tests fork first.
 
+mod net;
+
 use crate::copy;
 use crate::init::{self, Role, StopPolicy};
 use crate::plan::mounts::What;
@@ -247,6 +249,10 @@ fn apply(step: &Step) -> Result<(), ExecError> {
                 e,
             )
         })?,
+        Step::NetHelper(h) => net::start(h)?,
+        Step::NetHelperReady => net::ready()?,
+        Step::SlirpForward { api, ports } => net::forward(api, ports)?,
+        Step::JoinNs { net: n, ipc } => net::join(*n, *ipc)?,
         Step::Exec {
             argv,
             env,

@@ -100,6 +100,9 @@ pub fn gather(
         rootfs,
         scratch,
         mount_sources: mounts.iter().map(mount_source).collect(),
+        gateway: fs::read_to_string("/proc/net/route")
+            .ok()
+            .and_then(|r| crate::plan::net::default_gateway(&r)),
     })
 }
 

@@ -10,7 +10,7 @@
 mod files;
 mod masks;
 pub mod mounts;
-mod net;
+pub mod net;
 mod process;
 mod root;
 #[cfg(test)]
@@ -62,6 +62,8 @@ pub struct HostFacts {
     /// For each of `flags.mounts`, in order: whether its host source is a directory, or why it
     /// cannot be bound (a tmpfs has no source: `Ok(true)`).
     pub mount_sources: Vec<Result<bool, String>>,
+    /// The host's IPv4 default gateway (`host-gateway` under `--net pasta`).
+    pub gateway: Option<String>,
 }
 
 /// The user namespace of a run, as far as the plan is concerned.
@@ -204,6 +206,22 @@ pub enum Step {
     /// chdir without creating the directory: it lies in a user mount (a host bind), where we
     /// create nothing.
     ChdirExisting(PathBuf),
+    /// Start the network helper (slirp4netns, pasta) in a child that stays in the host's
+    /// namespaces and waits: the namespace it connects does not exist yet. It dies with us.
+    NetHelper(net::Helper),
+    /// Let the helper connect the namespaces we are in now, and wait until it has.
+    NetHelperReady,
+    /// Publish ports through slirp4netns's API socket (then remove the socket).
+    SlirpForward {
+        api: PathBuf,
+        ports: Vec<net::Publish>,
+    },
+    /// Join another process's namespaces (`container:PID`): its user namespace first (unless
+    /// it is ours), then its network and/or IPC namespace.
+    JoinNs {
+        net: Option<u32>,
+        ipc: Option<u32>,
+    },
     /// Exec the command, resolved with the container's `PATH`, with every descriptor above
     /// `2 + keep_fds` closed; with `init`, fork it under our init instead.
     Exec {

@@ -2,5 +2,6 @@
 //! `std::io::Result`, and each `unsafe` block says why it is sound.
 
 pub mod fs;
+pub mod net;
 pub mod ns;
 pub mod sig;
