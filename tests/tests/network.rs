@@ -202,7 +202,7 @@ fn spawn(r: &Runner, file: &Path, args: &[&str]) -> Child {
 }
 
 /// Stops a background container (SIGTERM to its loader) and returns its stderr.
-fn stop(mut c: Child) -> String {
+fn stop(c: Child) -> String {
     // SAFETY: kill with a PID we spawned and have not reaped.
     unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
     let o = c.wait_with_output().unwrap();
