@@ -8,7 +8,7 @@ PREFIX ?= /usr/local
 # Debian packages the build, the tests and the benchmarks use (see ../shared/TESTING.md).
 APT_PACKAGES := musl-tools busybox-static skopeo umoci mmdebstrap podman runc uidmap zstd \
   docker-registry apache2-utils openssl slirp4netns passt hyperfine bubblewrap charliecloud \
-  python3 util-linux tar openssh-client
+  python3 util-linux tar redis-tools openssh-client
 # The loader: static musl when the target can be added, else static glibc (crt-static). Computed
 # when make reads this file, so it reflects the toolchain as it was then: see ENTRY_POINTS below.
 LOADER_TRIPLE := $(shell rustup target list --installed 2>/dev/null | grep -qx $(MUSL) && echo $(MUSL) || echo x86_64-unknown-linux-gnu)

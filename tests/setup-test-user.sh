@@ -24,3 +24,8 @@ fi
 if ! grep -q "^$user:" /etc/subgid 2>/dev/null; then
   usermod --add-subgids 100000-165535 "$user"
 fi
+# slirp4netns and pasta open /dev/net/tun as the user. Debian's udev makes it 0666; a machine
+# without udev (this VM's devtmpfs) leaves it 0600, root only.
+if [ -c /dev/net/tun ]; then
+  chmod 0666 /dev/net/tun
+fi

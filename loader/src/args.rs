@@ -41,6 +41,8 @@ enum Id {
     Tmpfs,
     Secret,
     ReadOnly,
+    Publish,
+    Ipc,
     Resource,
     RequireLimits,
     TmpfsUpper,
@@ -149,7 +151,8 @@ const OPTIONS: &[Opt] = &[
         short: None,
         value: Some("MODE"),
         id: Id::Net,
-        help: "network: host (the default: the host's network) or none (only lo, up)",
+        help: "network: host (the default: the host's network), none (only lo, up), slirp \
+               (slirp4netns; slirp:allow_host_loopback=true), pasta or container:PID",
     },
     Opt {
         long: "network",
@@ -198,14 +201,14 @@ const OPTIONS: &[Opt] = &[
         short: None,
         value: Some("IP"),
         id: Id::Ip,
-        help: "refused: --net host and none have no address of their own to set",
+        help: "the container's IPv4 address (--net pasta only)",
     },
     Opt {
         long: "mac-address",
         short: None,
         value: Some("MAC"),
         id: Id::MacAddress,
-        help: "refused: --net host and none have no interface of their own to set",
+        help: "the container's MAC address (--net slirp or pasta)",
     },
     Opt {
         long: "userns",
@@ -259,6 +262,21 @@ const OPTIONS: &[Opt] = &[
         value: None,
         id: Id::ReadOnly,
         help: "mount the root read-only, as Docker does (/tmp, /run too: add --tmpfs for them)",
+    },
+    Opt {
+        long: "publish",
+        short: Some('p'),
+        value: Some("[IP:]HOST:CTR[/PROTO]"),
+        id: Id::Publish,
+        help: "forward host port HOST to container port CTR (tcp or udp; ranges A-B); implies \
+               --net slirp unless --net pasta",
+    },
+    Opt {
+        long: "ipc",
+        short: None,
+        value: Some("MODE"),
+        id: Id::Ipc,
+        help: "private (the default) or container:PID (share that process's SysV IPC and mqueues)",
     },
     Opt {
         long: "tmpfs-upper",
@@ -506,6 +524,12 @@ pub struct Flags {
     pub security: crate::plan::security::SecurityFlags,
     /// The command and its arguments (replaces the image's Cmd when not empty).
     pub command: Vec<OsString>,
+    /// Whether `--net` was given (`-p` implies slirp only when it was not).
+    pub net_given: bool,
+    /// `-p/--publish`, one entry per port.
+    pub publish: Vec<crate::plan::net::Publish>,
+    /// `--ipc container:PID`: the process whose IPC namespace is joined.
+    pub ipc_container: Option<u32>,
     /// `-t/--tty`: a pseudo-terminal for the command.
     pub tty: bool,
     /// `-i/--interactive`: stdin is passed anyway; with `-t` it asks for a terminal on stdin.
@@ -525,6 +549,13 @@ pub enum NetMode {
     Host,
     /// A network namespace of its own with only `lo`, up.
     None,
+    /// A network namespace of its own, connected by slirp4netns (rootless podman's default);
+    /// `host_loopback`: 10.0.2.2 reaches the host's loopback.
+    Slirp { host_loopback: bool },
+    /// A network namespace of its own, connected by passt's `pasta`.
+    Pasta,
+    /// The network namespace of another process (another container's), user namespace first.
+    Container(u32),
 }
 
 impl NetMode {
@@ -532,6 +563,9 @@ impl NetMode {
         match self {
             NetMode::Host => "host",
             NetMode::None => "none",
+            NetMode::Slirp { .. } => "slirp",
+            NetMode::Pasta => "pasta",
+            NetMode::Container(_) => "container:PID",
         }
     }
 }
@@ -702,6 +736,12 @@ where
         }
     }
     flags.command.extend(args);
+    // `-p` needs a network of our own: slirp4netns, as podman's rootless default.
+    if !flags.publish.is_empty() && !flags.net_given {
+        flags.net = NetMode::Slirp {
+            host_loopback: false,
+        };
+    }
     Ok(Parsed::Run(flags))
 }
 
@@ -887,12 +927,39 @@ fn apply(
                 .ok_or_else(|| bad(&v, WANT))?;
         }
         (Id::Net, Some(v)) => {
-            const WANT: &str = "host or none";
+            const WANT: &str = "host, none, slirp, pasta or container:PID";
             let v = text(option, v, WANT)?;
-            flags.net = match v.as_str() {
-                "host" => NetMode::Host,
-                "none" => NetMode::None,
-                _ => return Err(bad(&v, WANT)),
+            flags.net = crate::plan::net::mode(&v).map_err(|why| ArgsError::Invalid {
+                option: option.to_string(),
+                value: v.clone(),
+                why: why.unwrap_or_else(|| format!("want {WANT}")),
+            })?;
+            flags.net_given = true;
+        }
+        (Id::Publish, Some(v)) => {
+            let v = text(option, v, "[IP:]HOSTPORT:CTRPORT[/tcp|udp]")?;
+            let ports = crate::plan::net::publish(&v).map_err(|why| ArgsError::Invalid {
+                option: option.to_string(),
+                value: v.clone(),
+                why,
+            })?;
+            flags.publish.extend(ports);
+        }
+        (Id::Ipc, Some(v)) => {
+            const WANT: &str = "private, shareable or container:PID";
+            let v = text(option, v, WANT)?;
+            flags.ipc_container = match v.as_str() {
+                "private" | "shareable" => None,
+                _ => Some(
+                    v.strip_prefix("container:")
+                        .ok_or(None)
+                        .and_then(crate::plan::net::container)
+                        .map_err(|why| ArgsError::Invalid {
+                            option: option.to_string(),
+                            value: v.clone(),
+                            why: why.unwrap_or_else(|| format!("want {WANT}")),
+                        })?,
+                ),
             };
         }
         (Id::Hostname, Some(v)) => {
@@ -1090,7 +1157,7 @@ fn security_flag(
 
 /// Whether `s` is an IPv4 address (dotted quad) or an IPv6 one (RFC 4291 text, `::` and a
 /// dotted-quad tail included). Checked by hand: std's address parser costs the loader 10 KB.
-fn is_ip(s: &str) -> bool {
+pub(crate) fn is_ip(s: &str) -> bool {
     fn v4(s: &str) -> bool {
         let parts: Vec<&str> = s.split('.').collect();
         parts.len() == 4
@@ -1365,7 +1432,7 @@ mod tests {
         assert_eq!(run(&["--network", "host"]).net, NetMode::Host);
         assert_eq!(
             err(&["--net", "bridge"]),
-            "invalid value 'bridge' for '--net': want host or none"
+            "invalid value 'bridge' for '--net': want host, none, slirp, pasta or container:PID"
         );
         assert!(err(&["--dns", "one.one"]).starts_with("invalid value 'one.one' for '--dns'"));
         assert!(err(&["--hostname", "-x"]).starts_with("invalid value '-x'"));

@@ -11,6 +11,8 @@
 //! [`run`] must be called from a single-threaded process (unshare of a user namespace demands
 //! it); tests fork first.
 
+mod net;
+
 mod tty;
 
 use crate::cgroup;
@@ -332,6 +334,10 @@ fn apply(step: &Step) -> Result<(), ExecError> {
         }
         Step::ExecLabel { path, value } => fs::write(path, value)
             .map_err(|e| fail(format_args!("write {} to {}", value, path.display()), e))?,
+        Step::NetHelper(h) => net::start(h)?,
+        Step::NetHelperReady => net::ready()?,
+        Step::SlirpForward { api, ports } => net::forward(api, ports)?,
+        Step::JoinNs { net: n, ipc } => net::join(*n, *ipc)?,
         Step::Exec {
             argv,
             env,

@@ -104,6 +104,9 @@ pub fn gather(
         stdin_tty: crate::sys::tty::is_tty(0),
         upper: Default::default(),
         cgroups: Default::default(),
+        gateway: fs::read_to_string("/proc/net/route")
+            .ok()
+            .and_then(|r| crate::plan::net::default_gateway(&r)),
     })
 }
 

@@ -74,6 +74,8 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
     // run) inside that namespace, so files keep the owners the layers give them.
     let mapping = match flags.userns {
         args::Userns::Single => None,
+        // A run that joins another container's namespaces takes that one's user namespace.
+        args::Userns::Auto if plan::net::joins(&flags) => None,
         mode => plan::userns(mode, &host::id_facts())?,
     };
     let (ids, key) = match &mapping {

@@ -196,6 +196,23 @@ pub fn debian_bin() -> &'static Path {
     &P.get_or_init(|| package(debian(), "debian", &[])).1
 }
 
+/// OCI layout (tag `latest`) of Debian bookworm with redis-server (and util-linux, iproute2):
+/// its command serves redis on port 6379 of every address.
+pub fn redis() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        build_once(
+            "redis.sh",
+            cache_root().join(format!("redis-layout-{VERSION}")),
+        )
+    })
+}
+
+pub fn redis_bin() -> &'static Path {
+    static P: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &P.get_or_init(|| package(redis(), "redis", &[])).1
+}
+
 /// Packages an OCI layout into a fresh world-readable dir.
 pub fn package(layout: &Path, name: &str, extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
     let dir = crate::world_tempdir();

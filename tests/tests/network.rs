@@ -158,3 +158,442 @@ fn docker_agrees_on_net_none_hostname_dns_and_add_host() {
     // under --net none (so `sudo` and Java resolve it); Docker writes no line for it there.
     assert_eq!(ours, docker);
 }
+
+// ---- slirp4netns, pasta, -p, container:PID (R5) ----
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether the test user can run `helper`: it is installed and `/dev/net/tun` is open to the
+/// user (tests/setup-test-user.sh makes it 0666, as Debian's udev does).
+fn helper_usable(helper: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    if !e2e::runner::userns()
+        || !e2e::require(e2e::have(helper), &format!("{helper} is not installed"))
+    {
+        return false;
+    }
+    let mode = std::fs::metadata("/dev/net/tun").map_or(0, |m| m.permissions().mode());
+    e2e::require(
+        mode & 0o006 == 0o006,
+        "/dev/net/tun is not open to the test user (run tests/setup-test-user.sh)",
+    )
+}
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `file ARGS…` as the test user in the background.
+fn spawn(r: &Runner, file: &Path, args: &[&str]) -> Child {
+    r.command(file, args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Stops a background container (SIGTERM to its loader) and returns its stderr.
+fn stop(c: Child) -> String {
+    // SAFETY: kill with a PID we spawned and have not reaped.
+    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+    let o = c.wait_with_output().unwrap();
+    text(&o.stderr)
+}
+
+/// Reads what a TCP server on 127.0.0.1:`port` says, retrying while it is not up yet.
+fn read_from(port: u16, send: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = s.write_all(send.as_bytes());
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            if !out.is_empty() {
+                return out;
+            }
+        }
+        assert!(Instant::now() < deadline, "nothing answered on port {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A one-shot server on the host's 127.0.0.1 that greets whoever connects.
+fn greeter() -> (u16, std::thread::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let t = std::thread::spawn(move || {
+        l.set_nonblocking(false).unwrap();
+        if let Ok((mut s, _)) = l.accept() {
+            let _ = s.write_all(b"hello from the host\n");
+        }
+    });
+    (port, t)
+}
+
+/// The helper child of a running loader (its PID), once it is there. pasta re-executes itself
+/// as `passt.avx2` where the CPU has AVX2.
+fn helper_of(loader: u32, name: &str) -> u32 {
+    let pattern = match name {
+        "pasta" => "^(pasta|passt.*)$".to_string(),
+        n => format!("^{n}$"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = Command::new("pgrep")
+            .args(["-P", &loader.to_string(), &pattern])
+            .output()
+            .unwrap();
+        if let Some(pid) = text(&o.stdout).split_whitespace().next() {
+            return pid.parse().unwrap();
+        }
+        assert!(Instant::now() < deadline, "no {name} under PID {loader}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether `pid` is gone (or a zombie about to be reaped) within two seconds.
+fn gone(pid: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            Ok(s)
+                if s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z') =>
+            {
+                return true
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    false
+}
+
+#[test]
+fn slirp_gives_tap0_podmans_address_route_mtu_and_dns() {
+    if !helper_usable("slirp4netns") {
+        return;
+    }
+    let out = Runner::new().ok(
+        bb(),
+        &[
+            "--net=slirp",
+            "--add-host=host.test:host-gateway",
+            "sh",
+            "-c",
+            "ip -4 -o addr show tap0 | awk '{print $4}'; ip route | grep default; \
+             ip -o link show tap0 | grep -o 'mtu [0-9]*'; grep nameserver /etc/resolv.conf; grep host.test /etc/hosts",
+        ],
+    );
+    assert_eq!(
+        out,
+        "10.0.2.100/24\ndefault via 10.0.2.2 dev tap0 \nmtu 65520\nnameserver 10.0.2.3\n10.0.2.2\thost.test\n"
+    );
+}
+
+#[test]
+fn slirp_reaches_the_hosts_loopback_only_when_allowed() {
+    if !helper_usable("slirp4netns") {
+        return;
+    }
+    let r = Runner::new();
+    let (port, server) = greeter();
+    let probe = format!("nc -w 5 10.0.2.2 {port} </dev/null");
+    let out = r.ok(
+        bb(),
+        &["--net=slirp:allow_host_loopback=true", "sh", "-c", &probe],
+    );
+    assert_eq!(out, "hello from the host\n");
+    server.join().unwrap();
+    // podman's default: --disable-host-loopback.
+    let (port, _server) = greeter();
+    let probe = format!("nc -w 5 10.0.2.2 {port} </dev/null");
+    let o = r.run(bb(), &["--net=slirp", "sh", "-c", &probe]);
+    assert!(
+        !o.status.success(),
+        "reached the host's loopback: {}",
+        text(&o.stdout)
+    );
+    // Unblock the server thread (it is left to end with the test).
+    let _ = TcpStream::connect(("127.0.0.1", port));
+}
+
+#[test]
+fn pasta_copies_the_hosts_address_and_default_route_and_maps_the_gateway_to_the_host() {
+    if !helper_usable("pasta") {
+        return;
+    }
+    let host_route = text(
+        &Command::new("ip")
+            .args(["route", "show", "default"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    let gw = host_route
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .to_string();
+    if !e2e::require(
+        !gw.is_empty(),
+        "the host has no IPv4 default route for pasta to copy",
+    ) {
+        return;
+    }
+    let r = Runner::new();
+    let out = r.ok(
+        bb(),
+        &[
+            "--net=pasta",
+            "--add-host=gw.test:host-gateway",
+            "sh",
+            "-c",
+            "ip route show default; grep nameserver /etc/resolv.conf; grep gw.test /etc/hosts",
+        ],
+    );
+    let dev = host_route.split_whitespace().nth(4).unwrap_or_default();
+    assert!(
+        out.starts_with(&format!("default via {gw} dev {dev}")),
+        "{out} vs {host_route}"
+    );
+    assert!(out.contains("nameserver 169.254.1.1\n"), "{out}");
+    assert!(out.contains(&format!("{gw}\tgw.test\n")), "{out}");
+    // pasta maps connections to the gateway address to the host itself.
+    let (port, server) = greeter();
+    let probe = format!("nc -w 5 {gw} {port} </dev/null");
+    assert_eq!(
+        r.ok(bb(), &["--net=pasta", "sh", "-c", &probe]),
+        "hello from the host\n"
+    );
+    server.join().unwrap();
+    // --ip and --mac-address are pasta's to set.
+    let out = r.ok(
+        bb(),
+        &[
+            "--net=pasta",
+            "--ip=192.0.2.77",
+            "--mac-address=02:42:ac:11:00:09",
+            "sh",
+            "-c",
+            &format!(
+                "ip -4 -o addr show {dev} | awk '{{print $4}}'; ip -o link show {dev} | grep -o 'link/ether [^ ]*'"
+            ),
+        ],
+    );
+    assert!(out.starts_with("192.0.2.77/"), "{out}");
+    assert!(out.ends_with("link/ether 02:42:ac:11:00:09\n"), "{out}");
+}
+
+#[test]
+fn publish_reaches_a_server_inside_through_slirp_and_pasta() {
+    for (net, helper) in [("slirp", "slirp4netns"), ("pasta", "pasta")] {
+        if !helper_usable(helper) {
+            return;
+        }
+        let r = Runner::new();
+        let port = free_port();
+        let publish = format!("{port}:8000");
+        let c = spawn(
+            &r,
+            bb(),
+            &[
+                &format!("--net={net}"),
+                "-p",
+                &publish,
+                "sh",
+                "-c",
+                "while true; do echo served-inside | nc -l -p 8000; done",
+            ],
+        );
+        assert_eq!(read_from(port, ""), "served-inside\n", "{net}");
+        stop(c);
+    }
+}
+
+#[test]
+fn redis_answers_pong_through_published_ports() {
+    for (net, helper) in [("slirp", "slirp4netns"), ("pasta", "pasta")] {
+        if !helper_usable(helper)
+            || !e2e::require(
+                e2e::have("redis-cli"),
+                "redis-cli is not installed (redis-tools)",
+            )
+        {
+            return;
+        }
+        let r = Runner::new();
+        let port = free_port();
+        let publish = format!("{port}:6379");
+        let c = spawn(
+            &r,
+            fixtures::redis_bin(),
+            &[&format!("--net={net}"), "-p", &publish],
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let answer = loop {
+            let o = Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "PING"])
+                .output()
+                .unwrap();
+            let out = text(&o.stdout);
+            if out.trim() == "PONG" || Instant::now() > deadline {
+                break out;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let err = stop(c);
+        assert_eq!(answer.trim(), "PONG", "{net}: {err}");
+    }
+}
+
+#[test]
+fn the_helper_dies_with_the_container_even_after_kill_9_of_the_loader() {
+    for (net, helper) in [("slirp", "slirp4netns"), ("pasta", "pasta")] {
+        if !helper_usable(helper) {
+            return;
+        }
+        let r = Runner::new();
+        // A normal end.
+        let c = spawn(&r, bb(), &[&format!("--net={net}"), "sleep", "1"]);
+        let h = helper_of(c.id(), helper);
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        assert!(gone(h), "{helper} {h} outlived its container");
+        // kill -9 of the loader.
+        let mut c = spawn(&r, bb(), &[&format!("--net={net}"), "sleep", "60"]);
+        let h = helper_of(c.id(), helper);
+        c.kill().unwrap();
+        c.wait().unwrap();
+        assert!(gone(h), "{helper} {h} outlived a killed loader");
+    }
+}
+
+#[test]
+fn net_container_sees_the_other_containers_interfaces() {
+    if !helper_usable("slirp4netns") {
+        return;
+    }
+    let r = Runner::new();
+    let a = spawn(&r, bb(), &["--net=slirp", "sleep", "60"]);
+    let pid = a.id().to_string();
+    helper_of(a.id(), "slirp4netns");
+    // The namespace is connected once the helper is ready: retry until tap0 has its address.
+    let probe = "ip -4 -o addr show tap0 | awk '{print $4}'";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let out = loop {
+        let o = r.run(
+            bb(),
+            &["--net", &format!("container:{pid}"), "sh", "-c", probe],
+        );
+        let out = text(&o.stdout);
+        if out == "10.0.2.100/24\n" || Instant::now() > deadline {
+            break format!("{out}{}", text(&o.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    stop(a);
+    assert_eq!(out, "10.0.2.100/24\n");
+}
+
+#[test]
+fn ipc_container_shares_sysv_segments() {
+    if !e2e::runner::userns() {
+        return;
+    }
+    let r = Runner::new();
+    let img = fixtures::redis_bin();
+    let mut a = r
+        .command(img, &["--net=none", "sh", "-c", "ipcmk -M 4096; sleep 60"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // ipcmk prints "Shared memory id: N".
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let mut out = std::io::BufReader::new(a.stdout.as_mut().unwrap());
+        out.read_line(&mut line).unwrap();
+    }
+    let id = line.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(line.contains("Shared memory id"), "{line}");
+    let pid = a.id().to_string();
+    let theirs = r.run(
+        img,
+        &[
+            "--ipc",
+            &format!("container:{pid}"),
+            "ipcs",
+            "-m",
+            "-i",
+            &id,
+        ],
+    );
+    let ours = r.run(img, &["ipcs", "-m", "-i", &id]);
+    stop(a);
+    assert!(theirs.status.success(), "{}", text(&theirs.stderr));
+    assert!(
+        text(&theirs.stdout).contains(&format!("shmid={id}")),
+        "{}",
+        text(&theirs.stdout)
+    );
+    assert!(
+        !text(&ours.stdout).contains(&format!("shmid={id}")),
+        "a private IPC namespace saw segment {id}"
+    );
+}
+
+#[test]
+fn bad_publish_ports_in_use_and_foreign_containers_fail_in_one_line_with_125() {
+    let r = Runner::new();
+    for (args, needle) in [
+        (&["-p", "80", "true"][..], "give the host port too"),
+        (&["-p", "8080:80/sctp", "true"], "unknown protocol"),
+        (&["-p", "99999:80", "true"], "is not a port"),
+        (
+            &["--net=none", "-p", "8080:80", "true"],
+            "-p cannot be used with --net none",
+        ),
+        (
+            &["--net=container:abc", "true"],
+            "container names are not accepted yet",
+        ),
+        (&["--net=container:999999999", "true"], "no such process"),
+    ] {
+        let o = r.run(bb(), args);
+        assert_eq!(o.status.code(), Some(125), "{args:?}: {}", text(&o.stderr));
+        assert_one_line_error(&o, needle);
+    }
+    if e2e::runner::userns() && r.uid() != 0 {
+        // PID 1 is root's: not ours to join.
+        let o = r.run(bb(), &["--net=container:1", "true"]);
+        assert_eq!(o.status.code(), Some(125), "{}", text(&o.stderr));
+        assert_one_line_error(&o, "is not yours");
+    }
+    for (net, helper) in [("slirp", "slirp4netns"), ("pasta", "pasta")] {
+        if !helper_usable(helper) {
+            return;
+        }
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let publish = format!("127.0.0.1:{port}:80");
+        let o = r.run(bb(), &[&format!("--net={net}"), "-p", &publish, "true"]);
+        assert_eq!(o.status.code(), Some(125), "{net}: {}", text(&o.stderr));
+        assert_one_line_error(&o, &port.to_string());
+    }
+}

@@ -19,7 +19,7 @@ pub(super) fn per_run(facts: &HostFacts, flags: &Flags, user: &User, steps: &mut
     });
     steps.push(Step::WriteFile {
         path: "/etc/hosts".into(),
-        contents: net::hosts_file(&facts.hostname, flags),
+        contents: net::hosts_file(&facts.hostname, flags, facts.gateway.as_deref()),
     });
     if let Some(resolv) = net::resolv_conf(facts.resolv_conf.as_deref(), flags) {
         steps.push(Step::WriteFile {

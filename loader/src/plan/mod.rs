@@ -11,7 +11,7 @@ pub mod exec_into;
 mod files;
 mod masks;
 pub mod mounts;
-mod net;
+pub mod net;
 mod process;
 pub mod resources;
 mod root;
@@ -68,6 +68,8 @@ pub struct HostFacts {
     /// For each of `flags.mounts`, in order: whether its host source is a directory, or why it
     /// cannot be bound (a tmpfs has no source: `Ok(true)`).
     pub mount_sources: Vec<Result<bool, String>>,
+    /// The host's IPv4 default gateway (`host-gateway` under `--net pasta`).
+    pub gateway: Option<String>,
     /// Kernel, LSMs and the seccomp profile file ([`security`]).
     pub security: security::SecurityFacts,
     /// Whether the loader's stdin is a terminal (`-it` needs one).
@@ -244,6 +246,22 @@ pub enum Step {
     /// chdir without creating the directory: it lies in a user mount (a host bind), where we
     /// create nothing.
     ChdirExisting(PathBuf),
+    /// Start the network helper (slirp4netns, pasta) in a child that stays in the host's
+    /// namespaces and waits: the namespace it connects does not exist yet. It dies with us.
+    NetHelper(net::Helper),
+    /// Let the helper connect the namespaces we are in now, and wait until it has.
+    NetHelperReady,
+    /// Publish ports through slirp4netns's API socket (then remove the socket).
+    SlirpForward {
+        api: PathBuf,
+        ports: Vec<net::Publish>,
+    },
+    /// Join another process's namespaces (`container:PID`): its user namespace first (unless
+    /// it is ours), then its network and/or IPC namespace.
+    JoinNs {
+        net: Option<u32>,
+        ipc: Option<u32>,
+    },
     /// Drop every capability not in the set from the bounding set.
     LimitBoundingSet(u64),
     /// Keep the permitted capabilities across the user switch that follows.

@@ -1,56 +1,430 @@
-//! The network: which namespace (`--net`), its loopback, and the files that name hosts and
-//! servers (`--hostname`, `--dns*`, `--add-host`). `--ip` and `--mac-address` are refused with
-//! the mode's reason, as Docker refuses them where the network has no address of its own.
+//! The network: which namespace (`--net`), its loopback, the helper that connects it (slirp4netns
+//! or passt's `pasta`, run as they are), published ports (`-p`), joined namespaces
+//! (`--net container:PID`, `--ipc container:PID`), and the files that name hosts and servers
+//! (`--hostname`, `--dns*`, `--add-host`). `--ip` and `--mac-address` are honoured where the
+//! helper can set them, and refused with the mode's reason elsewhere.
 
-use super::{PlanError, Step};
-use crate::args::{Flags, HostAddr, NetMode};
+use super::{HostFacts, IdMode, PlanError, Step};
+use crate::args::{Flags, HostAddr, NetMode, Userns};
 use crate::sys::ns;
+use std::path::PathBuf;
+
+/// slirp4netns's network as rootless podman sets it up: the container is 10.0.2.100/24, the
+/// gateway (the host) 10.0.2.2, the DNS forwarder 10.0.2.3.
+pub const SLIRP_GATEWAY: &str = "10.0.2.2";
+pub const SLIRP_DNS: &str = "10.0.2.3";
+const SLIRP_MTU: &str = "65520";
+/// The address pasta answers DNS on (`--dns-forward`), as podman picks it.
+pub const PASTA_DNS: &str = "169.254.1.1";
+
+/// One published port (`-p`): host `ip:host` forwards to the container's `ctr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    /// The host address to bind; `None` for every address (Docker's 0.0.0.0).
+    pub ip: Option<String>,
+    pub host: u16,
+    pub ctr: u16,
+    pub udp: bool,
+}
+
+/// A network helper to start (see [`Step::NetHelper`]). `{pid}` in `argv` stands for the
+/// supervisor's PID, which is in the container's namespaces once they exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Helper {
+    pub argv: Vec<String>,
+    pub ready: Ready,
+}
+
+/// How we know the helper has configured the namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// It writes to descriptor 3 (slirp4netns `--ready-fd=3`).
+    Fd3,
+    /// A default route appears in the namespace (pasta `--config-net` adds it last).
+    /// Descriptor 3 of the helper is the namespace (`--netns /proc/self/fd/3`): pasta sandboxes
+    /// itself before it opens the path, and `/proc/PID/ns/net` is then out of its reach.
+    Route,
+}
+
+/// `--net VALUE`. `Err(None)`: not a mode at all; `Err(Some(why))`: a mode with a bad option.
+pub fn mode(v: &str) -> Result<NetMode, Option<String>> {
+    Ok(match v {
+        "host" => NetMode::Host,
+        "none" => NetMode::None,
+        "slirp" | "slirp4netns" => NetMode::Slirp {
+            host_loopback: false,
+        },
+        "pasta" => NetMode::Pasta,
+        _ => {
+            if let Some(pid) = v.strip_prefix("container:") {
+                return container(pid).map(NetMode::Container);
+            }
+            // podman's spelling of the one slirp option we take.
+            let opts = v
+                .strip_prefix("slirp4netns:")
+                .or_else(|| v.strip_prefix("slirp:"))
+                .ok_or(None)?;
+            match opts {
+                "allow_host_loopback=true" => NetMode::Slirp {
+                    host_loopback: true,
+                },
+                "allow_host_loopback=false" => NetMode::Slirp {
+                    host_loopback: false,
+                },
+                _ => {
+                    return Err(Some(
+                        "slirp takes only allow_host_loopback=true|false".into(),
+                    ))
+                }
+            }
+        }
+    })
+}
+
+/// The process named by `container:X`. Today a PID; the hook for container names from
+/// `oci2bin ps` state (their supervisor's PID) goes here.
+pub fn container(v: &str) -> Result<u32, Option<String>> {
+    match v.parse::<u32>() {
+        Ok(pid) if pid > 0 => Ok(pid),
+        _ => Err(Some(format!(
+            "container:{v}: want container:PID (a process of yours, e.g. another file's PID); \
+             container names are not accepted yet"
+        ))),
+    }
+}
+
+/// `-p [IP:][HOSTPORT:]CTRPORT[/tcp|udp]`, ranges `A-B` on both sides of equal length.
+pub fn publish(v: &str) -> Result<Vec<Publish>, String> {
+    let (spec, udp) = match v.rsplit_once('/') {
+        Some((s, "tcp")) => (s, false),
+        Some((s, "udp")) => (s, true),
+        Some((_, p)) => return Err(format!("unknown protocol '{p}': want tcp or udp")),
+        None => (v, false),
+    };
+    // An IPv6 host address comes in brackets: [::1]:8080:80.
+    let (ip, rest) = match spec.strip_prefix('[') {
+        Some(s) => {
+            let (ip, rest) = s
+                .split_once("]:")
+                .ok_or("unclosed '[' around the address")?;
+            (Some(ip), rest)
+        }
+        None => match spec.matches(':').count() {
+            2 => {
+                let (ip, rest) = spec.split_once(':').unwrap_or_default();
+                (Some(ip), rest)
+            }
+            _ => (None, spec),
+        },
+    };
+    if let Some(ip) = ip.filter(|ip| !ip.is_empty()) {
+        if !crate::args::is_ip(ip) {
+            return Err(format!("'{ip}' is not an IP address"));
+        }
+    }
+    let ip = ip.filter(|ip| !ip.is_empty()).map(str::to_string);
+    let (host, ctr) = rest
+        .split_once(':')
+        .ok_or("give the host port too (HOSTPORT:CTRPORT): a random host port is not supported")?;
+    let range = |r: &str| -> Result<(u16, u16), String> {
+        let (a, b) = r.split_once('-').unwrap_or((r, r));
+        let port = |p: &str| match p.parse::<u16>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("'{p}' is not a port (1-65535)")),
+        };
+        let (a, b) = (port(a)?, port(b)?);
+        if a > b {
+            return Err(format!("range {r} ends before it starts"));
+        }
+        Ok((a, b))
+    };
+    let (h, c) = (range(host)?, range(ctr)?);
+    if h.1 - h.0 != c.1 - c.0 {
+        return Err("the host and container ranges differ in length".into());
+    }
+    Ok((0..=h.1 - h.0)
+        .map(|i| Publish {
+            ip: ip.clone(),
+            host: h.0 + i,
+            ctr: c.0 + i,
+            udp,
+        })
+        .collect())
+}
+
+/// The host's IPv4 default gateway from `/proc/net/route` text (pasta copies the host's routes,
+/// so `host-gateway` is that address there).
+pub fn default_gateway(route: &str) -> Option<String> {
+    route.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 3 || f[1] != "00000000" {
+            return None;
+        }
+        // Little-endian hex, as the kernel prints it.
+        let g = u32::from_str_radix(f[2], 16).ok()?.to_le_bytes();
+        Some(format!("{}.{}.{}.{}", g[0], g[1], g[2], g[3]))
+    })
+}
+
+/// Whether the run joins another process's namespaces.
+pub fn joins(flags: &Flags) -> bool {
+    matches!(flags.net, NetMode::Container(_)) || flags.ipc_container.is_some()
+}
 
 /// Namespace flags the network mode adds to the first `unshare`.
 pub(super) fn namespace_flags(flags: &Flags) -> i32 {
     match flags.net {
-        NetMode::Host => 0,
-        NetMode::None => ns::NEW_NET,
+        NetMode::Host | NetMode::Container(_) => 0,
+        NetMode::None | NetMode::Slirp { .. } | NetMode::Pasta => ns::NEW_NET,
     }
 }
 
 /// Refuses flags the mode cannot honour.
 pub(super) fn check(flags: &Flags) -> Result<(), PlanError> {
-    let refuse = |option: &'static str| PlanError::Network {
-        option,
-        mode: flags.net.name(),
-        why: "the container has no network interface of its own to configure",
-    };
-    if flags.ip.is_some() {
-        return Err(refuse("--ip"));
+    let mode = flags.net.name();
+    let refuse = |option: &'static str, why: &'static str| PlanError::Network { option, mode, why };
+    let own = "the container has no network interface of its own to configure";
+    match flags.net {
+        NetMode::Pasta => {}
+        NetMode::Slirp { .. } if flags.ip.is_some() => {
+            return Err(refuse(
+                "--ip",
+                "slirp4netns always gives the container 10.0.2.100 (--net pasta can set it)",
+            ))
+        }
+        NetMode::Slirp { .. } => {}
+        _ if flags.ip.is_some() => return Err(refuse("--ip", own)),
+        _ if flags.mac_address.is_some() => return Err(refuse("--mac-address", own)),
+        _ => {}
     }
-    if flags.mac_address.is_some() {
-        return Err(refuse("--mac-address"));
+    if let Some(ip) = &flags.ip {
+        if ip.contains(':') || !crate::args::is_ip(ip) {
+            return Err(PlanError::Network {
+                option: "--ip",
+                mode,
+                why: "want an IPv4 address",
+            });
+        }
     }
-    if flags.net == NetMode::None && flags.add_hosts.iter().any(|h| h.addr == HostAddr::Gateway) {
+    if let Some(mac) = &flags.mac_address {
+        let ok = mac.split(':').count() == 6
+            && mac
+                .split(':')
+                .all(|b| b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()));
+        if !ok {
+            return Err(refuse(
+                "--mac-address",
+                "want six hex bytes, e.g. 02:42:ac:11:00:02",
+            ));
+        }
+    }
+    if !flags.publish.is_empty() {
+        match flags.net {
+            NetMode::None => {
+                return Err(refuse(
+                    "-p",
+                    "the container has no network to forward ports to",
+                ))
+            }
+            NetMode::Container(_) => {
+                return Err(refuse(
+                    "-p",
+                    "ports are published by the container that owns the network",
+                ))
+            }
+            _ => {}
+        }
+    }
+    let gateway = flags.add_hosts.iter().any(|h| h.addr == HostAddr::Gateway);
+    match flags.net {
+        NetMode::None if gateway => {
+            return Err(refuse(
+                "--add-host NAME:host-gateway",
+                "the container cannot reach the host",
+            ))
+        }
+        NetMode::Container(_) if gateway => {
+            return Err(refuse(
+                "--add-host NAME:host-gateway",
+                "the gateway is the other container's",
+            ))
+        }
+        _ => {}
+    }
+    if joins(flags) && matches!(flags.userns, Userns::Map | Userns::KeepId) {
         return Err(PlanError::Network {
-            option: "--add-host NAME:host-gateway",
-            mode: "none",
-            why: "the container cannot reach the host",
+            option: "--userns map|keep-id",
+            mode,
+            why: "a container that joins another one runs in that one's user namespace",
         });
     }
     Ok(())
 }
 
+/// Steps before the namespaces exist: the helper starts (and waits) in the host's namespaces,
+/// or another process's namespaces are joined (its user namespace first). `-p` with the host's
+/// network is ignored with a warning, as Docker does.
+pub(super) fn before_unshare(flags: &Flags, facts: &HostFacts, steps: &mut Vec<Step>) {
+    if flags.net == NetMode::Host && !flags.publish.is_empty() {
+        steps.push(Step::Warn(
+            "published ports are discarded when using host network mode".into(),
+        ));
+    }
+    if let Some(h) = helper(flags, facts) {
+        steps.push(Step::NetHelper(h));
+    }
+    if joins(flags) {
+        let net = match flags.net {
+            NetMode::Container(pid) => Some(pid),
+            _ => None,
+        };
+        steps.push(Step::JoinNs {
+            net,
+            ipc: flags.ipc_container,
+        });
+    }
+}
+
+/// The IPC namespace flag for the first `unshare`: none when another one is joined.
+pub(super) fn ipc_flag(flags: &Flags) -> i32 {
+    match flags.ipc_container {
+        Some(_) => 0,
+        None => ns::NEW_IPC,
+    }
+}
+
+/// The helper's command line, for the modes that have one.
+fn helper(flags: &Flags, facts: &HostFacts) -> Option<Helper> {
+    // In a mapped run we are already in the user namespace that will own the network
+    // namespace; a single-uid run creates it, so the helper must join it.
+    let mapped = facts.ids != IdMode::Single;
+    let mut argv: Vec<String> = Vec::new();
+    let mut arg = |a: &str| argv.push(a.to_string());
+    let ready = match flags.net {
+        NetMode::Slirp { host_loopback } => {
+            for a in [
+                "slirp4netns",
+                "--configure",
+                "--mtu",
+                SLIRP_MTU,
+                "--ready-fd=3",
+            ] {
+                arg(a);
+            }
+            if !host_loopback {
+                arg("--disable-host-loopback");
+            }
+            if let Some(mac) = &flags.mac_address {
+                arg(&format!("--macaddress={mac}"));
+            }
+            if !flags.publish.is_empty() {
+                arg("--api-socket");
+                arg(&api_socket(facts).to_string_lossy());
+            }
+            if !mapped {
+                arg("--userns-path=/proc/{pid}/ns/user");
+            }
+            arg("{pid}");
+            arg("tap0");
+            Ready::Fd3
+        }
+        NetMode::Pasta => {
+            for a in ["pasta", "--foreground", "--quiet", "--config-net"] {
+                arg(a);
+            }
+            arg("--dns-forward");
+            arg(PASTA_DNS);
+            let ports = |udp: bool| -> String {
+                let list: Vec<String> = flags
+                    .publish
+                    .iter()
+                    .filter(|p| p.udp == udp)
+                    .map(|p| match &p.ip {
+                        Some(ip) => format!("{ip}/{}:{}", p.host, p.ctr),
+                        None => format!("{}:{}", p.host, p.ctr),
+                    })
+                    .collect();
+                if list.is_empty() {
+                    "none".into()
+                } else {
+                    list.join(",")
+                }
+            };
+            for (opt, spec) in [
+                ("-t", ports(false)),
+                ("-u", ports(true)),
+                ("-T", "none".into()),
+                ("-U", "none".into()),
+            ] {
+                arg(opt);
+                arg(&spec);
+            }
+            if let Some(ip) = &flags.ip {
+                arg("--address");
+                arg(ip);
+            }
+            if let Some(mac) = &flags.mac_address {
+                arg("--ns-mac-addr");
+                arg(mac);
+            }
+            if mapped {
+                // Joining the user namespace we are in already would fail.
+                arg("--netns");
+                arg("/proc/self/fd/3");
+            } else {
+                arg("{pid}");
+            }
+            Ready::Route
+        }
+        _ => return None,
+    };
+    Some(Helper { argv, ready })
+}
+
+/// slirp4netns's API socket for `-p` (`{pid}`: the supervisor's, so runs do not collide).
+fn api_socket(facts: &HostFacts) -> PathBuf {
+    facts.scratch.join("slirp-{pid}.sock")
+}
+
 /// Steps right after the user namespace exists (we hold CAP_NET_ADMIN over a new network
 /// namespace only there): `lo` up, as Docker's `--net none` leaves it, and unprivileged ICMP
-/// sockets for every group, as Docker sets `net.ipv4.ping_group_range` in its networks.
-pub(super) fn after_unshare(flags: &Flags, steps: &mut Vec<Step>) {
+/// sockets for every group, as Docker sets `net.ipv4.ping_group_range` in its networks; then the
+/// helper connects the namespace and the ports are published.
+pub(super) fn after_unshare(flags: &Flags, facts: &HostFacts, steps: &mut Vec<Step>) {
+    if namespace_flags(flags) & ns::NEW_NET == 0 {
+        return;
+    }
+    steps.push(Step::LoopbackUp);
+    steps.push(Step::PingGroupRange);
     if flags.net == NetMode::None {
-        steps.push(Step::LoopbackUp);
-        steps.push(Step::PingGroupRange);
+        return;
+    }
+    steps.push(Step::NetHelperReady);
+    if let NetMode::Slirp { .. } = flags.net {
+        if !flags.publish.is_empty() {
+            steps.push(Step::SlirpForward {
+                api: api_socket(facts),
+                ports: flags.publish.clone(),
+            });
+        }
     }
 }
 
 /// `/etc/resolv.conf`: the host's, with `--dns` replacing its name servers and `--dns-search`
 /// / `--dns-option` its search and options lines, as Docker merges them.
 pub(super) fn resolv_conf(host: Option<&[u8]>, flags: &Flags) -> Option<Vec<u8>> {
-    if flags.dns.is_empty() && flags.dns_search.is_empty() && flags.dns_options.is_empty() {
+    // slirp4netns and pasta forward DNS to the host's servers from an address of their own
+    // (the host's may be on its loopback, out of the container's reach).
+    let forwarder = match flags.net {
+        NetMode::Slirp { .. } => Some(SLIRP_DNS),
+        NetMode::Pasta => Some(PASTA_DNS),
+        _ => None,
+    };
+    if flags.dns.is_empty()
+        && flags.dns_search.is_empty()
+        && flags.dns_options.is_empty()
+        && forwarder.is_none()
+    {
         return host.map(<[u8]>::to_vec);
     }
     let host = String::from_utf8_lossy(host.unwrap_or_default());
@@ -75,7 +449,9 @@ pub(super) fn resolv_conf(host: Option<&[u8]>, flags: &Flags) -> Option<Vec<u8>>
     } else if !search.is_empty() {
         out += &format!("search {}\n", search.join(" "));
     }
-    if flags.dns.is_empty() {
+    if let (true, Some(f)) = (flags.dns.is_empty(), forwarder) {
+        out += &format!("nameserver {f}\n");
+    } else if flags.dns.is_empty() {
         out += &keep("nameserver");
     } else {
         for d in &flags.dns {
@@ -91,17 +467,20 @@ pub(super) fn resolv_conf(host: Option<&[u8]>, flags: &Flags) -> Option<Vec<u8>>
 }
 
 /// `/etc/hosts`: localhost, the container's own name, then each `--add-host`.
-pub(super) fn hosts_file(hostname: &str, flags: &Flags) -> Vec<u8> {
+pub(super) fn hosts_file(hostname: &str, flags: &Flags, gateway: Option<&str>) -> Vec<u8> {
     let mut s = format!(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
          fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
          ff02::2\tip6-allrouters\n127.0.0.1\t{hostname}\n"
     );
     for h in &flags.add_hosts {
-        // With the host's own network, the host is this machine: loopback.
-        let ip = match &h.addr {
-            HostAddr::Ip(ip) => ip,
-            HostAddr::Gateway => "127.0.0.1",
+        // With the host's own network, the host is this machine: loopback; slirp4netns's
+        // gateway is the host, and pasta maps the host's gateway address to the host.
+        let ip = match (&h.addr, flags.net) {
+            (HostAddr::Ip(ip), _) => ip,
+            (HostAddr::Gateway, NetMode::Slirp { .. }) => SLIRP_GATEWAY,
+            (HostAddr::Gateway, NetMode::Pasta) => gateway.unwrap_or("127.0.0.1"),
+            (HostAddr::Gateway, _) => "127.0.0.1",
         };
         s += &format!("{ip}\t{}\n", h.name);
     }

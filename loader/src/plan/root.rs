@@ -35,11 +35,13 @@ pub(super) fn namespaces(
     // Namespaces: the supervisor creates them and stays outside the mount namespace (so it can
     // clean up on the host); its first child is PID 1.
     // A mapped run is in its user namespace already (it was entered to extract the rootfs).
-    if facts.ids != IdMode::Single {
+    net::before_unshare(flags, facts, steps);
+    // A run that joins another container's namespaces is in that one's user namespace now.
+    if facts.ids != IdMode::Single || net::joins(flags) {
         steps.push(Step::Unshare(
-            ns::NEW_PID | ns::NEW_UTS | ns::NEW_IPC | net::namespace_flags(flags),
+            ns::NEW_PID | ns::NEW_UTS | net::ipc_flag(flags) | net::namespace_flags(flags),
         ));
-        net::after_unshare(flags, steps);
+        net::after_unshare(flags, facts, steps);
         steps.push(Step::Fork(stop));
         steps.push(Step::DieWithParent);
         return;
@@ -53,7 +55,7 @@ pub(super) fn namespaces(
         gid: user.gid,
         host_gid: facts.gid,
     });
-    net::after_unshare(flags, steps);
+    net::after_unshare(flags, facts, steps);
     steps.push(Step::Fork(stop));
     steps.push(Step::DieWithParent);
 }

@@ -1375,3 +1375,295 @@ fn a_volume_dir_is_mounted_as_a_volume_and_an_unresolved_one_stops_the_plan() {
         }]
     );
 }
+
+// ---- networking with a helper, published ports, joined namespaces (R5) ----
+
+fn helper_of(steps: &[Step]) -> Vec<String> {
+    steps
+        .iter()
+        .find_map(|s| match s {
+            Step::NetHelper(h) => Some(h.argv.clone()),
+            _ => None,
+        })
+        .expect("a helper step")
+}
+
+#[test]
+fn slirp_starts_before_the_namespaces_and_is_waited_for_before_the_fork() {
+    let steps = plan(&image(), &flags(&["--net", "slirp"]), &facts()).unwrap();
+    let start = position(&steps, |s| matches!(s, Step::NetHelper(_)));
+    let unshare = position(
+        &steps,
+        |s| matches!(s, Step::Unshare(f) if f & ns::NEW_NET != 0),
+    );
+    let ready = position(&steps, |s| *s == Step::NetHelperReady);
+    let fork = position(&steps, |s| matches!(s, Step::Fork(_)));
+    assert!(start < unshare && unshare < ready && ready < fork);
+    // Rootless podman's defaults; a single-uid run joins the namespace's user namespace.
+    assert_eq!(
+        helper_of(&steps),
+        [
+            "slirp4netns",
+            "--configure",
+            "--mtu",
+            "65520",
+            "--ready-fd=3",
+            "--disable-host-loopback",
+            "--userns-path=/proc/{pid}/ns/user",
+            "{pid}",
+            "tap0"
+        ]
+    );
+    // A mapped run is in that user namespace already.
+    let mapped = plan(&image(), &flags(&["--net=slirp"]), &mapped(false)).unwrap();
+    assert!(!helper_of(&mapped).iter().any(|a| a.contains("userns")));
+    let open = plan(
+        &image(),
+        &flags(&["--net=slirp4netns:allow_host_loopback=true"]),
+        &facts(),
+    )
+    .unwrap();
+    assert!(!helper_of(&open).contains(&"--disable-host-loopback".to_string()));
+}
+
+#[test]
+fn publish_implies_slirp_and_forwards_through_its_api_socket() {
+    let steps = plan(
+        &image(),
+        &flags(&["-p", "8080:80", "--publish=127.0.0.1:5353:53/udp"]),
+        &facts(),
+    )
+    .unwrap();
+    let argv = helper_of(&steps);
+    let api = &argv[argv.iter().position(|a| a == "--api-socket").unwrap() + 1];
+    assert_eq!(api, "/run/o2b/slirp-{pid}.sock");
+    let forward = steps
+        .iter()
+        .find_map(|s| match s {
+            Step::SlirpForward { api, ports } => Some((api.clone(), ports.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(forward.0, Path::new(api));
+    assert_eq!(
+        forward.1,
+        [
+            net::Publish {
+                ip: None,
+                host: 8080,
+                ctr: 80,
+                udp: false
+            },
+            net::Publish {
+                ip: Some("127.0.0.1".into()),
+                host: 5353,
+                ctr: 53,
+                udp: true
+            },
+        ]
+    );
+    assert!(
+        position(&steps, |s| *s == Step::NetHelperReady)
+            < position(&steps, |s| matches!(s, Step::SlirpForward { .. }))
+    );
+}
+
+#[test]
+fn publish_specs_parse_as_docker_reads_them() {
+    let p = |v: &str| net::publish(v).unwrap();
+    assert_eq!(
+        p("80:8080")[0],
+        net::Publish {
+            ip: None,
+            host: 80,
+            ctr: 8080,
+            udp: false
+        }
+    );
+    assert_eq!(p("[::1]:80:81/tcp")[0].ip.as_deref(), Some("::1"));
+    let range = p("7000-7002:8000-8002/udp");
+    assert_eq!(range.len(), 3);
+    assert_eq!(
+        (range[2].host, range[2].ctr, range[2].udp),
+        (7002, 8002, true)
+    );
+    for (bad, why) in [
+        ("80", "give the host port too"),
+        ("x:80", "'x' is not a port"),
+        ("0:80", "'0' is not a port"),
+        ("80:70000", "'70000' is not a port"),
+        ("80:80/sctp", "unknown protocol 'sctp'"),
+        ("1.2.3:80:80", "not an IP address"),
+        ("7000-7001:80", "differ in length"),
+        ("9-8:9-8", "ends before it starts"),
+    ] {
+        let e = net::publish(bad).unwrap_err();
+        assert!(e.contains(why), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn pasta_takes_the_ports_address_and_mac_on_its_command_line() {
+    let steps = plan(
+        &image(),
+        &flags(&[
+            "--net=pasta",
+            "-p",
+            "8080:80",
+            "-p",
+            "9000:9000/udp",
+            "--ip",
+            "10.9.0.5",
+            "--mac-address",
+            "02:42:ac:11:00:02",
+        ]),
+        &facts(),
+    )
+    .unwrap();
+    let argv = helper_of(&steps).join(" ");
+    assert_eq!(
+        argv,
+        "pasta --foreground --quiet --config-net --dns-forward 169.254.1.1 -t 8080:80 \
+         -u 9000:9000 -T none -U none --address 10.9.0.5 --ns-mac-addr 02:42:ac:11:00:02 {pid}"
+    );
+    assert!(!steps.iter().any(|s| matches!(s, Step::SlirpForward { .. })));
+    let mapped = plan(&image(), &flags(&["--net=pasta"]), &mapped(false)).unwrap();
+    assert!(helper_of(&mapped)
+        .join(" ")
+        .ends_with("--netns /proc/self/fd/3"));
+}
+
+#[test]
+fn helper_modes_point_resolv_conf_and_host_gateway_at_the_helper() {
+    let mut f = facts();
+    f.gateway = Some("192.0.2.1".into());
+    let files = |args: &[&str]| {
+        let steps = plan(&image(), &flags(args), &f).unwrap();
+        (
+            written(&steps, "/etc/resolv.conf").unwrap(),
+            written(&steps, "/etc/hosts").unwrap(),
+        )
+    };
+    let (resolv, hosts) = files(&["--net=slirp", "--add-host=h:host-gateway"]);
+    assert_eq!(resolv, "nameserver 10.0.2.3\n");
+    assert!(hosts.ends_with("10.0.2.2\th\n"), "{hosts}");
+    let (resolv, hosts) = files(&["--net=pasta", "--add-host=h:host-gateway"]);
+    assert_eq!(resolv, "nameserver 169.254.1.1\n");
+    assert!(hosts.ends_with("192.0.2.1\th\n"), "{hosts}");
+    // --dns still wins.
+    assert_eq!(
+        files(&["--net=slirp", "--dns=9.9.9.9"]).0,
+        "nameserver 9.9.9.9\n"
+    );
+}
+
+#[test]
+fn the_default_gateway_is_read_from_proc_net_route() {
+    let route = "Iface\tDestination\tGateway \tFlags\n\
+                 eth0\t0002000A\t00000000\t0001\n\
+                 eth0\t00000000\t010200C0\t0003\n";
+    assert_eq!(net::default_gateway(route).as_deref(), Some("192.0.2.1"));
+    assert_eq!(net::default_gateway("Iface\tDestination\n"), None);
+}
+
+#[test]
+fn publish_is_ignored_with_a_warning_on_the_host_network_and_refused_without_one() {
+    let steps = plan(&image(), &flags(&["--net=host", "-p", "80:80"]), &facts()).unwrap();
+    assert!(steps.contains(&Step::Warn(
+        "published ports are discarded when using host network mode".into()
+    )));
+    assert!(!steps.iter().any(|s| matches!(s, Step::NetHelper(_))));
+    for (args, needle) in [
+        (
+            &["--net=none", "-p", "80:80"][..],
+            "-p cannot be used with --net none",
+        ),
+        (
+            &["--net=container:42", "-p", "80:80"],
+            "-p cannot be used with --net container:PID",
+        ),
+        (
+            &["--net=slirp", "--ip", "10.0.2.5"],
+            "--ip cannot be used with --net slirp",
+        ),
+        (&["--net=pasta", "--ip", "fe80::1"], "want an IPv4 address"),
+        (
+            &["--net=slirp", "--mac-address", "zz"],
+            "want six hex bytes",
+        ),
+        (
+            &["--net=container:42", "--add-host", "h:host-gateway"],
+            "the gateway is the other container's",
+        ),
+        (
+            &["--net=container:42", "--userns=map"],
+            "runs in that one's user namespace",
+        ),
+    ] {
+        let e = plan(&image(), &flags(args), &facts())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(needle), "{args:?}: {e}");
+    }
+    // slirp can set the MAC.
+    let steps = plan(
+        &image(),
+        &flags(&["--net=slirp", "--mac-address=02:00:00:00:00:01"]),
+        &facts(),
+    )
+    .unwrap();
+    assert!(helper_of(&steps).contains(&"--macaddress=02:00:00:00:00:01".to_string()));
+}
+
+#[test]
+fn container_modes_join_the_other_namespaces_instead_of_mapping_ids() {
+    let steps = plan(
+        &image(),
+        &flags(&["--net", "container:4242", "--ipc=container:4243"]),
+        &facts(),
+    )
+    .unwrap();
+    assert_eq!(
+        steps[0],
+        Step::JoinNs {
+            net: Some(4242),
+            ipc: Some(4243)
+        }
+    );
+    assert!(matches!(steps[1], Step::Unshare(f)
+        if f & (ns::NEW_USER | ns::NEW_NET | ns::NEW_IPC) == 0 && f & ns::NEW_PID != 0));
+    assert!(!steps.iter().any(|s| matches!(s, Step::MapIds { .. })));
+    // --ipc alone keeps a network of the mode's own.
+    let ipc = plan(
+        &image(),
+        &flags(&["--ipc=container:7", "--net=none"]),
+        &facts(),
+    )
+    .unwrap();
+    assert!(matches!(ipc[1], Step::Unshare(f) if f & ns::NEW_NET != 0 && f & ns::NEW_IPC == 0));
+    assert!(net::joins(&flags(&["--ipc=container:7"])));
+}
+
+#[test]
+fn net_and_ipc_values_are_checked() {
+    let err = |args: &[&str]| {
+        crate::args::parse(args.iter().map(|s| s.to_string()))
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(err(&["--net=container:abc"]).contains("container names are not accepted yet"));
+    assert!(err(&["--net=container:0"]).contains("want container:PID"));
+    assert!(err(&["--ipc=host"]).contains("want private, shareable or container:PID"));
+    assert!(err(&["--net=slirp:mtu=1"]).contains("allow_host_loopback"));
+    assert!(err(&["-p", "80"]).starts_with("invalid value '80' for '-p': give the host port"));
+    assert_eq!(flags(&["--ipc=private"]).ipc_container, None);
+    // -p with an explicit network keeps it, whichever comes first.
+    assert_eq!(
+        flags(&["-p", "1:1", "--net=pasta"]).net,
+        crate::args::NetMode::Pasta
+    );
+    assert_eq!(
+        flags(&["--net=host", "-p", "1:1"]).net,
+        crate::args::NetMode::Host
+    );
+}

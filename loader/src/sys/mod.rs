@@ -2,6 +2,7 @@
 //! `std::io::Result`, and each `unsafe` block says why it is sound.
 
 pub mod fs;
+pub mod net;
 pub mod ns;
 pub mod proc;
 pub mod res;
