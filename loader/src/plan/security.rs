@@ -6,9 +6,9 @@
 //! seccomp profile resolved against that set. A non-root `--user` keeps the bounding set but
 //! no effective capabilities, as under Docker; unlike Docker, capabilities it names in
 //! `--cap-add` are raised as ambient ones (podman's rule), so `--user 1000 --cap-add NET_ADMIN`
-//! works. Unlike Docker, no_new_privs is on by default (`--security-opt
-//! no-new-privileges=false` turns it off): nothing in a rootless container should gain
-//! privileges by exec.
+//! works. As under Docker, no_new_privs is off by default (`--security-opt no-new-privileges`
+//! turns it on): file capabilities (`ping`'s cap_net_raw) and setuid programs (`sudo`) must
+//! keep working for a non-root user in the mapped mode.
 //!
 //! Order of the steps (all after the root is built, the init included, as Docker filters its
 //! init too): bounding set, keep-caps, the user switch ([`Step::SetIds`], the caller's), the
@@ -286,7 +286,7 @@ pub(super) fn steps(
     let mut after = Vec::new();
     labels(f, facts, &mut before);
     let filter = filter(rt, f, facts, c.bounding, &mut before)?;
-    let nnp = f.no_new_privs.unwrap_or(true);
+    let nnp = f.no_new_privs.unwrap_or(false);
     if c.bounding != caps::ALL {
         before.push(Step::LimitBoundingSet(c.bounding));
     }

@@ -96,12 +96,20 @@ const ALLOW: u32 = 0x7fff_0000;
 const EPERM: u32 = 0x0005_0001;
 
 #[test]
-fn by_default_root_gets_dockers_capabilities_no_new_privs_and_the_filter_from_the_file_last() {
+fn by_default_root_gets_dockers_capabilities_and_the_filter_from_the_file_without_no_new_privs() {
     let s = plan_of(&[], &facts());
+    assert!(matches!(s[s.len() - 1], Step::Exec { .. }));
+    assert!(!s.contains(&Step::NoNewPrivs));
+    // Without no_new_privs the filter needs CAP_SYS_ADMIN: in before the sets are lowered.
+    let sec = pos(&s, |x| {
+        *x == Step::Seccomp(image().seccomp.clone().unwrap().bpf)
+    });
+    assert!(sec < pos(&s, |x| matches!(x, Step::SetCaps { .. })));
+    let s = plan_of(&["--security-opt", "no-new-privileges"], &facts());
     let n = s.len();
-    assert!(matches!(s[n - 1], Step::Exec { .. }));
     assert_eq!(s[n - 2], Step::Seccomp(image().seccomp.unwrap().bpf));
     assert_eq!(s[n - 3], Step::NoNewPrivs);
+    let s = plan_of(&[], &facts());
     assert_eq!(set_caps(&s), (DEFAULT_CAPS, DEFAULT_CAPS, 0, 0));
     let bounding = pos(&s, |x| *x == Step::LimitBoundingSet(DEFAULT_CAPS));
     assert!(bounding > pos(&s, |x| matches!(x, Step::PivotRoot { .. })));
@@ -169,7 +177,17 @@ fn a_mapped_user_switch_keeps_capabilities_until_they_are_set() {
         ids: IdMode::Mapped { keep_id: false },
         ..facts()
     };
-    let s = plan_of(&["-u", "app", "--cap-add", "NET_RAW"], &mapped);
+    let s = plan_of(
+        &[
+            "-u",
+            "app",
+            "--cap-add",
+            "NET_RAW",
+            "--security-opt",
+            "no-new-privileges",
+        ],
+        &mapped,
+    );
     let keep = pos(&s, |x| *x == Step::KeepCaps);
     let ids = pos(&s, |x| matches!(x, Step::SetIds { .. }));
     let caps = pos(&s, |x| matches!(x, Step::SetCaps { .. }));
@@ -191,7 +209,7 @@ fn privileged_means_every_capability_no_filter_and_no_masked_paths() {
             | Step::MaskPath { .. }
             | Step::ReadOnlyPath { .. }
     )));
-    assert!(s.contains(&Step::NoNewPrivs));
+    assert!(!s.contains(&Step::NoNewPrivs));
     // systempaths=unconfined unmasks without the rest.
     let s = plan_of(&["--security-opt", "systempaths=unconfined"], &facts());
     assert!(!s.iter().any(|x| matches!(x, Step::MaskPath { .. })));
@@ -207,7 +225,7 @@ fn unconfined_and_no_seccomp_install_no_filter() {
     ] {
         let s = plan_of(args, &facts());
         assert_eq!(filter(&s), None, "{args:?}");
-        assert!(s.contains(&Step::NoNewPrivs));
+        assert!(!s.contains(&Step::NoNewPrivs));
     }
     assert!(filter(&plan_of(&["--no-seccomp", "--no-seccomp=false"], &facts())).is_some());
 }
