@@ -83,7 +83,9 @@ impl Container {
     pub fn current(&self) -> State {
         let mut s = self.state.clone();
         let live = match s.status.as_str() {
-            "running" => self.running(),
+            // PID 1 just ended and its live supervisor has not written the outcome yet (exited,
+            // or restarting): the file is about to change, so it is not stale yet.
+            "running" => self.running() || self.supervised(),
             "restarting" => self.supervised(),
             _ => true,
         };
