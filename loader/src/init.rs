@@ -111,6 +111,18 @@ pub fn suspend_container(child: pid_t) {
     }
 }
 
+/// On SIGCHLD: reaps every ended child (an init adopts orphans), and says how `child` ended if
+/// it was among them.
+pub fn reap_all(child: pid_t) -> io::Result<Option<Exit>> {
+    let mut ended = None;
+    while let Some((pid, exit)) = ns::reap(-1)? {
+        if pid == child {
+            ended = Some(exit);
+        }
+    }
+    Ok(ended)
+}
+
 /// Forwards signals to `child` and reaps every child that ends (orphans too, when we are PID 1)
 /// until `child` itself ends; returns how it ended. The signals of [`supervised_signals`] must
 /// be blocked already.
@@ -126,13 +138,7 @@ pub fn supervise(child: pid_t, role: Role) -> io::Result<Exit> {
             continue;
         };
         if got.signo == ns::SIGCHLD {
-            let mut ended = None;
-            while let Some((pid, exit)) = ns::reap(-1)? {
-                if pid == child {
-                    ended = Some(exit);
-                }
-            }
-            if let Some(exit) = ended {
+            if let Some(exit) = reap_all(child)? {
                 return Ok(exit);
             }
             continue;

@@ -223,13 +223,7 @@ impl Pump {
             }
             while let Some(got) = t::read_signal(self.signals.as_raw_fd())? {
                 if got.signo == ns::SIGCHLD {
-                    let mut ended = None;
-                    while let Some((pid, exit)) = ns::reap(-1)? {
-                        if pid == child {
-                            ended = Some(exit);
-                        }
-                    }
-                    if let Some(exit) = ended {
+                    if let Some(exit) = init::reap_all(child)? {
                         // What the container wrote before it ended is still in the pty.
                         while master_open && self.output(&mut buf) == Some(true) {}
                         return Ok(exit);
