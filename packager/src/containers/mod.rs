@@ -14,39 +14,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use loader::containers::{self as contract, CONTAINERS, STATE};
-use serde::{Deserialize, Serialize};
 
 pub use signals::signal_number;
 
-/// `state.json`, as the loader writes it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(default)]
-pub struct State {
-    pub id: String,
-    pub name: String,
-    pub status: String,
-    pub supervisor_pid: i32,
-    pub supervisor_start: u64,
-    pub pid: i32,
-    pub pid_start: u64,
-    pub file: String,
-    pub image: String,
-    pub command: Vec<String>,
-    pub env: Vec<String>,
-    pub user: String,
-    pub workdir: String,
-    pub hostname: String,
-    pub created: String,
-    pub started: String,
-    pub finished: String,
-    pub exit_code: Option<i32>,
-    pub restart_policy: String,
-    pub restart_count: u32,
-    pub stop_signal: i32,
-    pub stop_timeout: Option<u32>,
-    pub detached: bool,
-    pub auto_remove: bool,
-}
+/// `state.json`, as the loader writes it: one type, the loader's.
+pub use contract::State;
 
 /// One container: its directory and its state, read once.
 #[derive(Debug, Clone)]
