@@ -43,21 +43,33 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
 
 const CMSG_SPACE: usize = 32; // >= CMSG_SPACE(sizeof(int)) on every Linux ABI
 
+/// A one-byte message with room for one SCM_RIGHTS descriptor: what [`send_fd`] and
+/// [`recv_fd`] both build. The pointers point into `byte` and `cbuf`, which must outlive it.
+fn fd_message(
+    byte: &mut [u8; 1],
+    iov: &mut libc::iovec,
+    cbuf: &mut [u64; CMSG_SPACE / 8],
+) -> libc::msghdr {
+    iov.iov_base = byte.as_mut_ptr().cast();
+    iov.iov_len = 1;
+    // SAFETY: an all-zero msghdr is a valid empty message.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = CMSG_SPACE as _;
+    msg
+}
+
 /// Sends `fd` over the Unix socket `sock` (one byte of data, the descriptor as SCM_RIGHTS).
 pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut cbuf = [0u64; CMSG_SPACE / 8];
-    // SAFETY: an all-zero msghdr is valid; every pointer set below points into live locals of
-    // the sizes given, and CMSG_FIRSTHDR/CMSG_DATA stay within cbuf (CMSG_SPACE(4) <= 32).
+    let (mut byte, mut cbuf) = ([0u8; 1], [0u64; CMSG_SPACE / 8]);
+    // SAFETY: an all-zero iovec is valid; fd_message fills it in.
+    let mut iov: libc::iovec = unsafe { std::mem::zeroed() };
+    let mut msg = fd_message(&mut byte, &mut iov, &mut cbuf);
+    // SAFETY: msg points into live locals of the sizes given, and CMSG_FIRSTHDR/CMSG_DATA stay
+    // within cbuf (CMSG_SPACE(4) <= 32).
     unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
         msg.msg_controllen = libc::CMSG_SPACE(4) as _;
         let c = libc::CMSG_FIRSTHDR(&msg);
         (*c).cmsg_level = libc::SOL_SOCKET;
@@ -73,20 +85,13 @@ pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
 
 /// Receives a descriptor sent with [`send_fd`]; `None` when the peer closed without sending.
 pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    let mut cbuf = [0u64; CMSG_SPACE / 8];
+    let (mut byte, mut cbuf) = ([0u8; 1], [0u64; CMSG_SPACE / 8]);
+    // SAFETY: an all-zero iovec is valid; fd_message fills it in.
+    let mut iov: libc::iovec = unsafe { std::mem::zeroed() };
+    let mut msg = fd_message(&mut byte, &mut iov, &mut cbuf);
     // SAFETY: as in send_fd; the kernel writes at most msg_controllen bytes into cbuf, and a
     // descriptor it passed is ours alone.
     unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = CMSG_SPACE as _;
         loop {
             let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
             if n == -1 {
