@@ -144,7 +144,11 @@ pub fn log_line(text: &[u8], stream: &str, time: &str) -> String {
 /// What `state.json` holds. Texts are lossy UTF-8 (JSON has no bytes). The loader writes it by
 /// hand (no serde in the loader); the packager reads it through the `serde` feature.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(default))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
 pub struct State {
     /// 64 lowercase hex digits, random.
     pub id: String,
