@@ -12,6 +12,7 @@
 //! it); tests fork first.
 
 mod net;
+mod seed;
 
 mod tty;
 
@@ -211,7 +212,8 @@ fn apply(step: &Step) -> Result<(), ExecError> {
             work,
             target,
             ram,
-        } => overlay(lower, upper, work, target, ram.as_ref())?,
+            seed,
+        } => overlay(lower, upper, work, target, ram.as_ref(), seed)?,
         Step::RealDir { path } => real_dir(path)?,
         Step::BindFile { source, target } => {
             ns::create_file(target, 0o666)
@@ -569,7 +571,10 @@ fn overlay(
     work: &Path,
     target: &Path,
     ram: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+    seeds: &[crate::plan::Seed],
 ) -> Result<(), ExecError> {
+    // Into this upper; again into the one a fallback below mounts instead.
+    seed::seed(lower, upper, seeds).map_err(|e| fail("write the per-run files", e))?;
     // A per-run upper on disk is thrown away at exit: `volatile` spares it the sync of the
     // whole disk that unmounting an overlay otherwise does (tens of ms on a start).
     let volatile = if ram.is_some() { ",volatile" } else { "" };
@@ -596,7 +601,7 @@ fn overlay(
         ));
         mkdir(u, 0o755)?;
         mkdir(w, 0o755)?;
-        return overlay(lower, u, w, target, None);
+        return overlay(lower, u, w, target, None, seeds);
     }
     if upper.parent() != target.parent() {
         // A persistent upper on disk: a copy in memory would drop the writes it must keep.
@@ -609,6 +614,7 @@ fn overlay(
         "overlayfs is not available here ({e}); copying the image into memory for this run"
     ));
     copy::copy_tree(lower, target).map_err(|e| fail("copy the rootfs", e))?;
+    seed::seed(target, target, seeds).map_err(|e| fail("write the per-run files", e))?;
     // pivot_root needs a mount point.
     ns::mount(Some(target), target, None, ns::MS_BIND | ns::MS_REC, None)
         .map_err(|e| fail("bind the rootfs copy", e))

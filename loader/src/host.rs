@@ -96,6 +96,7 @@ pub fn gather(
         resolv_conf: fs::read("/etc/resolv.conf").ok(),
         has_apt: fs::symlink_metadata(etc.join("apt")).is_ok_and(|m| m.is_dir()),
         shims: patch::find_shims(&rootfs),
+        plain_dirs: patch::plain_dirs(&rootfs),
         ids,
         rootfs,
         scratch,

@@ -90,10 +90,19 @@ pub fn group_addition(group: Option<&str>, gid: u32, name_hint: Option<&str>) ->
     Some(appended(group, format!("{name}:x:{gid}:")))
 }
 
-/// Container paths of the user-switching programs the image ships: `(dir, name)` joined. Only
-/// real directories are searched, so `/bin` → `usr/bin` symlinks do not count twice, and a
-/// symlinked directory cannot point the search outside the rootfs.
-pub fn find_shims(rootfs: &Path) -> Vec<String> {
+/// A user-switching program the image ships.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shim {
+    /// Its container path: `(dir, name)` joined.
+    pub path: String,
+    /// It is a symlink (busybox's applets): the stand-in needs a file of its own to bind onto.
+    pub link: bool,
+}
+
+/// The user-switching programs the image ships. Only real directories are searched, so `/bin`
+/// → `usr/bin` symlinks do not count twice, and a symlinked directory cannot point the search
+/// outside the rootfs.
+pub fn find_shims(rootfs: &Path) -> Vec<Shim> {
     let mut found = Vec::new();
     for dir in SHIM_DIRS {
         let host_dir = rootfs.join(&dir[1..]);
@@ -101,12 +110,40 @@ pub fn find_shims(rootfs: &Path) -> Vec<String> {
             continue;
         }
         for name in SHIM_NAMES {
-            if std::fs::symlink_metadata(host_dir.join(name)).is_ok() {
-                found.push(format!("{dir}/{name}"));
+            if let Ok(m) = std::fs::symlink_metadata(host_dir.join(name)) {
+                found.push(Shim {
+                    path: format!("{dir}/{name}"),
+                    link: m.file_type().is_symlink(),
+                });
             }
         }
     }
     found
+}
+
+/// The directories per-run files go into.
+pub const SEEDED_DIRS: &[&str] = &["/etc", "/etc/apt", "/etc/apt/apt.conf.d"];
+
+/// Those of [`SEEDED_DIRS`] that the image has as real directories all the way down, or lacks
+/// (from a missing part on, nothing can be a link): files can be written into them in the
+/// upper layer without following anything.
+pub fn plain_dirs(rootfs: &Path) -> Vec<String> {
+    SEEDED_DIRS
+        .iter()
+        .filter(|d| {
+            let mut p = rootfs.to_path_buf();
+            for part in d[1..].split('/') {
+                p.push(part);
+                match std::fs::symlink_metadata(&p) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => return false,
+                    Err(_) => return true,
+                }
+            }
+            true
+        })
+        .map(|d| d.to_string())
+        .collect()
 }
 
 #[cfg(test)]
@@ -180,6 +217,16 @@ mod tests {
         std::fs::write(r.join("usr/bin/setpriv"), b"").unwrap();
         std::os::unix::fs::symlink("/usr/bin/setpriv", r.join("usr/local/bin/gosu")).unwrap();
         std::os::unix::fs::symlink("usr/bin", r.join("bin")).unwrap();
-        assert_eq!(find_shims(r), ["/usr/local/bin/gosu", "/usr/bin/setpriv"]);
+        let found: Vec<_> = find_shims(r)
+            .into_iter()
+            .map(|s| (s.path, s.link))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("/usr/local/bin/gosu".to_string(), true),
+                ("/usr/bin/setpriv".to_string(), false)
+            ]
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! hostname, hosts and resolv.conf, and the single-uid patches (passwd/group entries, apt's
 //! sandbox user). Never written into the cache.
 
-use super::{net, HostFacts, IdMode, Step};
+use super::root::Upper;
+use super::{net, HostFacts, IdMode, Seed, Step};
 use crate::args::Flags;
 use crate::patch;
 use crate::users::User;
@@ -66,4 +67,30 @@ pub(super) fn per_run(facts: &HostFacts, flags: &Flags, user: &User, steps: &mut
             contents: patch::APT_SANDBOX_TEXT.into(),
         });
     }
+}
+
+/// Takes out of `files` the writes that can go straight into a fresh upper layer: those into a
+/// directory with no symlink on the way ([`HostFacts::plain_dirs`]). A persistent upper is not
+/// fresh (it may hold anything), so its files are written through the overlay as before.
+pub(super) fn seeds(facts: &HostFacts, files: &mut Vec<Step>) -> Vec<Seed> {
+    if matches!(facts.upper, Upper::Persist(_)) {
+        return Vec::new();
+    }
+    let plain = |p: &std::path::Path| {
+        p.parent()
+            .and_then(|d| d.to_str())
+            .is_some_and(|d| facts.plain_dirs.iter().any(|x| x == d))
+    };
+    let mut seeds = Vec::new();
+    files.retain(|s| match s {
+        Step::WriteFile { path, contents } if plain(path) => {
+            seeds.push(Seed {
+                path: path.clone(),
+                contents: contents.clone(),
+            });
+            false
+        }
+        _ => true,
+    });
+    seeds
 }

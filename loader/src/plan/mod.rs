@@ -61,8 +61,10 @@ pub struct HostFacts {
     pub resolv_conf: Option<Vec<u8>>,
     /// Whether the image has `/etc/apt`.
     pub has_apt: bool,
-    /// Container paths of gosu/su-exec/setpriv in the image.
-    pub shims: Vec<String>,
+    /// gosu/su-exec/setpriv in the image.
+    pub shims: Vec<crate::patch::Shim>,
+    /// Which of [`crate::patch::SEEDED_DIRS`] hold no symlink on the way ([`crate::patch::plain_dirs`]).
+    pub plain_dirs: Vec<String>,
     /// The user namespace the run is in when the plan is made.
     pub ids: IdMode,
     /// For each of `flags.mounts`, in order: whether its host source is a directory, or why it
@@ -78,6 +80,14 @@ pub struct HostFacts {
     pub cgroups: resources::CgroupFacts,
     /// Where the container's writes go (the overlay's upper and work directories).
     pub upper: Upper,
+}
+
+/// A per-run file written straight into a fresh upper layer rather than through the mounted
+/// overlay (see `exec/seed.rs`): container path and contents (empty: a placeholder to bind onto).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seed {
+    pub path: PathBuf,
+    pub contents: Vec<u8>,
 }
 
 /// The user namespace of a run, as far as the plan is concerned.
@@ -143,6 +153,8 @@ pub enum Step {
         work: PathBuf,
         target: PathBuf,
         ram: Option<(PathBuf, PathBuf)>,
+        /// Per-run files written into the fresh upper before it is mounted ([`Seed`]).
+        seed: Vec<Seed>,
     },
     /// Make `path` a real directory: a symlink or file the image put there is replaced, so a
     /// hostile image cannot redirect the mounts that follow.
@@ -414,7 +426,6 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
     root::namespaces(&user, facts, flags, stop, &mut steps);
     steps.extend(join);
     terminal::session(flags, facts, &mut steps);
-    root::filesystem(facts, flags, &mut steps)?;
     let mut files = Vec::new();
     files::per_run(facts, flags, &user, &mut files);
     // A user mount wins over our per-run files (as Docker's do): nothing is written through a
@@ -425,6 +436,8 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
         }
         _ => true,
     });
+    let seed = files::seeds(facts, &mut files);
+    root::filesystem(facts, flags, seed, &mut steps)?;
     steps.extend(files);
     terminal::console(flags, &user, &mut steps);
     steps.push(Step::SoftLimitsToHard(process::RAISED_LIMITS.to_vec()));

@@ -1,7 +1,7 @@
 //! The namespaces and the root filesystem, up to `pivot_root`: a private overlay on the cached
 //! tree, a minimal `/dev`, a fresh `/proc`, a read-only `/sys`, the user-switcher stand-ins.
 
-use super::{masks, mounts, net, HostFacts, IdMode, PlanError, Step};
+use super::{masks, mounts, net, HostFacts, IdMode, PlanError, Seed, Step};
 use crate::args::Flags;
 use crate::init::StopPolicy;
 use crate::sys::ns;
@@ -64,8 +64,22 @@ pub(super) fn namespaces(
 pub(super) fn filesystem(
     facts: &HostFacts,
     flags: &Flags,
+    mut seed: Vec<Seed>,
     steps: &mut Vec<Step>,
 ) -> Result<(), PlanError> {
+    // Only a single-uid run needs the stand-ins: with a range, the real programs switch users.
+    let shims = match facts.ids {
+        IdMode::Single => &facts.shims[..],
+        IdMode::Mapped { .. } => &[],
+    };
+    // A stand-in for a link needs a file of its own to be bound onto: a placeholder in a fresh
+    // upper (its directory is a real one: find_shims looks in no other).
+    if !matches!(facts.upper, Upper::Persist(_)) {
+        seed.extend(shims.iter().filter(|s| s.link).map(|s| Seed {
+            path: s.path.clone().into(),
+            contents: Vec::new(),
+        }));
+    }
     steps.push(Step::Unshare(ns::NEW_NS));
     steps.push(Step::MakeRootPrivate);
 
@@ -106,6 +120,7 @@ pub(super) fn filesystem(
         work,
         target: root.clone(),
         ram,
+        seed,
     });
     for d in ["dev", "proc", "sys"] {
         steps.push(Step::RealDir { path: root.join(d) });
@@ -172,16 +187,11 @@ pub(super) fn filesystem(
     if flags.security.masks() {
         masks::proc_and_sys(&root, steps);
     }
-    // Before the pivot: the loader's own file is reachable (and bindable) only from here. Only
-    // a single-uid run needs the stand-ins: with a range, the real programs switch users.
-    let shims = match facts.ids {
-        IdMode::Single => &facts.shims[..],
-        IdMode::Mapped { .. } => &[],
-    };
+    // Before the pivot: the loader's own file is reachable (and bindable) only from here.
     for s in shims {
         steps.push(Step::BindSelf {
             root: root.clone(),
-            path: s.clone(),
+            path: s.path.clone(),
         });
     }
     // The user's mounts last, so they may cover anything above (as Docker's do).

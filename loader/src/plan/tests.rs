@@ -39,6 +39,13 @@ fn facts() -> HostFacts {
     }
 }
 
+fn shim(path: &str, link: bool) -> crate::patch::Shim {
+    crate::patch::Shim {
+        path: path.into(),
+        link,
+    }
+}
+
 fn flags(args: &[&str]) -> Flags {
     match crate::args::parse(args.iter().map(|s| s.to_string())).unwrap() {
         crate::args::Parsed::Run(f) => f,
@@ -309,7 +316,10 @@ fn apt_images_get_the_sandbox_override() {
 #[test]
 fn user_switchers_are_shadowed_by_the_loader() {
     let mut f = facts();
-    f.shims = vec!["/usr/sbin/gosu".into(), "/usr/bin/setpriv".into()];
+    f.shims = vec![
+        shim("/usr/sbin/gosu", false),
+        shim("/usr/bin/setpriv", false),
+    ];
     let steps = plan(&image(), &flags(&[]), &f).unwrap();
     let binds: Vec<_> = steps
         .iter()
@@ -517,6 +527,7 @@ fn the_root_is_an_overlay_on_a_private_tmpfs_then_pivoted_into() {
         work: "/run/o2b/work".into(),
         target: "/run/o2b/root".into(),
         ram: None,
+        seed: vec![],
     });
     let pivot = at(&Step::PivotRoot {
         new_root: "/run/o2b/root".into(),
@@ -672,7 +683,7 @@ fn mapped(keep_id: bool) -> HostFacts {
     HostFacts {
         ids: IdMode::Mapped { keep_id },
         has_apt: true,
-        shims: vec!["/usr/sbin/gosu".into()],
+        shims: vec![shim("/usr/sbin/gosu", false)],
         ..facts()
     }
 }
@@ -681,7 +692,7 @@ fn mapped(keep_id: bool) -> HostFacts {
 fn a_mapped_run_is_in_its_namespace_already_and_patches_nothing() {
     let single = HostFacts {
         has_apt: true,
-        shims: vec!["/usr/sbin/gosu".into()],
+        shims: vec![shim("/usr/sbin/gosu", false)],
         ..facts()
     };
     let s = plan(&image(), &flags(&["-u", "app"]), &single).unwrap();
@@ -1318,6 +1329,7 @@ fn the_writable_layer_is_on_disk_in_the_run_dir_with_ram_as_the_fallback() {
         work: "/cache/runs/r1/work".into(),
         target: "/run/o2b/root".into(),
         ram: Some(("/run/o2b/upper".into(), "/run/o2b/work".into())),
+        seed: vec![],
     }));
     // Nothing is made on the tmpfs for an upper it does not hold.
     assert!(!steps.contains(&Step::Mkdir {
@@ -1665,5 +1677,90 @@ fn net_and_ipc_values_are_checked() {
     assert_eq!(
         flags(&["--net=host", "-p", "1:1"]).net,
         crate::args::NetMode::Host
+    );
+}
+
+/// The seed of the plan's overlay step.
+fn seeds(steps: &[Step]) -> Vec<Seed> {
+    steps
+        .iter()
+        .find_map(|s| match s {
+            Step::Overlay { seed, .. } => Some(seed.clone()),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn per_run_files_in_plain_directories_seed_a_fresh_upper_instead_of_being_written_through_it() {
+    let mut h = facts();
+    h.plain_dirs = vec![
+        "/etc".into(),
+        "/etc/apt".into(),
+        "/etc/apt/apt.conf.d".into(),
+    ];
+    h.has_apt = true;
+    h.shims = vec![shim("/bin/setpriv", true), shim("/usr/sbin/gosu", false)];
+    for upper in [Upper::Ram, Upper::Disk("/cache/runs/r1".into())] {
+        h.upper = upper;
+        let steps = plan(&image(), &flags(&[]), &h).unwrap();
+        let paths: Vec<_> = seeds(&steps).into_iter().map(|s| s.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "/etc/hostname",
+                "/etc/hosts",
+                "/etc/resolv.conf",
+                "/etc/apt/apt.conf.d/00oci2bin-sandbox",
+                // The link gets a placeholder to bind onto; the real file needs none.
+                "/bin/setpriv",
+            ]
+            .map(PathBuf::from)
+        );
+        assert!(!steps.iter().any(|s| matches!(s, Step::WriteFile { .. })));
+        assert_eq!(
+            steps
+                .iter()
+                .filter(|s| matches!(s, Step::BindSelf { .. }))
+                .count(),
+            2
+        );
+    }
+    assert_eq!(
+        seeds(&plan(&image(), &flags(&[]), &h).unwrap())[0].contents,
+        b"0123456789ab\n"
+    );
+}
+
+#[test]
+fn a_persistent_upper_or_a_linked_etc_gets_its_files_written_through_the_overlay() {
+    let mut h = facts();
+    h.plain_dirs = vec!["/etc".into()];
+    h.upper = Upper::Persist("/keep".into());
+    let steps = plan(&image(), &flags(&[]), &h).unwrap();
+    assert!(seeds(&steps).is_empty());
+    assert!(steps
+        .iter()
+        .any(|s| matches!(s, Step::WriteFile { path, .. } if path == Path::new("/etc/hosts"))));
+    // /etc a symlink in the image: not in plain_dirs.
+    let mut h = facts();
+    h.upper = Upper::Disk("/cache/runs/r1".into());
+    let steps = plan(&image(), &flags(&[]), &h).unwrap();
+    assert!(seeds(&steps).is_empty());
+    assert!(steps
+        .iter()
+        .any(|s| matches!(s, Step::WriteFile { path, .. } if path == Path::new("/etc/hosts"))));
+}
+
+#[test]
+fn a_user_mount_over_a_per_run_file_keeps_it_out_of_the_seed() {
+    let mut h = facts();
+    h.plain_dirs = vec!["/etc".into()];
+    h.mount_sources = vec![Ok(false)];
+    let steps = plan(&image(), &flags(&["-v", "/srv/hosts:/etc/hosts"]), &h).unwrap();
+    let paths: Vec<_> = seeds(&steps).into_iter().map(|s| s.path).collect();
+    assert_eq!(
+        paths,
+        ["/etc/hostname", "/etc/resolv.conf"].map(PathBuf::from)
     );
 }
