@@ -90,14 +90,19 @@ impl Storage {
         }
     }
 
-    /// Removes the run directory in this process, then lets its lock go.
+    /// Removes the run directory in this process, then lets its lock go, then sweeps the dead
+    /// runs' directories (here, off the start's path: a run killed with its cleaner left one).
     fn finish_here(&mut self) {
-        if let Some(d) = self.remove.take() {
-            if let Err(e) = extract::remove_tree(&d) {
+        let d = self.remove.take();
+        if let Some(d) = &d {
+            if let Err(e) = extract::remove_tree(d) {
                 eprintln!("oci2bin: warning: remove {}: {e}", d.display());
             }
         }
         self.hold.clear();
+        if let Some(runs) = d.as_deref().and_then(Path::parent) {
+            sweep(runs);
+        }
     }
 }
 
@@ -256,7 +261,8 @@ fn persist(dir: &Path, hold: &mut Vec<File>) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-/// A fresh locked directory `runs/<rand>` under the cache root; dead ones are swept after.
+/// A fresh locked directory `runs/<rand>` under the cache root (dead ones are swept by the
+/// cleaner when the run is over).
 fn run_dir(root: &Path, st: &mut Storage) -> Result<PathBuf, (PathBuf, io::Error)> {
     let runs = root.join(RUNS);
     let at = |p: &Path| {
@@ -277,7 +283,6 @@ fn run_dir(root: &Path, st: &mut Storage) -> Result<PathBuf, (PathBuf, io::Error
         let mine = sys::flock(lock.as_fd(), true, true).unwrap_or(false)
             && sys::fstat(lock.as_fd()).is_ok_and(|s| s.st_nlink > 0);
         if mine {
-            sweep(&runs);
             st.hold.push(lock);
             st.remove = Some(d.clone());
             return Ok(d);

@@ -1,6 +1,6 @@
 //! Storage (issue 14, R3/R4), from inside the container as the unprivileged test user: the
 //! writable layer on disk in a per-run directory (not RAM), removed at exit and after a kill -9
-//! by the next run, `--tmpfs-upper`, `--overlay-persist`, named and anonymous volumes,
+//! by the next run's cleaner, `--tmpfs-upper`, `--overlay-persist`, named and anonymous volumes,
 //! `--device`, `--ssh-agent`, `-u UID` without a passwd entry, and `security.capability` from a
 //! layer's PAX record. Docker is the oracle where it has the same flag.
 
@@ -156,7 +156,7 @@ fn the_run_dir_is_removed_at_exit_and_after_kill_9_by_the_next_run() {
         assert_eq!(wait_runs(&r, 1), live);
         kill9(&mut child);
         assert!(wait_runs(&r, 0).is_empty(), "{userns}: {:?}", runs(&r));
-        // The cleanup killed too: the directory stays until the next run sweeps it.
+        // The cleanup killed too: the directory stays until the next run's cleaner sweeps it.
         let mut child = start_sleeping(&r, &["--userns", userns, "sh", "-c", hard]);
         let live = runs(&r);
         // SAFETY: kill on a process of the test user that this run started.
