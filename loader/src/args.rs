@@ -43,6 +43,7 @@ enum Id {
     ReadOnly,
     Publish,
     Ipc,
+    Cgroupns,
     Resource,
     RequireLimits,
     TmpfsUpper,
@@ -277,6 +278,13 @@ const OPTIONS: &[Opt] = &[
         value: Some("MODE"),
         id: Id::Ipc,
         help: "private (the default) or container:PID (share that process's SysV IPC and mqueues)",
+    },
+    Opt {
+        long: "cgroupns",
+        short: None,
+        value: Some("MODE"),
+        id: Id::Cgroupns,
+        help: "host or private cgroup namespace (default: private on a cgroup v2 host, as Docker)",
     },
     Opt {
         long: "tmpfs-upper",
@@ -530,6 +538,8 @@ pub struct Flags {
     pub publish: Vec<crate::plan::net::Publish>,
     /// `--ipc container:PID`: the process whose IPC namespace is joined.
     pub ipc_container: Option<u32>,
+    /// `--cgroupns private|host` (`Some(true)`: private); unset, the host decides.
+    pub cgroupns_private: Option<bool>,
     /// `-t/--tty`: a pseudo-terminal for the command.
     pub tty: bool,
     /// `-i/--interactive`: stdin is passed anyway; with `-t` it asks for a terminal on stdin.
@@ -944,6 +954,19 @@ fn apply(
                 why,
             })?;
             flags.publish.extend(ports);
+        }
+        (Id::Cgroupns, Some(v)) => {
+            flags.cgroupns_private = match text(option, v, "host or private")?.as_str() {
+                "private" => Some(true),
+                "host" => Some(false),
+                other => {
+                    return Err(ArgsError::Invalid {
+                        option: option.to_string(),
+                        value: other.to_string(),
+                        why: "want host or private".into(),
+                    })
+                }
+            }
         }
         (Id::Ipc, Some(v)) => {
             const WANT: &str = "private, shareable or container:PID";
@@ -1436,6 +1459,10 @@ mod tests {
         );
         assert!(err(&["--dns", "one.one"]).starts_with("invalid value 'one.one' for '--dns'"));
         assert!(err(&["--hostname", "-x"]).starts_with("invalid value '-x'"));
+        assert_eq!(
+            err(&["--cgroupns", "shared"]),
+            "invalid value 'shared' for '--cgroupns': want host or private"
+        );
         assert!(err(&["--hostname", &"h".repeat(65)]).starts_with("invalid value"));
         assert!(err(&["--add-host", "nocolon"]).starts_with("invalid value 'nocolon'"));
         assert!(err(&["--add-host", "a:not-an-ip"]).starts_with("invalid value 'a:not-an-ip'"));

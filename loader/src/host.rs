@@ -103,6 +103,8 @@ pub fn gather(
         mount_sources: mounts.iter().map(mount_source).collect(),
         security: Default::default(),
         stdin_tty: crate::sys::tty::is_tty(0),
+        cgroup_v2_only: fs::read_to_string("/proc/self/cgroup")
+            .is_ok_and(|c| c.lines().all(|l| l.starts_with("0::"))),
         upper: Default::default(),
         cgroups: Default::default(),
         gateway: fs::read_to_string("/proc/net/route")

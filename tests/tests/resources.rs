@@ -374,3 +374,29 @@ fn a_stopped_container_leaves_no_group_behind() {
     assert_eq!(status.code(), Some(143));
     assert!(!Path::new(&group).exists(), "{group} left behind");
 }
+
+#[test]
+fn cgroupns_private_shows_the_container_its_own_cgroup_as_the_root() {
+    if !e2e::runner::userns() {
+        return;
+    }
+    let r = Runner::new();
+    let own = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["cat", "/proc/self/cgroup"]);
+        r.ok(bb(), &a)
+    };
+    let host = text(&std::fs::read("/proc/self/cgroup").unwrap());
+    let private = own(&["--cgroupns", "private"]);
+    assert!(
+        private.lines().all(|l| l.ends_with(":/")),
+        "every hierarchy's path is the namespace root: {private}"
+    );
+    // This host has v1 controllers: Docker's default there is the host's namespace.
+    let default = own(&[]);
+    let explicit = own(&["--cgroupns=host"]);
+    assert_eq!(default, explicit);
+    if host.lines().any(|l| !l.ends_with(":/")) {
+        assert!(default.lines().any(|l| !l.ends_with(":/")), "{default}");
+    }
+}

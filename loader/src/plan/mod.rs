@@ -30,6 +30,7 @@ pub use userns::{userns, IdFacts, Mapping};
 use crate::args::Flags;
 use crate::format::Runtime;
 use crate::init::StopPolicy;
+use crate::sys::ns;
 use crate::users::{self, UserError};
 use std::ffi::OsString;
 use std::fmt;
@@ -74,6 +75,9 @@ pub struct HostFacts {
     pub gateway: Option<String>,
     /// Kernel, LSMs and the seccomp profile file ([`security`]).
     pub security: security::SecurityFacts,
+    /// The host has only the unified cgroup hierarchy (v2): containers get a private cgroup
+    /// namespace by default there, as under Docker.
+    pub cgroup_v2_only: bool,
     /// Whether the loader's stdin is a terminal (`-it` needs one).
     pub stdin_tty: bool,
     /// Our cgroups, read only when a cgroup flag is given ([`resources`]).
@@ -425,6 +429,10 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
     steps.extend(cgroups);
     root::namespaces(&user, facts, flags, stop, &mut steps);
     steps.extend(join);
+    // After joining its cgroup, so that is the namespace's root.
+    if flags.cgroupns_private.unwrap_or(facts.cgroup_v2_only) {
+        steps.push(Step::Unshare(ns::NEW_CGROUP));
+    }
     terminal::session(flags, facts, &mut steps);
     let mut files = Vec::new();
     files::per_run(facts, flags, &user, &mut files);

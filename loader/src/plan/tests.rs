@@ -1764,3 +1764,32 @@ fn a_user_mount_over_a_per_run_file_keeps_it_out_of_the_seed() {
         ["/etc/hostname", "/etc/resolv.conf"].map(PathBuf::from)
     );
 }
+
+#[test]
+fn cgroupns_is_private_on_request_or_on_a_v2_only_host_and_after_the_cgroup_is_joined() {
+    let unshared = |steps: &[Step]| {
+        steps
+            .iter()
+            .position(|s| *s == Step::Unshare(ns::NEW_CGROUP))
+    };
+    let mut h = facts();
+    assert_eq!(unshared(&plan(&image(), &flags(&[]), &h).unwrap()), None);
+    let steps = plan(&image(), &flags(&["--cgroupns", "private"]), &h).unwrap();
+    let at = unshared(&steps).unwrap();
+    // Inside the new user and pid namespaces, before the root is built.
+    let fork = steps
+        .iter()
+        .position(|s| matches!(s, Step::Fork(_)))
+        .unwrap();
+    let overlay = steps
+        .iter()
+        .position(|s| matches!(s, Step::Overlay { .. }))
+        .unwrap();
+    assert!(fork < at && at < overlay);
+    h.cgroup_v2_only = true;
+    assert!(unshared(&plan(&image(), &flags(&[]), &h).unwrap()).is_some());
+    assert_eq!(
+        unshared(&plan(&image(), &flags(&["--cgroupns=host"]), &h).unwrap()),
+        None
+    );
+}

@@ -19,6 +19,7 @@ pub const NEW_PID: i32 = libc::CLONE_NEWPID;
 pub const NEW_UTS: i32 = libc::CLONE_NEWUTS;
 pub const NEW_IPC: i32 = libc::CLONE_NEWIPC;
 pub const NEW_NET: i32 = libc::CLONE_NEWNET;
+pub const NEW_CGROUP: i32 = libc::CLONE_NEWCGROUP;
 
 /// Mount flags, re-exported so callers need no libc.
 pub const MS_RDONLY: u64 = libc::MS_RDONLY;
