@@ -210,6 +210,35 @@ fn a_detached_named_container_through_ps_logs_exec_stop_and_rm() {
     assert_one_line_error(&oci(&r, &["logs", "web"]), "no such container");
 }
 
+/// `-d` returns (and the state says running) once the container is set up, as `docker run -d`
+/// returns once its command started: an exec right after it finds the container's root, its
+/// init and its environment, never a root still being built.
+#[test]
+fn an_exec_right_after_d_returns_finds_the_container_set_up() {
+    if !e2e::runner::userns() {
+        return;
+    }
+    let r = Runner::new();
+    let names = ["ready0", "ready1", "ready2"];
+    let _c = Cleanup(&r, names.to_vec());
+    for name in names {
+        detach(&r, &["--name", name, "sleep", "60"]);
+        // Root of the container may write its root (the run's private upper).
+        let out = oci_ok(
+            &r,
+            &[
+                "exec",
+                name,
+                "sh",
+                "-c",
+                "echo $FIXTURE; head -c 12 /proc/1/cmdline; echo; mkdir /by-exec && echo made",
+            ],
+        );
+        assert_eq!(out, "busybox\noci2bin-init\nmade\n", "{name}");
+        oci_ok(&r, &["rm", "-f", name]);
+    }
+}
+
 #[test]
 fn kill_sends_the_signal_and_rm_refuses_a_running_container_without_force() {
     if !e2e::runner::userns() {
