@@ -110,7 +110,11 @@ fn run_steps(
         }
         let r = match step {
             Step::TtyChannel { input } => tty.open(*input),
-            Step::Console { uid, gid } => tty.console(*uid, *gid),
+            Step::Console {
+                uid,
+                gid,
+                dev_console,
+            } => tty.console(*uid, *gid, *dev_console),
             _ => apply(step),
         };
         if let Err(e) = r {

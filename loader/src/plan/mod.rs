@@ -299,11 +299,13 @@ pub enum Step {
     /// In the child: lead a new session (no controlling terminal), as Docker's containers do.
     NewSession,
     /// `-t`, after the pivot: a pty from the container's `/dev/ptmx`; the slave becomes the
-    /// controlling terminal, stdio and `/dev/console` (owned by `uid`:`gid`), sized as the
-    /// caller's terminal; the master goes to the supervisor over the [`Step::TtyChannel`].
+    /// controlling terminal, stdio and, with `dev_console`, `/dev/console` (owned by
+    /// `uid`:`gid`), sized as the caller's terminal; the master goes to the supervisor over the
+    /// [`Step::TtyChannel`].
     Console {
         uid: u32,
         gid: u32,
+        dev_console: bool,
     },
     /// Mount a POSIX message queue file system (of our ipc namespace) at `target`.
     Mqueue {
@@ -394,7 +396,7 @@ impl From<UserError> for PlanError {
 /// Plans a run: every namespace, mount, file and the final exec, in order.
 pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>, PlanError> {
     net::check(flags)?;
-    terminal::check(flags, facts)?;
+    terminal::check(flags, facts.stdin_tty)?;
     let argv = process::command(rt, flags)?;
     // keep-id: the caller's own ids are the default user, as with podman.
     let own = format!("{}:{}", facts.uid, facts.gid);
@@ -413,7 +415,7 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
     steps.extend(cgroups);
     root::namespaces(&user, facts, flags, stop, &mut steps);
     steps.extend(join);
-    terminal::session(flags, facts, &mut steps);
+    terminal::session(flags, facts.stdin_tty, &mut steps);
     root::filesystem(facts, flags, &mut steps)?;
     let mut files = Vec::new();
     files::per_run(facts, flags, &user, &mut files);
@@ -426,7 +428,7 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
         _ => true,
     });
     steps.extend(files);
-    terminal::console(flags, &user, &mut steps);
+    terminal::console(flags, &user, true, &mut steps);
     steps.push(Step::SoftLimitsToHard(process::RAISED_LIMITS.to_vec()));
     resources::ulimits(&flags.resources, &mut steps);
     if flags.mounts.iter().any(|m| workdir.starts_with(&m.target)) {

@@ -1215,7 +1215,13 @@ fn t_opens_the_channel_before_the_fork_and_the_pty_after_the_pivot_as_root() {
     let fork = position(&steps, |s| matches!(s, Step::Fork(_)));
     let session = position(&steps, |s| *s == Step::NewSession);
     let pivot = position(&steps, |s| matches!(s, Step::PivotRoot { .. }));
-    let console = position(&steps, |s| *s == Step::Console { uid: 100, gid: 101 });
+    let console = position(&steps, |s| {
+        *s == Step::Console {
+            uid: 100,
+            gid: 101,
+            dev_console: true,
+        }
+    });
     let ids = position(&steps, |s| matches!(s, Step::SetIds { .. }));
     assert!(chan + 1 == fork && fork < session && session < pivot);
     assert!(
