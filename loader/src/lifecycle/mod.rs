@@ -40,11 +40,6 @@ pub fn check(flags: &Flags) -> Result<(), String> {
     if flags.restart != Restart::No && flags.rm {
         return Err("conflicting options: --restart and --rm".into());
     }
-    if flags.detach && flags.tty {
-        // Docker keeps a detached pty for `docker attach`; we have no attach yet, so the pty
-        // would have no reader.
-        return Err("-t with -d is not supported yet (there is no attach)".into());
-    }
     Ok(())
 }
 
@@ -264,9 +259,8 @@ mod tests {
     }
 
     #[test]
-    fn a_detached_tty_is_refused_until_there_is_attach() {
-        let e = check(&flags(&["-dt", "sh"]).unwrap()).unwrap_err();
-        assert!(e.contains("-t with -d"), "{e}");
+    fn a_detached_tty_is_allowed_as_docker_run_dit() {
+        assert!(check(&flags(&["-dit", "sh"]).unwrap()).is_ok());
     }
 
     #[test]

@@ -8,9 +8,10 @@ use super::{PlanError, Step};
 use crate::args::Flags;
 use crate::users::User;
 
-/// `-it` needs a terminal on stdin, as `docker run -it` does; `-t` alone does not.
+/// `-it` needs a terminal on stdin, as `docker run -it` does; `-t` alone does not, nor `-dit`
+/// (its stdin is not ours).
 pub(super) fn check(flags: &Flags, stdin_tty: bool) -> Result<(), PlanError> {
-    if flags.tty && flags.interactive && !stdin_tty {
+    if flags.tty && flags.interactive && !flags.detach && !stdin_tty {
         return Err(PlanError::NotATty);
     }
     Ok(())
@@ -26,8 +27,14 @@ pub(super) fn session(flags: &Flags, stdin_tty: bool, steps: &mut Vec<Step>) {
             .unwrap_or(steps.len());
         // Stdin is passed by default here (unlike `docker run` without -i), so a terminal on
         // stdin is pumped into the pty; with -t and stdin not a terminal, nothing is (as Docker's
-        // `-t` without `-i`).
-        steps.insert(fork, Step::TtyChannel { input: stdin_tty });
+        // `-t` without `-i`). Detached (`-dt`, `-dit`), nothing is either: the pty stays open
+        // with no input, as Docker's does without an attach, and its output goes to the log.
+        steps.insert(
+            fork,
+            Step::TtyChannel {
+                input: stdin_tty && !flags.detach,
+            },
+        );
     }
     steps.push(Step::NewSession);
 }

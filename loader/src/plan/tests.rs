@@ -1673,3 +1673,17 @@ fn net_and_ipc_values_are_checked() {
         crate::args::NetMode::Host
     );
 }
+
+#[test]
+fn a_detached_tty_pumps_nothing_in_and_needs_no_terminal() {
+    // -dit: the pty stays open with no input (as Docker's without an attach); its output goes
+    // where the detached run's stdout goes, the log.
+    let tty = HostFacts {
+        stdin_tty: true,
+        ..facts()
+    };
+    for f in [&tty, &facts()] {
+        let steps = plan(&image(), &flags(&["-dit", "sh"]), f).unwrap();
+        assert!(steps.contains(&Step::TtyChannel { input: false }));
+    }
+}
