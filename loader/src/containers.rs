@@ -10,6 +10,8 @@
 //! containers/NAME/lock            flock(LOCK_EX) by the run's supervisor while it lives: a
 //!                                 second run with the same name is refused while it is held
 //! containers/NAME/stop-requested  `oci2bin stop|kill` was asked: the restart policy is over
+//! containers/NAME/seccomp.bpf     the seccomp filter the run installed, as it compiled it
+//!                                 (`struct sock_filter` bytes), for `oci2bin exec`
 //! ```
 
 use std::fmt::Write as _;
@@ -20,9 +22,13 @@ pub const STATE: &str = "state.json";
 pub const LOG: &str = "container.log";
 pub const LOCK: &str = "lock";
 pub const STOP_REQUESTED: &str = "stop-requested";
+pub const SECCOMP: &str = "seccomp.bpf";
 /// The environment variable that puts the loader in exec mode: it joins the container whose
 /// PID 1 has this host pid and runs the command there (set by `oci2bin exec`).
 pub const EXEC_INTO: &str = "OCI2BIN_EXEC_INTO";
+/// With [`EXEC_INTO`]: the path of the container's [`SECCOMP`] filter, which the command gets
+/// (unset: the run had no filter, or the exec is `--privileged`).
+pub const EXEC_SECCOMP: &str = "OCI2BIN_EXEC_SECCOMP";
 
 /// Docker's rule for names, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`; at most 128 bytes (a directory name).
 pub fn valid_name(s: &str) -> bool {
@@ -183,6 +189,14 @@ pub struct State {
     pub detached: bool,
     /// `--rm`: the state goes when the run ends.
     pub auto_remove: bool,
+    /// The run's security, which `oci2bin exec` gives its commands too: the capability flags as
+    /// given, `--privileged`, no_new_privs, and whether it installed a seccomp filter (kept in
+    /// [`SECCOMP`] beside the state, so an exec gets the very same one).
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub no_new_privileges: bool,
+    pub seccomp: bool,
 }
 
 impl State {
@@ -224,7 +238,8 @@ impl State {
             o,
             "\"supervisor_pid\":{},\"supervisor_start\":{},\"pid\":{},\"pid_start\":{},\
              \"exit_code\":{code},\"restart_count\":{},\"stop_signal\":{},\"stop_timeout\":{timeout},\
-             \"detached\":{},\"auto_remove\":{},\"command\":",
+             \"detached\":{},\"auto_remove\":{},\"privileged\":{},\"no_new_privileges\":{},\
+             \"seccomp\":{},\"cap_add\":",
             self.supervisor_pid,
             self.supervisor_start,
             self.pid,
@@ -232,8 +247,15 @@ impl State {
             self.restart_count,
             self.stop_signal,
             self.detached,
-            self.auto_remove
+            self.auto_remove,
+            self.privileged,
+            self.no_new_privileges,
+            self.seccomp
         );
+        list(&mut o, &self.cap_add);
+        o.push_str(",\"cap_drop\":");
+        list(&mut o, &self.cap_drop);
+        o.push_str(",\"command\":");
         list(&mut o, &self.command);
         o.push_str(",\"env\":");
         list(&mut o, &self.env);
@@ -345,9 +367,17 @@ mod tests {
             name: "web".into(),
             command: vec!["sh".into(), "-c".into(), "echo \"x\"".into()],
             exit_code: Some(3),
+            cap_add: vec!["NET_ADMIN".into()],
+            seccomp: true,
             ..State::default()
         };
         let j = s.to_json();
+        assert!(j.contains("\"privileged\":false,"), "{j}");
+        assert!(j.contains("\"seccomp\":true,"), "{j}");
+        assert!(
+            j.contains("\"cap_add\":[\"NET_ADMIN\"],\"cap_drop\":[],"),
+            "{j}"
+        );
         assert!(j.starts_with("{\"id\":\"ab\",\"name\":\"web\","), "{j}");
         assert!(j.contains("\"exit_code\":3,"), "{j}");
         assert!(j.contains("\"stop_timeout\":null,"), "{j}");

@@ -70,19 +70,27 @@ fn warn(msg: impl fmt::Display) {
 /// Applies `steps`. Returns (in the supervisor) how the container ended as an exit code:
 /// its own code, or 128 + N when a signal killed it.
 pub fn run(steps: &[Step]) -> Result<i32, ExecError> {
-    run_with(steps, &mut |_| ())
+    run_steps(steps, None)
 }
 
-/// [`run`], calling `started` in the supervisor with the host pid of the container's PID 1
-/// right after the fork (a named or detached run records it: [`crate::lifecycle`]).
+/// [`run`], calling `started` in the supervisor with the host pid of the container's PID 1 once
+/// the container is set up: its command was executed (or its setup failed). A named or detached
+/// run records it then ([`crate::lifecycle`]), so `oci2bin exec` never joins a half-built root.
 pub fn run_with(steps: &[Step], started: &mut dyn FnMut(ns::pid_t)) -> Result<i32, ExecError> {
+    run_steps(steps, Some(started))
+}
+
+fn run_steps(
+    steps: &[Step],
+    mut started: Option<&mut dyn FnMut(ns::pid_t)>,
+) -> Result<i32, ExecError> {
     let mut in_child = false;
     let mut tty = tty::Channel::default();
     // The container's cgroups: the supervisor removes them once it has ended.
     let mut cgroups = cgroup::Created::default();
     for step in steps {
         if let Step::Fork(stop) = step {
-            match fork_supervised(*stop, &mut tty, started) {
+            match fork_supervised(*stop, &mut tty, started.take()) {
                 Ok(None) => in_child = true,
                 r => {
                     cgroups.remove_all();
@@ -103,7 +111,11 @@ pub fn run_with(steps: &[Step], started: &mut dyn FnMut(ns::pid_t)) -> Result<i3
         }
         let r = match step {
             Step::TtyChannel { input } => tty.open(*input),
-            Step::Console { uid, gid } => tty.console(*uid, *gid),
+            Step::Console {
+                uid,
+                gid,
+                dev_console,
+            } => tty.console(*uid, *gid, *dev_console),
             _ => apply(step),
         };
         if let Err(e) = r {
@@ -135,16 +147,31 @@ fn die(e: &ExecError) -> ! {
 fn fork_supervised(
     stop: StopPolicy,
     tty: &mut tty::Channel,
-    started: &mut dyn FnMut(ns::pid_t),
+    started: Option<&mut dyn FnMut(ns::pid_t)>,
 ) -> Result<Option<i32>, ExecError> {
     ns::block_signals(&init::supervised_signals()).map_err(|e| fail("block signals", e))?;
+    // When someone waits for the start: the child holds the write end (close-on-exec) until it
+    // executes the command (the init closes it too), or dies.
+    let set_up = match started {
+        Some(_) => Some(ns::pipe().map_err(|e| fail("pipe", e))?),
+        None => None,
+    };
     match ns::fork().map_err(|e| fail("fork", e))? {
         ns::Forked::Child => {
             tty.in_child();
+            if let Some((r, w)) = set_up {
+                drop(r);
+                // Left open on purpose: the exec closes it.
+                let _ = std::os::fd::IntoRawFd::into_raw_fd(w);
+            }
             Ok(None)
         }
         ns::Forked::Parent(pid) => {
-            started(pid);
+            if let (Some((r, w)), Some(started)) = (set_up, started) {
+                drop(w);
+                let _ = fs::File::from(r).read(&mut [0u8]);
+                started(pid);
+            }
             let exit = tty
                 .supervise(pid, stop)
                 .map_err(|e| fail("wait for the container", e))?;

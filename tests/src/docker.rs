@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
 
 use crate::{have, require, text};
 
@@ -20,8 +21,14 @@ pub fn required() -> bool {
     require(answers(), "no Docker engine answers `docker info`")
 }
 
-/// `docker load < file`; returns the tag it loaded. Panics with docker's error otherwise.
+/// `docker load < file`; returns a tag of this call's own for the loaded image (the tag the file
+/// carries is dropped again), so tests that load the same file at once never take each other's
+/// image away: [`remove`] drops only this call's tag. Panics with docker's error otherwise.
 pub fn load(file: &Path) -> String {
+    static CALLS: Mutex<u32> = Mutex::new(0);
+    // One load at a time in this process: another must not untag ours before we tag it anew.
+    let mut n = CALLS.lock().unwrap_or_else(|e| e.into_inner());
+    *n += 1;
     let o = Command::new("sh")
         .arg("-c")
         .arg(format!("docker load < '{}'", file.display()))
@@ -33,12 +40,20 @@ pub fn load(file: &Path) -> String {
         file.display(),
         text(&o.stderr)
     );
-    text(&o.stdout)
+    let loaded = text(&o.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("Loaded image: "))
         .unwrap_or_else(|| panic!("docker load printed no tag: {}", text(&o.stdout)))
         .trim()
-        .to_string()
+        .to_string();
+    let own = format!("o2b-e2e-{}-{}:latest", std::process::id(), *n);
+    let t = Command::new("docker")
+        .args(["tag", &loaded, &own])
+        .output()
+        .unwrap();
+    assert!(t.status.success(), "docker tag: {}", text(&t.stderr));
+    remove(&loaded);
+    own
 }
 
 /// `docker run --rm FLAGS… TAG sh -c SCRIPT`; returns its stdout. Panics with docker's error

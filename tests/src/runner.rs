@@ -153,12 +153,63 @@ impl Runner {
         crate::text(&o.stdout)
     }
 
+    /// `oci2bin ARGS…` as this runner's user, with its cache (where the containers' states
+    /// live).
+    pub fn oci(&self, args: &[&str]) -> Output {
+        self.command(&crate::oci2bin(), args).output().unwrap()
+    }
+
+    /// Starts `file -d --name NAME ARGS…` (asserting it started); the container is removed
+    /// (`oci2bin rm -f`) when the returned guard goes, whatever happened.
+    pub fn detached<'a>(&'a self, file: &Path, name: &'a str, args: &[&str]) -> Detached<'a> {
+        let mut all = vec!["-d", "--name", name];
+        all.extend(args);
+        self.ok(file, &all);
+        Detached { runner: self, name }
+    }
+
     /// Entries of a subdirectory of this runner's cache (`rootfs`, `tmp`, …).
     pub fn files_under_cache(&self, sub: &str) -> Vec<PathBuf> {
         match std::fs::read_dir(self.cache().join(sub)) {
             Ok(rd) => rd.map(|e| e.unwrap().path()).collect(),
             Err(_) => Vec::new(),
         }
+    }
+}
+
+/// A detached container of a test, removed when dropped ([`Runner::detached`]).
+pub struct Detached<'a> {
+    runner: &'a Runner,
+    pub name: &'a str,
+}
+
+impl Detached<'_> {
+    /// `oci2bin exec ARGS… NAME CMD…` (`args` are exec's own flags).
+    pub fn exec(&self, args: &[&str], cmd: &[&str]) -> Output {
+        let mut all = vec!["exec"];
+        all.extend(args);
+        all.push(self.name);
+        all.extend(cmd);
+        self.runner.oci(&all)
+    }
+
+    /// [`Detached::exec`] that must exit 0; its stdout.
+    pub fn exec_ok(&self, args: &[&str], cmd: &[&str]) -> String {
+        let o = self.exec(args, cmd);
+        assert!(
+            o.status.success(),
+            "exec {args:?} {cmd:?} exited {:?}\nstdout: {}\nstderr: {}",
+            o.status.code(),
+            crate::text(&o.stdout),
+            crate::text(&o.stderr)
+        );
+        crate::text(&o.stdout)
+    }
+}
+
+impl Drop for Detached<'_> {
+    fn drop(&mut self) {
+        let _ = self.runner.oci(&["rm", "-f", self.name]);
     }
 }
 

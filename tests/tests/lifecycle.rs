@@ -210,6 +210,35 @@ fn a_detached_named_container_through_ps_logs_exec_stop_and_rm() {
     assert_one_line_error(&oci(&r, &["logs", "web"]), "no such container");
 }
 
+/// `-d` returns (and the state says running) once the container is set up, as `docker run -d`
+/// returns once its command started: an exec right after it finds the container's root, its
+/// init and its environment, never a root still being built.
+#[test]
+fn an_exec_right_after_d_returns_finds_the_container_set_up() {
+    if !e2e::runner::userns() {
+        return;
+    }
+    let r = Runner::new();
+    let names = ["ready0", "ready1", "ready2"];
+    let _c = Cleanup(&r, names.to_vec());
+    for name in names {
+        detach(&r, &["--name", name, "sleep", "60"]);
+        // Root of the container may write its root (the run's private upper).
+        let out = oci_ok(
+            &r,
+            &[
+                "exec",
+                name,
+                "sh",
+                "-c",
+                "echo $FIXTURE; head -c 12 /proc/1/cmdline; echo; mkdir /by-exec && echo made",
+            ],
+        );
+        assert_eq!(out, "busybox\noci2bin-init\nmade\n", "{name}");
+        oci_ok(&r, &["rm", "-f", name]);
+    }
+}
+
 #[test]
 fn kill_sends_the_signal_and_rm_refuses_a_running_container_without_force() {
     if !e2e::runner::userns() {
@@ -517,6 +546,85 @@ fn exec_joins_a_mapped_container_as_its_non_root_user_and_as_any_other() {
         "33\n"
     );
     oci_ok(&r, &["stop", "-t", "1", "mapped"]);
+}
+
+/// `-d -t`: the detached container gets a pty whose output (stdout and stderr alike) goes to
+/// the json-file log as `stdout`, as Docker's does; `-dit sh` keeps its pty open, so the shell
+/// waits on it instead of ending.
+#[test]
+fn a_detached_tty_logs_the_pty_and_dit_keeps_the_shell_waiting_on_it() {
+    if !e2e::runner::userns() {
+        return;
+    }
+    let r = Runner::new();
+    let _c = Cleanup(&r, vec!["dt", "dit"]);
+    detach(
+        &r,
+        &[
+            "-t",
+            "--name",
+            "dt",
+            "sh",
+            "-c",
+            "tty; echo hi; echo err >&2",
+        ],
+    );
+    eventually("-dt ends", || state(&r, "dt")["status"] == "exited");
+    let o = oci(&r, &["logs", "dt"]);
+    assert_eq!(
+        (text(&o.stdout), text(&o.stderr)),
+        ("/dev/pts/0\r\nhi\r\nerr\r\n".into(), String::new())
+    );
+    detach(&r, &["-it", "--name", "dit", "sh"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(state(&r, "dit")["status"], "running", "sh waits on its pty");
+    // PID 2: the shell under the init, on the container's pty.
+    assert_eq!(
+        oci_ok(&r, &["exec", "dit", "readlink", "/proc/2/fd/0"]),
+        "/dev/pts/0\n"
+    );
+    eventually("the banner is logged", || {
+        oci_ok(&r, &["logs", "dit"]).contains("built-in shell (ash)\r\n")
+    });
+    oci_ok(&r, &["stop", "-t", "1", "dit"]);
+    assert_eq!(state(&r, "dit")["status"], "exited");
+}
+
+#[test]
+fn detached_ttys_log_as_dockers_do() {
+    if !e2e::runner::userns() || !e2e::docker::required() {
+        return;
+    }
+    let tag = e2e::docker::load(bb());
+    let docker = |args: &[&str]| Command::new("docker").args(args).output().unwrap();
+    let probe = "tty; stty size; echo hi; echo err >&2";
+    let mut docker_logs = Vec::new();
+    for (name, flags, cmd) in [
+        ("o2b-dt-oracle", "-dt", vec!["sh", "-c", probe]),
+        ("o2b-dit-oracle", "-dit", vec!["sh"]),
+    ] {
+        let _ = docker(&["rm", "-f", name]);
+        let mut args = vec!["run", flags, "--name", name, &tag];
+        args.extend(&cmd);
+        let d = docker(&args);
+        assert!(d.status.success(), "docker run: {}", text(&d.stderr));
+        std::thread::sleep(Duration::from_secs(2));
+        let l = docker(&["logs", name]);
+        docker_logs.push((text(&l.stdout), text(&l.stderr)));
+        let _ = docker(&["rm", "-f", name]);
+    }
+    e2e::docker::remove(&tag);
+    let r = Runner::new();
+    let _c = Cleanup(&r, vec!["dt", "dit"]);
+    detach(&r, &["-t", "--name", "dt", "sh", "-c", probe]);
+    detach(&r, &["-it", "--name", "dit", "sh"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let mut ours = Vec::new();
+    for name in ["dt", "dit"] {
+        let l = oci(&r, &["logs", name]);
+        ours.push((text(&l.stdout), text(&l.stderr)));
+    }
+    assert_eq!(ours, docker_logs);
 }
 
 #[test]

@@ -366,3 +366,236 @@ fn syscalls_busybox_cannot_make_end_as_under_docker() {
         assert!(default_run.contains(want), "{want:?} not in\n{default_run}");
     }
 }
+
+// `oci2bin exec` (issue 14, S6): the command gets the container's security, as `docker exec`'s
+// does: the capability sets the run's rules give its user, no_new_privs, the very filter the
+// run installed.
+
+/// The names of a test's containers: `PREFIX0`, `PREFIX1`, …
+fn names(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+#[test]
+fn exec_gets_the_capabilities_filter_and_no_new_privs_its_run_got_flag_by_flag() {
+    if !supported() {
+        return;
+    }
+    let r = Runner::new();
+    let nnp = ["--security-opt", "no-new-privileges"];
+    let cases: Vec<Vec<&str>> = vec![
+        vec![],
+        vec!["--cap-drop", "ALL"],
+        nnp.to_vec(),
+        vec!["--privileged"],
+        vec!["--cap-add", "SYS_ADMIN"],
+        vec!["--no-seccomp"],
+        vec!["--user", "1000", "--cap-add", "NET_ADMIN"],
+    ];
+    let names = names("sec", cases.len());
+    let mut seen = Vec::new();
+    for (flags, name) in cases.iter().zip(&names) {
+        let mut detached = flags.clone();
+        detached.extend(["sleep", "60"]);
+        let c = r.detached(bb(), name, &detached);
+        let exec = c.exec_ok(&[], &["sh", "-c", PROBE]);
+        let mut run = flags.clone();
+        run.extend(["sh", "-c", PROBE]);
+        assert_eq!(
+            exec,
+            r.ok(bb(), &run),
+            "exec and run differ under {flags:?}"
+        );
+        seen.push(exec);
+    }
+    for (i, want) in [
+        (0, "CapEff:\t00000000a80425fb\n"),
+        (0, "CapBnd:\t00000000a80425fb\n"),
+        (0, "Seccomp:\t2\n"),
+        (0, "NoNewPrivs:\t0\n"),
+        (0, "unshare-refused\n"),
+        (1, "CapEff:\t0000000000000000\n"),
+        (1, "CapBnd:\t0000000000000000\n"),
+        (1, "chroot-refused\n"),
+        (2, "NoNewPrivs:\t1\n"),
+        (2, "Seccomp:\t2\n"),
+        (3, "Seccomp:\t0\n"),
+        (5, "Seccomp:\t0\n"),
+        (6, "CapAmb:\t0000000000001000\n"),
+    ] {
+        assert!(seen[i].contains(want), "{want:?} not in\n{}", seen[i]);
+    }
+}
+
+#[test]
+fn exec_privileged_has_every_capability_and_no_filter_and_u_follows_the_run_rules() {
+    if !supported() {
+        return;
+    }
+    let r = Runner::new();
+    let c = r.detached(bb(), "priv", &["sleep", "60"]);
+    // -u 1000 gets what `run --user 1000` gets: the bounding set, no effective capabilities.
+    let as_1000 = c.exec_ok(&["-u", "1000"], &["sh", "-c", PROBE]);
+    assert_eq!(as_1000, r.ok(bb(), &["--user", "1000", "sh", "-c", PROBE]));
+    assert!(as_1000.contains("CapEff:\t0000000000000000\n"), "{as_1000}");
+    let out = c.exec_ok(&["--privileged"], &["sh", "-c", PROBE]);
+    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").unwrap();
+    let all = (1u64 << (last.trim().parse::<u32>().unwrap() + 1)) - 1;
+    for want in [
+        format!("CapEff:\t{all:016x}\n"),
+        format!("CapBnd:\t{all:016x}\n"),
+        "Seccomp:\t0\n".into(),
+        "unshare-ok\n".into(),
+    ] {
+        assert!(out.contains(&want), "{want:?} not in\n{out}");
+    }
+    // The container itself is as it was: a plain exec is confined again.
+    let plain = c.exec_ok(&[], &["grep", "Seccomp:", "/proc/self/status"]);
+    assert_eq!(plain, "Seccomp:\t2\n");
+}
+
+#[test]
+fn exec_gets_the_runs_profile_filter_after_the_profile_file_is_gone() {
+    if !supported() {
+        return;
+    }
+    let r = Runner::new();
+    let (dir, profile) = mkdir_profile();
+    let c = r.detached(
+        bb(),
+        "prof",
+        &[
+            "--seccomp-profile",
+            profile.to_str().unwrap(),
+            "sleep",
+            "60",
+        ],
+    );
+    drop(dir);
+    assert!(!profile.exists());
+    let out = c.exec_ok(&[], &["sh", "-c", PROBE]);
+    assert!(
+        out.contains("mkdir: can't create directory '/probe-dir': Disk quota exceeded\n"),
+        "{out}"
+    );
+    assert!(out.contains("unshare-ok\n"), "{out}");
+    // Without the filter the run kept, the exec refuses rather than run unconfined.
+    std::fs::remove_file(r.cache().join("containers/prof/seccomp.bpf")).unwrap();
+    let o = c.exec(&[], &["true"]);
+    assert_eq!(o.status.code(), Some(125));
+    e2e::assert_one_line_error(&o, "read the container's seccomp filter");
+}
+
+#[test]
+fn syscalls_the_default_filter_blocks_end_under_exec_as_under_its_run() {
+    if !supported() {
+        return;
+    }
+    let Some(file) = probe_file() else { return };
+    let r = Runner::new();
+    let c = r.detached(file, "sysprobe", &["busybox", "sleep", "60"]);
+    let exec = c.exec_ok(&[], &["/bin/sysprobe"]);
+    assert_eq!(exec, r.ok(file, &["/bin/sysprobe"]));
+    for want in [
+        "keyctl EPERM\n",
+        "bpf EPERM\n",
+        "mount EPERM\n",
+        "unshare_user EPERM\n",
+        "clone3 ENOSYS\n",
+        "personality_exec EPERM\n",
+    ] {
+        assert!(exec.contains(want), "{want:?} not in\n{exec}");
+    }
+}
+
+/// `docker run -d FLAGS TAG busybox sleep 60`, then `docker exec EXEC_FLAGS … sh -c SCRIPT`; its stdout.
+fn docker_exec(tag: &str, name: &str, flags: &[&str], exec: &[&str], cmd: &[&str]) -> String {
+    let _ = Command::new("docker").args(["rm", "-f", name]).output();
+    let d = Command::new("docker")
+        .args(["run", "-d", "--name", name])
+        .args(flags)
+        .args([tag, "busybox", "sleep", "60"])
+        .output()
+        .unwrap();
+    assert!(
+        d.status.success(),
+        "docker run -d: {}",
+        e2e::text(&d.stderr)
+    );
+    let o = Command::new("docker")
+        .arg("exec")
+        .args(exec)
+        .arg(name)
+        .args(cmd)
+        .output()
+        .unwrap();
+    let _ = Command::new("docker").args(["rm", "-f", name]).output();
+    assert!(o.status.success(), "docker exec: {}", e2e::text(&o.stderr));
+    e2e::text(&o.stdout)
+}
+
+#[test]
+fn docker_exec_agrees_on_capabilities_and_seccomp_flag_by_flag() {
+    if !supported() || !e2e::docker::required() {
+        return;
+    }
+    let (_dir, profile) = mkdir_profile();
+    let seccomp_file = format!("seccomp={}", profile.display());
+    let nnp = ["--security-opt", "no-new-privileges"];
+    let unconfined = ["--security-opt", "seccomp=unconfined"];
+    // (our run flags, docker's, exec flags)
+    let cases: Vec<(Vec<&str>, Vec<&str>, Vec<&str>)> = vec![
+        (vec![], vec![], vec![]),
+        (vec![], vec![], vec!["-u", "1000"]),
+        (nnp.to_vec(), nnp.to_vec(), vec![]),
+        (vec!["--cap-drop", "ALL"], vec!["--cap-drop", "ALL"], vec![]),
+        (
+            vec!["--cap-add", "SYS_ADMIN"],
+            vec!["--cap-add", "SYS_ADMIN"],
+            vec![],
+        ),
+        (vec!["--no-seccomp"], unconfined.to_vec(), vec![]),
+        (
+            vec!["--security-opt", &seccomp_file],
+            vec!["--security-opt", &seccomp_file],
+            vec![],
+        ),
+        (
+            vec!["--user", "1000"],
+            vec!["--user", "1000"],
+            vec!["-u", "0"],
+        ),
+    ];
+    let tag = e2e::docker::load(bb());
+    let r = Runner::new();
+    let names = names("dsec", cases.len());
+    let mut diffs = Vec::new();
+    for ((ours, theirs, exec), name) in cases.iter().zip(&names) {
+        let docker = docker_exec(&tag, "o2b-exec-oracle", theirs, exec, &["sh", "-c", PROBE]);
+        let mut detached = ours.clone();
+        detached.extend(["sleep", "60"]);
+        let c = r.detached(bb(), name, &detached);
+        let got = c.exec_ok(exec, &["sh", "-c", PROBE]);
+        if got != docker {
+            diffs.push(format!(
+                "{ours:?} exec {exec:?}:\nours:\n{got}docker:\n{docker}"
+            ));
+        }
+    }
+    e2e::docker::remove(&tag);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
+
+#[test]
+fn syscalls_end_under_exec_as_under_docker_exec() {
+    if !supported() || !e2e::docker::required() {
+        return;
+    }
+    let Some(file) = probe_file() else { return };
+    let tag = e2e::docker::load(file);
+    let docker = docker_exec(&tag, "o2b-exec-sysprobe", &[], &[], &["/bin/sysprobe"]);
+    e2e::docker::remove(&tag);
+    let r = Runner::new();
+    let c = r.detached(file, "sysprobe", &["busybox", "sleep", "60"]);
+    assert_eq!(c.exec_ok(&[], &["/bin/sysprobe"]), docker);
+}

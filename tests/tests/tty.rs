@@ -429,3 +429,114 @@ fn a_hangup_of_the_callers_terminal_stops_a_t_container() {
         );
     }
 }
+
+/// `oci2bin exec -it` into a detached container drives a shell through a pty of the container's
+/// own devpts, as `docker exec -it`: that size, a resize followed, ^C for its foreground job,
+/// its exit code, and the caller's terminal given back as it was.
+#[test]
+fn exec_it_drives_a_shell_through_a_pty_of_the_container() {
+    if !e2e::runner::userns() {
+        return;
+    }
+    let c = warm().detached(bb(), "tty-exec", &["sleep", "120"]);
+    let term = Term::new(33, 111);
+    let before = term.termios();
+    let mut p = term.spawn(warm().command(&e2e::oci2bin(), &["exec", "-it", c.name, "sh"]));
+    term.wait_for("# ", Duration::from_secs(10));
+    let during = term.termios();
+    assert_eq!(during.c_lflag & (libc::ICANON | libc::ECHO | libc::ISIG), 0);
+
+    // The pty is the container's: its devpts has it, and PID 1's namespace sees our shell.
+    term.type_("echo M$((1))=$(tty); echo M$((2))=$(stty size); echo M$((5))=$(ls /dev/pts)\r");
+    term.wait_for("M5=", Duration::from_secs(5));
+    let out = term.output();
+    let tty = marked(&out, "M1=");
+    assert!(tty.starts_with("/dev/pts/"), "{tty}");
+    assert_eq!(marked(&out, "M2="), "33 111");
+    let n = &tty["/dev/pts/".len()..];
+    assert!(marked(&out, "M5=").split(' ').any(|e| e == n), "{out}");
+
+    term.resize(40, 100);
+    std::thread::sleep(Duration::from_millis(300));
+    term.type_("echo M$((3))=$(stty size)\r");
+    term.wait_for("M3=", Duration::from_secs(5));
+    assert_eq!(marked(&term.output(), "M3="), "40 100");
+
+    term.type_("sleep 100\r");
+    std::thread::sleep(Duration::from_millis(500));
+    term.type_("\x03");
+    term.type_("echo M$((4))=$?\r");
+    term.wait_for("M4=", Duration::from_secs(5));
+    assert_eq!(marked(&term.output(), "M4="), "130");
+
+    term.type_("exit 7\r");
+    assert_eq!(wait_within(&mut p, Duration::from_secs(10)), Some(7));
+    assert_eq!(
+        modes(&term.termios()),
+        modes(&before),
+        "terminal not restored"
+    );
+    // The container lives on.
+    assert_eq!(c.exec_ok(&[], &["echo", "up"]), "up\n");
+}
+
+/// `exec -t` with stdin not a terminal runs (as `docker exec -t`); `exec -it` refuses in one
+/// line with our exit code, as a run's `-it` does.
+#[test]
+fn exec_t_without_a_terminal_runs_and_exec_it_refuses() {
+    if !e2e::runner::userns() {
+        return;
+    }
+    let c = warm().detached(bb(), "tty-exec-t", &["sleep", "60"]);
+    let exec = |args: &[&str]| {
+        let mut all = vec!["exec"];
+        all.extend(args);
+        warm()
+            .command(&e2e::oci2bin(), &all)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = exec(&["-t", c.name, "sh", "-c", "tty; exit 4"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "/dev/pts/0\r\n");
+    let o = exec(&["-it", c.name, "true"]);
+    e2e::assert_one_line_error(&o, "the input device is not a TTY");
+    assert_eq!(o.status.code(), Some(125));
+}
+
+/// Docker as the oracle for `exec -it`: the same probe from a real terminal prints the same.
+#[test]
+fn exec_it_matches_docker_exec_it() {
+    if !e2e::runner::userns() || !e2e::docker::required() {
+        return;
+    }
+    let tag = e2e::docker::load(bb());
+    let name = "o2b-tty-exec-oracle";
+    let _ = Command::new("docker").args(["rm", "-f", name]).output();
+    let d = Command::new("docker")
+        .args(["run", "-d", "--name", name, &tag, "sleep", "60"])
+        .output()
+        .unwrap();
+    assert!(d.status.success(), "docker run -d: {}", text(&d.stderr));
+    // Docker's CLI sets the size just after the start: the probe waits for it.
+    let probe = "sleep 1; tty; stty size; id -u; exit 5";
+    let on_term = |mut cmd: Command| {
+        let term = Term::new(33, 111);
+        cmd.env("TERM", "xterm");
+        let mut c = term.spawn(cmd);
+        let code = wait_within(&mut c, Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(100));
+        (code, term.output())
+    };
+    let mut dcmd = Command::new("docker");
+    dcmd.args(["exec", "-it", name, "sh", "-c", probe]);
+    let docker = on_term(dcmd);
+    let _ = Command::new("docker").args(["rm", "-f", name]).output();
+    e2e::docker::remove(&tag);
+    let c = warm().detached(bb(), "tty-exec-oracle", &["sleep", "60"]);
+    let ours =
+        on_term(warm().command(&e2e::oci2bin(), &["exec", "-it", c.name, "sh", "-c", probe]));
+    assert_eq!(ours, docker);
+    assert_eq!(ours.0, Some(5));
+}

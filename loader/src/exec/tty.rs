@@ -53,8 +53,14 @@ impl Channel {
         t::recv_fd(sock.as_fd()).ok().flatten()
     }
 
-    /// [`crate::plan::Step::Console`], in PID 1 after the pivot.
-    pub(super) fn console(&mut self, uid: u32, gid: u32) -> Result<(), ExecError> {
+    /// [`crate::plan::Step::Console`], in PID 1 after the pivot (or in the command's process
+    /// of an exec, after the join).
+    pub(super) fn console(
+        &mut self,
+        uid: u32,
+        gid: u32,
+        dev_console: bool,
+    ) -> Result<(), ExecError> {
         let sock = self.child.take().ok_or_else(|| ExecError {
             code: super::EXIT_OURS,
             message: "terminal: no channel to the supervisor".into(),
@@ -75,10 +81,12 @@ impl Channel {
         t::set_controlling(slave.as_fd()).map_err(|e| fail("TIOCSCTTY", e))?;
         // The user owns its terminal, as under runc (a failure leaves it root's: still usable).
         let _ = crate::sys::fs::fchown(slave.as_fd(), uid, gid);
-        let console = Path::new("/dev/console");
-        ns::create_file(console, 0o600)
-            .and_then(|()| ns::mount(Some(Path::new(&path)), console, None, ns::MS_BIND, None))
-            .map_err(|e| fail("bind the terminal to /dev/console", e))?;
+        if dev_console {
+            let console = Path::new("/dev/console");
+            ns::create_file(console, 0o600)
+                .and_then(|()| ns::mount(Some(Path::new(&path)), console, None, ns::MS_BIND, None))
+                .map_err(|e| fail("bind the terminal to /dev/console", e))?;
+        }
         t::send_fd(sock.as_fd(), master.as_fd())
             .map_err(|e| fail("send the terminal to the supervisor", e))?;
         for fd in 0..3 {

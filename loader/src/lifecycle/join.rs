@@ -1,5 +1,6 @@
 //! The loader's exec mode (`OCI2BIN_EXEC_INTO=PID`, set by `oci2bin exec`): gather what the
-//! exec plan needs about the container, plan, and apply the plan's [`crate::plan::Step::JoinContainer`].
+//! exec plan needs about the container (its seccomp filter from `OCI2BIN_EXEC_SECCOMP`), plan,
+//! and apply the plan's [`crate::plan::Step::JoinContainer`].
 
 use crate::args::{self, Parsed};
 use crate::exec::{self, ExecError};
@@ -59,6 +60,16 @@ fn gather(pid: i32) -> Result<ExecFacts, String> {
         (lines.next().is_none() && f.len() == 3 && f[2] == 1).then_some(f[0])
     };
     let single = single_id(read("uid_map")).zip(single_id(read("gid_map")));
+    // The run's filter as it compiled it: exact, whatever became of its profile file since.
+    let seccomp = match std::env::var_os(crate::containers::EXEC_SECCOMP) {
+        Some(p) => Some(fs::read(&p).map_err(|e| {
+            format!(
+                "read the container's seccomp filter {}: {e}",
+                p.to_string_lossy()
+            )
+        })?),
+        None => None,
+    };
     Ok(ExecFacts {
         pid,
         differ,
@@ -66,6 +77,8 @@ fn gather(pid: i32) -> Result<ExecFacts, String> {
         group: read("root/etc/group"),
         single,
         env: std::env::vars_os().collect(),
+        seccomp,
+        stdin_tty: crate::sys::tty::is_tty(0),
     })
 }
 

@@ -40,11 +40,6 @@ pub fn check(flags: &Flags) -> Result<(), String> {
     if flags.restart != Restart::No && flags.rm {
         return Err("conflicting options: --restart and --rm".into());
     }
-    if flags.detach && flags.tty {
-        // Docker keeps a detached pty for `docker attach`; we have no attach yet, so the pty
-        // would have no reader.
-        return Err("-t with -d is not supported yet (there is no attach)".into());
-    }
     Ok(())
 }
 
@@ -89,6 +84,7 @@ fn claim(name: &str) -> Result<Claim, ExecError> {
         containers::STATE,
         containers::LOG,
         containers::STOP_REQUESTED,
+        containers::SECCOMP,
     ] {
         let _ = fs::remove_file(dir.join(f));
     }
@@ -122,7 +118,7 @@ fn write_state(dir: &Path, state: &State) {
 }
 
 /// What the plan says about the run, for the state: command, environment, user, working
-/// directory, host name and stop policy.
+/// directory, host name, stop policy, no_new_privs and whether it has a seccomp filter.
 fn state_from_plan(steps: &[Step]) -> State {
     let lossy = |v: &[std::ffi::OsString]| -> Vec<String> {
         v.iter().map(|s| s.to_string_lossy().into_owned()).collect()
@@ -139,6 +135,8 @@ fn state_from_plan(steps: &[Step]) -> State {
             }
             Step::Chdir(d) | Step::ChdirExisting(d) => s.workdir = d.to_string_lossy().into(),
             Step::Hostname(h) => s.hostname = h.clone(),
+            Step::NoNewPrivs => s.no_new_privileges = true,
+            Step::Seccomp(_) => s.seccomp = true,
             Step::Fork(stop) => {
                 s.stop_signal = stop.signal;
                 s.stop_timeout = stop.timeout.map(|t| t.as_secs() as u32);
@@ -166,6 +164,15 @@ pub fn run(steps: &[Step], flags: &Flags, file: &str, image: &str) -> Result<i32
     let id = new_id()?;
     let name = flags.name.clone().unwrap_or_else(|| id[..12].to_string());
     let claim = claim(&name)?;
+    // The filter as compiled for this run, for `oci2bin exec` (in the private directory).
+    if let Some(bpf) = steps.iter().find_map(|s| match s {
+        Step::Seccomp(b) => Some(b),
+        _ => None,
+    }) {
+        let p = claim.dir.join(containers::SECCOMP);
+        fs::write(&p, bpf).map_err(|e| ours(format!("write {}: {e}", p.display())))?;
+    }
+    let sec = &flags.security;
     let mut state = State {
         id,
         name,
@@ -176,6 +183,9 @@ pub fn run(steps: &[Step], flags: &Flags, file: &str, image: &str) -> Result<i32
         restart_policy: flags.restart.name(),
         detached: flags.detach,
         auto_remove: flags.rm,
+        cap_add: sec.cap_add.clone(),
+        cap_drop: sec.cap_drop.clone(),
+        privileged: sec.privileged,
         ..state_from_plan(steps)
     };
     if flags.detach {
@@ -249,9 +259,8 @@ mod tests {
     }
 
     #[test]
-    fn a_detached_tty_is_refused_until_there_is_attach() {
-        let e = check(&flags(&["-dt", "sh"]).unwrap()).unwrap_err();
-        assert!(e.contains("-t with -d"), "{e}");
+    fn a_detached_tty_is_allowed_as_docker_run_dit() {
+        assert!(check(&flags(&["-dit", "sh"]).unwrap()).is_ok());
     }
 
     #[test]
@@ -264,7 +273,7 @@ mod tests {
     }
 
     #[test]
-    fn the_state_takes_command_env_user_workdir_and_stop_policy_from_the_plan() {
+    fn the_state_takes_command_env_user_workdir_stop_policy_and_security_from_the_plan() {
         use crate::init::StopPolicy;
         let steps = vec![
             Step::MapIds {
@@ -279,6 +288,8 @@ mod tests {
             }),
             Step::Hostname("h".into()),
             Step::Chdir("/srv".into()),
+            Step::NoNewPrivs,
+            Step::Seccomp(vec![0; 8]),
             Step::Exec {
                 argv: vec!["sh".into()],
                 env: vec!["A=1".into()],
@@ -291,5 +302,6 @@ mod tests {
         assert_eq!((s.command, s.env), (vec!["sh".into()], vec!["A=1".into()]));
         assert_eq!((s.stop_signal, s.stop_timeout), (3, None));
         assert_eq!(s.hostname, "h");
+        assert!(s.no_new_privileges && s.seccomp && !s.privileged);
     }
 }

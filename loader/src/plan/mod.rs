@@ -315,11 +315,13 @@ pub enum Step {
     /// In the child: lead a new session (no controlling terminal), as Docker's containers do.
     NewSession,
     /// `-t`, after the pivot: a pty from the container's `/dev/ptmx`; the slave becomes the
-    /// controlling terminal, stdio and `/dev/console` (owned by `uid`:`gid`), sized as the
-    /// caller's terminal; the master goes to the supervisor over the [`Step::TtyChannel`].
+    /// controlling terminal, stdio and, with `dev_console`, `/dev/console` (owned by
+    /// `uid`:`gid`), sized as the caller's terminal; the master goes to the supervisor over the
+    /// [`Step::TtyChannel`].
     Console {
         uid: u32,
         gid: u32,
+        dev_console: bool,
     },
     /// Mount a POSIX message queue file system (of our ipc namespace) at `target`.
     Mqueue {
@@ -410,7 +412,7 @@ impl From<UserError> for PlanError {
 /// Plans a run: every namespace, mount, file and the final exec, in order.
 pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>, PlanError> {
     net::check(flags)?;
-    terminal::check(flags, facts)?;
+    terminal::check(flags, facts.stdin_tty)?;
     let argv = process::command(rt, flags)?;
     // keep-id: the caller's own ids are the default user, as with podman.
     let own = format!("{}:{}", facts.uid, facts.gid);
@@ -433,7 +435,7 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
     if flags.cgroupns_private.unwrap_or(facts.cgroup_v2_only) {
         steps.push(Step::Unshare(ns::NEW_CGROUP));
     }
-    terminal::session(flags, facts, &mut steps);
+    terminal::session(flags, facts.stdin_tty, &mut steps);
     let mut files = Vec::new();
     files::per_run(facts, flags, &user, &mut files);
     // A user mount wins over our per-run files (as Docker's do): nothing is written through a
@@ -447,7 +449,7 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>,
     let seed = files::seeds(facts, &mut files);
     root::filesystem(facts, flags, seed, &mut steps)?;
     steps.extend(files);
-    terminal::console(flags, &user, &mut steps);
+    terminal::console(flags, &user, true, &mut steps);
     steps.push(Step::SoftLimitsToHard(process::RAISED_LIMITS.to_vec()));
     resources::ulimits(&flags.resources, &mut steps);
     if flags.mounts.iter().any(|m| workdir.starts_with(&m.target)) {

@@ -283,10 +283,23 @@ pub(super) fn steps(
     let f = &flags.security;
     let c = capabilities(f, uid)?;
     let mut before = Vec::new();
-    let mut after = Vec::new();
     labels(f, facts, &mut before);
     let filter = filter(rt, f, facts, c.bounding, &mut before)?;
-    let nnp = f.no_new_privs.unwrap_or(false);
+    let (b, after) = around_user_switch(c, filter, f.no_new_privs.unwrap_or(false), switches_user);
+    before.extend(b);
+    Ok((before, after))
+}
+
+/// The capability, no_new_privs and seccomp steps before the user switch and after it, for a
+/// run and for `oci2bin exec` (which gets the run's filter, compiled then: [`super::exec_into`]).
+pub(super) fn around_user_switch(
+    c: Caps,
+    filter: Option<Vec<u8>>,
+    nnp: bool,
+    switches_user: bool,
+) -> (Vec<Step>, Vec<Step>) {
+    let mut before = Vec::new();
+    let mut after = Vec::new();
     if c.bounding != caps::ALL {
         before.push(Step::LimitBoundingSet(c.bounding));
     }
@@ -308,5 +321,5 @@ pub(super) fn steps(
             after.push(Step::Seccomp(bpf));
         }
     }
-    Ok((before, after))
+    (before, after)
 }

@@ -1226,7 +1226,13 @@ fn t_opens_the_channel_before_the_fork_and_the_pty_after_the_pivot_as_root() {
     let fork = position(&steps, |s| matches!(s, Step::Fork(_)));
     let session = position(&steps, |s| *s == Step::NewSession);
     let pivot = position(&steps, |s| matches!(s, Step::PivotRoot { .. }));
-    let console = position(&steps, |s| *s == Step::Console { uid: 100, gid: 101 });
+    let console = position(&steps, |s| {
+        *s == Step::Console {
+            uid: 100,
+            gid: 101,
+            dev_console: true,
+        }
+    });
     let ids = position(&steps, |s| matches!(s, Step::SetIds { .. }));
     assert!(chan + 1 == fork && fork < session && session < pivot);
     assert!(
@@ -1792,4 +1798,18 @@ fn cgroupns_is_private_on_request_or_on_a_v2_only_host_and_after_the_cgroup_is_j
         unshared(&plan(&image(), &flags(&["--cgroupns=host"]), &h).unwrap()),
         None
     );
+}
+
+#[test]
+fn a_detached_tty_pumps_nothing_in_and_needs_no_terminal() {
+    // -dit: the pty stays open with no input (as Docker's without an attach); its output goes
+    // where the detached run's stdout goes, the log.
+    let tty = HostFacts {
+        stdin_tty: true,
+        ..facts()
+    };
+    for f in [&tty, &facts()] {
+        let steps = plan(&image(), &flags(&["-dit", "sh"]), f).unwrap();
+        assert!(steps.contains(&Step::TtyChannel { input: false }));
+    }
 }

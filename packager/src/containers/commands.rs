@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use loader::containers::{EXEC_INTO, LOG, STOP_REQUESTED};
+use loader::containers::{EXEC_INTO, EXEC_SECCOMP, LOG, SECCOMP, STOP_REQUESTED};
 use rustix::process::{kill_process, Pid, Signal};
 
 use super::time::{human, since};
@@ -74,12 +74,15 @@ pub struct RmArgs {
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// Keep stdin open (it always is: accepted for Docker's spelling)
+    /// Keep stdin open (it always is); with -t, stdin must be a terminal
     #[arg(short, long)]
     pub interactive: bool,
-    /// Allocate a pseudo-terminal (not available for exec yet)
+    /// Allocate a pseudo-terminal (from the container's own devpts)
     #[arg(short, long)]
     pub tty: bool,
+    /// Every capability of the container's namespace and no seccomp filter for the command
+    #[arg(long)]
+    pub privileged: bool,
     /// Set an environment variable (K=V; a bare K takes ours)
     #[arg(short, long, value_name = "K=V")]
     pub env: Vec<String>,
@@ -394,29 +397,21 @@ pub fn is_container(x: &Path) -> bool {
 }
 
 /// `exec`: runs the container's own file in its exec mode; returns the command's exit status.
+/// The command gets the container's environment, user, working directory and security (the
+/// run's capabilities, no_new_privs and seccomp filter), each as the run recorded it.
 pub fn exec(a: ExecArgs) -> Result<i32> {
-    if a.tty {
-        bail!("exec -t: a pseudo-terminal for exec is not available yet (run without -t)");
-    }
     let c = find(&a.container)?;
     if !c.running() {
         bail!("container {} is not running", c.name());
     }
     let s = &c.state;
     let mut cmd = std::process::Command::new(&s.file);
-    cmd.env(EXEC_INTO, s.pid.to_string());
-    for e in s.env.iter().chain(&a.env) {
-        cmd.arg(format!("--env={e}"));
+    cmd.env(EXEC_INTO, s.pid.to_string())
+        .env_remove(EXEC_SECCOMP);
+    cmd.args(exec_flags(&a, s));
+    if s.seccomp && !(a.privileged || s.privileged) {
+        cmd.env(EXEC_SECCOMP, c.dir.join(SECCOMP));
     }
-    let user = a.user.as_deref().unwrap_or(&s.user);
-    if !user.is_empty() {
-        cmd.arg(format!("--user={user}"));
-    }
-    let dir = a.workdir.as_deref().unwrap_or(&s.workdir);
-    if !dir.is_empty() {
-        cmd.arg(format!("--workdir={dir}"));
-    }
-    cmd.arg("--").args(&a.command);
     let status = cmd
         .status()
         .with_context(|| format!("run {} (the container's file)", s.file))?;
@@ -425,4 +420,97 @@ pub fn exec(a: ExecArgs) -> Result<i32> {
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(125))
+}
+
+/// The loader's flags for an exec: the container's environment, user, working directory and
+/// security, then ours, then the command.
+fn exec_flags(a: &ExecArgs, s: &State) -> Vec<String> {
+    let mut f: Vec<String> = s
+        .env
+        .iter()
+        .chain(&a.env)
+        .map(|e| format!("--env={e}"))
+        .collect();
+    let user = a.user.as_deref().unwrap_or(&s.user);
+    if !user.is_empty() {
+        f.push(format!("--user={user}"));
+    }
+    let dir = a.workdir.as_deref().unwrap_or(&s.workdir);
+    if !dir.is_empty() {
+        f.push(format!("--workdir={dir}"));
+    }
+    f.extend(s.cap_add.iter().map(|c| format!("--cap-add={c}")));
+    f.extend(s.cap_drop.iter().map(|c| format!("--cap-drop={c}")));
+    if a.privileged || s.privileged {
+        f.push("--privileged".into());
+    }
+    if s.no_new_privileges {
+        f.push("--security-opt=no-new-privileges".into());
+    }
+    for (on, flag) in [(a.tty, "--tty"), (a.interactive, "--interactive")] {
+        if on {
+            f.push(flag.into());
+        }
+    }
+    f.push("--".into());
+    f.extend(a.command.iter().cloned());
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        exec: ExecArgs,
+    }
+
+    fn exec_args(args: &[&str]) -> ExecArgs {
+        Cli::parse_from(std::iter::once("exec").chain(args.iter().copied())).exec
+    }
+
+    #[test]
+    fn exec_passes_the_runs_security_then_ours_then_the_command() {
+        let s = State {
+            env: vec!["A=1".into()],
+            user: "0:0".into(),
+            workdir: "/srv".into(),
+            cap_add: vec!["NET_ADMIN".into()],
+            cap_drop: vec!["ALL".into()],
+            no_new_privileges: true,
+            seccomp: true,
+            ..State::default()
+        };
+        let f = exec_flags(&exec_args(&["-it", "-u", "33", "web", "sh", "-x"]), &s);
+        assert_eq!(
+            f,
+            [
+                "--env=A=1",
+                "--user=33",
+                "--workdir=/srv",
+                "--cap-add=NET_ADMIN",
+                "--cap-drop=ALL",
+                "--security-opt=no-new-privileges",
+                "--tty",
+                "--interactive",
+                "--",
+                "sh",
+                "-x"
+            ]
+        );
+        let privileged = State {
+            privileged: true,
+            ..State::default()
+        };
+        for (args, s) in [
+            (&["--privileged", "web", "id"][..], &s),
+            (&["web", "id"][..], &privileged),
+        ] {
+            let f = exec_flags(&exec_args(args), s);
+            assert!(f.contains(&"--privileged".to_string()), "{f:?}");
+        }
+    }
 }
