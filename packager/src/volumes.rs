@@ -184,10 +184,15 @@ fn inspect(root: &Path, names: &[String]) -> Result<()> {
             .created()
             .or_else(|_| m.modified())
             .unwrap_or(std::time::UNIX_EPOCH);
+        let secs = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        // Docker's form: whole seconds.
+        let created_at = loader::containers::rfc3339(std::time::Duration::from_secs(secs))
+            .replace(".000000000", "");
         found.push(Inspected {
-            created_at: loader::containers::rfc3339(
-                t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default(),
-            ),
+            created_at,
             driver: "local",
             labels: None,
             mountpoint: dir.display().to_string(),
@@ -196,7 +201,14 @@ fn inspect(root: &Path, names: &[String]) -> Result<()> {
             scope: "local",
         });
     }
-    println!("{}", serde_json::to_string_pretty(&found)?);
+    // Docker's layout: four spaces a level.
+    let mut out = Vec::new();
+    let indent = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    serde::Serialize::serialize(
+        &found,
+        &mut serde_json::Serializer::with_formatter(&mut out, indent),
+    )?;
+    println!("{}", String::from_utf8_lossy(&out));
     match missing[..] {
         [] => Ok(()),
         _ => bail!("no such volume: {}", missing.join(", ")),

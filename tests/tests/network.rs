@@ -818,3 +818,58 @@ fn publish_without_a_host_port_picks_a_free_one_that_port_and_ps_show() {
         assert_eq!(oci_ok(&r, &["port", &name]), "");
     }
 }
+
+/// Docker as the oracle for `port`: the same `-p` flags, the same lines (host ports are each
+/// one's own pick).
+#[test]
+fn port_prints_as_docker_port_does() {
+    if !helper_usable("slirp4netns") || !e2e::docker::required() {
+        return;
+    }
+    let tag = e2e::docker::load(bb());
+    let flags = ["-p", "127.0.0.1::8000", "-p", "127.0.0.1::5353/udp"];
+    let name = format!("o2b-port-oracle-{}", std::process::id());
+    let docker = |args: &[&str]| {
+        let o = Command::new("docker").args(args).output().unwrap();
+        assert!(o.status.success(), "docker {args:?}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let mut run = vec!["run", "-d", "--name", &name];
+    run.extend(flags);
+    run.extend([tag.as_str(), "sleep", "60"]);
+    docker(&run);
+    let theirs = [docker(&["port", &name]), docker(&["port", &name, "8000"])];
+    let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+    e2e::docker::remove(&tag);
+    let r = Runner::new();
+    let _c = Cleanup(&r, vec![name.clone()]);
+    let mut ours_run = vec!["-d", "--name", &name];
+    ours_run.extend(flags);
+    ours_run.extend(["sleep", "60"]);
+    r.ok(bb(), &ours_run);
+    let ours = [
+        oci_ok(&r, &["port", &name]),
+        oci_ok(&r, &["port", &name, "8000"]),
+    ];
+    // Ports after a colon become PORT; the lines sorted (Docker's order is its map's).
+    let norm = |s: &str| {
+        let mut lines: Vec<String> = s
+            .lines()
+            .map(|l| {
+                let (head, port) = l.rsplit_once(':').unwrap_or((l, ""));
+                match port.parse::<u16>() {
+                    Ok(_) => format!("{head}:PORT"),
+                    Err(_) => l.to_string(),
+                }
+            })
+            .collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(norm(&ours[0]), norm(&theirs[0]));
+    assert_eq!(norm(&ours[1]), norm(&theirs[1]));
+    assert_eq!(
+        norm(&ours[0]),
+        ["5353/udp -> 127.0.0.1:PORT", "8000/tcp -> 127.0.0.1:PORT"]
+    );
+}

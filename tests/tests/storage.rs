@@ -781,3 +781,49 @@ fn volume_rm_removes_files_of_subordinate_ids_by_entering_the_namespace() {
     assert!(!r.cache().join("volumes/o2b-sub").exists());
     assert_eq!(oci_ok(&r, &["volume", "ls", "-q"]), "");
 }
+
+/// Docker as the oracle for the volume commands' output: `volume ls`'s header and an entry's
+/// line, `volume inspect`'s JSON (keys, order, layout; the time and the path are each one's
+/// own), `volume rm`'s echo.
+#[test]
+fn volume_ls_inspect_and_rm_print_as_docker_does() {
+    if !e2e::runner::userns() || !e2e::docker::required() {
+        return;
+    }
+    let name = format!("o2b-oracle-vol-{}", std::process::id());
+    let docker = |args: &[&str]| {
+        let o = Command::new("docker").args(args).output().unwrap();
+        assert!(o.status.success(), "docker {args:?}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let r = Runner::new();
+    // The time and the path differ by nature: each line of theirs becomes its key.
+    let own_values = |json: String| -> String {
+        json.lines()
+            .map(|l| match l.trim_start().split_once(':') {
+                Some((k, _)) if k == "\"CreatedAt\"" || k == "\"Mountpoint\"" => {
+                    format!("{}{k}", &l[..l.len() - l.trim_start().len()])
+                }
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        oci_ok(&r, &["volume", "create", &name]),
+        docker(&["volume", "create", &name])
+    );
+    let ours = oci_ok(&r, &["volume", "ls"]);
+    let theirs = docker(&["volume", "ls"]);
+    let line = |ls: &str| ls.lines().find(|l| l.ends_with(&name)).map(str::to_string);
+    let ours_inspect = oci_ok(&r, &["volume", "inspect", &name]);
+    let theirs_inspect = docker(&["volume", "inspect", &name]);
+    let (ours_rm, theirs_rm) = (
+        oci_ok(&r, &["volume", "rm", &name]),
+        docker(&["volume", "rm", &name]),
+    );
+    assert_eq!(ours.lines().next(), theirs.lines().next());
+    assert_eq!(line(&ours), line(&theirs));
+    assert_eq!(own_values(ours_inspect), own_values(theirs_inspect));
+    assert_eq!(ours_rm, theirs_rm);
+}
