@@ -153,7 +153,7 @@ const OPTIONS: &[Opt] = &[
         value: Some("MODE"),
         id: Id::Net,
         help: "network: host (the default: the host's network), none (only lo, up), slirp \
-               (slirp4netns; slirp:allow_host_loopback=true), pasta or container:PID",
+               (slirp4netns; slirp:allow_host_loopback=true), pasta or container:NAME|ID|PID",
     },
     Opt {
         long: "network",
@@ -267,17 +267,18 @@ const OPTIONS: &[Opt] = &[
     Opt {
         long: "publish",
         short: Some('p'),
-        value: Some("[IP:]HOST:CTR[/PROTO]"),
+        value: Some("[IP:][HOST:]CTR[/PROTO]"),
         id: Id::Publish,
-        help: "forward host port HOST to container port CTR (tcp or udp; ranges A-B); implies \
-               --net slirp unless --net pasta",
+        help: "forward host port HOST (a free one when left out) to container port CTR (tcp or \
+               udp; ranges A-B); implies --net slirp unless --net pasta",
     },
     Opt {
         long: "ipc",
         short: None,
         value: Some("MODE"),
         id: Id::Ipc,
-        help: "private (the default) or container:PID (share that process's SysV IPC and mqueues)",
+        help: "private (the default) or container:NAME|ID|PID (share that container's SysV IPC \
+               and mqueues)",
     },
     Opt {
         long: "cgroupns",
@@ -536,8 +537,9 @@ pub struct Flags {
     pub net_given: bool,
     /// `-p/--publish`, one entry per port.
     pub publish: Vec<crate::plan::net::Publish>,
-    /// `--ipc container:PID`: the process whose IPC namespace is joined.
-    pub ipc_container: Option<u32>,
+    /// `--ipc container:X`: the container (name, ID or unique ID prefix) or process (PID) whose
+    /// IPC namespace is joined, as given ([`crate::lifecycle::peers`] resolves it).
+    pub ipc_container: Option<String>,
     /// `--cgroupns private|host` (`Some(true)`: private); unset, the host decides.
     pub cgroupns_private: Option<bool>,
     /// `-t/--tty`: a pseudo-terminal for the command.
@@ -552,7 +554,7 @@ pub struct Flags {
 }
 
 /// The container's network.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum NetMode {
     /// The host's network namespace (Docker's `--net host`).
     #[default]
@@ -564,18 +566,19 @@ pub enum NetMode {
     Slirp { host_loopback: bool },
     /// A network namespace of its own, connected by passt's `pasta`.
     Pasta,
-    /// The network namespace of another process (another container's), user namespace first.
-    Container(u32),
+    /// The network namespace of another container (a name, an ID or a unique ID prefix) or
+    /// process (a PID), as given, user namespace first ([`crate::lifecycle::peers`] resolves it).
+    Container(String),
 }
 
 impl NetMode {
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             NetMode::Host => "host",
             NetMode::None => "none",
             NetMode::Slirp { .. } => "slirp",
             NetMode::Pasta => "pasta",
-            NetMode::Container(_) => "container:PID",
+            NetMode::Container(_) => "container:NAME",
         }
     }
 }
@@ -937,7 +940,7 @@ fn apply(
                 .ok_or_else(|| bad(&v, WANT))?;
         }
         (Id::Net, Some(v)) => {
-            const WANT: &str = "host, none, slirp, pasta or container:PID";
+            const WANT: &str = "host, none, slirp, pasta or container:NAME|ID|PID";
             let v = text(option, v, WANT)?;
             flags.net = crate::plan::net::mode(&v).map_err(|why| ArgsError::Invalid {
                 option: option.to_string(),
@@ -947,7 +950,7 @@ fn apply(
             flags.net_given = true;
         }
         (Id::Publish, Some(v)) => {
-            let v = text(option, v, "[IP:]HOSTPORT:CTRPORT[/tcp|udp]")?;
+            let v = text(option, v, "[IP:][HOSTPORT:]CTRPORT[/tcp|udp]")?;
             let ports = crate::plan::net::publish(&v).map_err(|why| ArgsError::Invalid {
                 option: option.to_string(),
                 value: v.clone(),
@@ -969,7 +972,7 @@ fn apply(
             }
         }
         (Id::Ipc, Some(v)) => {
-            const WANT: &str = "private, shareable or container:PID";
+            const WANT: &str = "private, shareable or container:NAME|ID|PID";
             let v = text(option, v, WANT)?;
             flags.ipc_container = match v.as_str() {
                 "private" | "shareable" => None,
@@ -1455,7 +1458,7 @@ mod tests {
         assert_eq!(run(&["--network", "host"]).net, NetMode::Host);
         assert_eq!(
             err(&["--net", "bridge"]),
-            "invalid value 'bridge' for '--net': want host, none, slirp, pasta or container:PID"
+            "invalid value 'bridge' for '--net': want host, none, slirp, pasta or container:NAME|ID|PID"
         );
         assert!(err(&["--dns", "one.one"]).starts_with("invalid value 'one.one' for '--dns'"));
         assert!(err(&["--hostname", "-x"]).starts_with("invalid value '-x'"));

@@ -9,6 +9,8 @@
 //! locks/<key>.lock  flock(LOCK_EX) by the one process extracting the entry
 //! tmp/<key>-<rand>  staging trees being extracted
 //! mnt/              empty; each run mounts its tmpfs here in its own mount namespace
+//! volumes/NAME      a named volume (`-v NAME:/path`); `oci2bin volume` manages them
+//! volumes/.NAME.lock  flock(LOCK_SH) by every run that mounts NAME; `volume rm` takes LOCK_EX
 //! ```
 //! Private extractions (when the cache cannot be used) live in `$TMPDIR/oci2bin-<key12>-<rand>/`
 //! with a `.lock` file that the run holds with flock(LOCK_EX).
@@ -33,6 +35,22 @@ pub const LOCK_SUFFIX: &str = ".lock";
 pub const PRIVATE_PREFIX: &str = "oci2bin-";
 /// The lock file inside a private extraction directory.
 pub const PRIVATE_LOCK: &str = ".lock";
+
+/// Named volumes, under the cache root.
+pub const VOLUMES: &str = "volumes";
+
+/// Docker's rule for volume names, `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (so none starts with a dot).
+pub fn valid_volume_name(n: &[u8]) -> bool {
+    n.len() >= 2
+        && n[0].is_ascii_alphanumeric()
+        && n.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// The lock file of volume `name`, beside it in `volumes/`.
+pub fn volume_lock(name: &str) -> String {
+    format!(".{name}{LOCK_SUFFIX}")
+}
 
 /// Length of a key: lowercase hex of a sha256.
 pub const KEY_LEN: usize = 64;

@@ -197,6 +197,26 @@ pub struct State {
     pub privileged: bool,
     pub no_new_privileges: bool,
     pub seccomp: bool,
+    /// `-p`: the ports published on the host (a random one chosen where none was given).
+    pub ports: Vec<Port>,
+    /// The named volumes the run mounts (`oci2bin volume rm` names their users).
+    pub volumes: Vec<String>,
+}
+
+/// One published port, as `docker port` shows it: `host_ip:host_port` on the host forwards to
+/// the container's `container_port/protocol`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default)
+)]
+pub struct Port {
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
 }
 
 impl State {
@@ -259,8 +279,40 @@ impl State {
         list(&mut o, &self.command);
         o.push_str(",\"env\":");
         list(&mut o, &self.env);
+        o.push_str(",\"ports\":[");
+        for (i, p) in self.ports.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            o.push_str("{\"host_ip\":");
+            json_str(&mut o, &p.host_ip);
+            let _ = write!(
+                o,
+                ",\"host_port\":{},\"container_port\":{},\"protocol\":",
+                p.host_port, p.container_port
+            );
+            json_str(&mut o, &p.protocol);
+            o.push('}');
+        }
+        o.push_str("],\"volumes\":");
+        list(&mut o, &self.volumes);
         o.push_str("}\n");
         o
+    }
+}
+
+/// The value of the top-level member `key` of a state's JSON as [`State::to_json`] writes it
+/// (the loader has no JSON parser): a string's text (read for names, hex IDs and status words,
+/// which hold nothing escaped), else a number, `null` or `true` up to the next `,` `}` or blank
+/// (spaces after the colon are skipped, as serde_json's pretty form has one).
+/// A quote inside a JSON string is escaped, so `"key":` can only be a member; nested objects
+/// (ports) have no member of the names read.
+pub fn field<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let v = json[at..].trim_start_matches(' ');
+    match v.strip_prefix('"') {
+        Some(s) => s.split('"').next(),
+        None => v.split([',', '}', ' ', '\n']).next(),
     }
 }
 
@@ -385,7 +437,55 @@ mod tests {
             j.contains("\"command\":[\"sh\",\"-c\",\"echo \\\"x\\\"\"]"),
             "{j}"
         );
-        assert!(j.ends_with("\"env\":[]}\n"), "{j}");
+        assert!(
+            j.ends_with("\"env\":[],\"ports\":[],\"volumes\":[]}\n"),
+            "{j}"
+        );
+        let s = State {
+            ports: vec![Port {
+                host_ip: "0.0.0.0".into(),
+                host_port: 32768,
+                container_port: 80,
+                protocol: "tcp".into(),
+            }],
+            volumes: vec!["data".into()],
+            ..State::default()
+        };
+        assert!(s.to_json().ends_with(
+            "\"ports\":[{\"host_ip\":\"0.0.0.0\",\"host_port\":32768,\"container_port\":80,\
+             \"protocol\":\"tcp\"}],\"volumes\":[\"data\"]}\n"
+        ));
+    }
+
+    #[test]
+    fn fields_are_read_from_the_state_we_write_and_not_from_inside_strings() {
+        let s = State {
+            id: "ab12".into(),
+            name: "web".into(),
+            status: "running".into(),
+            pid: 42,
+            pid_start: 98765,
+            // Keys inside strings are not members.
+            command: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo \"pid\":7 \"name\":\"x\"".into(),
+            ],
+            ports: vec![Port::default()],
+            ..State::default()
+        };
+        let j = s.to_json();
+        let get = |k| field(&j, k);
+        assert_eq!(
+            (get("id"), get("name"), get("status")),
+            (Some("ab12"), Some("web"), Some("running"))
+        );
+        assert_eq!((get("pid"), get("pid_start")), (Some("42"), Some("98765")));
+        assert_eq!((get("exit_code"), get("nope")), (Some("null"), None));
+        // serde_json's pretty form, as a test or a person may write one.
+        let pretty = "{\n  \"command\": [\"x\"],\n  \"pid\": 42,\n  \"status\": \"exited\"\n}";
+        assert_eq!(field(pretty, "pid"), Some("42"));
+        assert_eq!(field(pretty, "status"), Some("exited"));
     }
 
     #[test]

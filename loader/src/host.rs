@@ -107,10 +107,30 @@ pub fn gather(
             .is_ok_and(|c| c.lines().all(|l| l.starts_with("0::"))),
         upper: Default::default(),
         cgroups: Default::default(),
+        peers: Default::default(),
         gateway: fs::read_to_string("/proc/net/route")
             .ok()
             .and_then(|r| crate::plan::net::default_gateway(&r)),
     })
+}
+
+/// `-p CTR` and `-p IP::CTR`: a free host port for each, the kernel's pick for a socket bound to
+/// port 0 of the wildcard address of the family (free there, it is free on every address of
+/// it). All are held until every port is chosen, then closed: the helper binds them a moment
+/// later, as podman picks its random ports.
+pub fn free_ports(flags: &mut crate::args::Flags) -> Result<(), String> {
+    if crate::plan::net::published(flags).is_empty() {
+        return Ok(());
+    }
+    let mut held = Vec::new();
+    for p in flags.publish.iter_mut().filter(|p| p.host == 0) {
+        let v6 = p.ip.as_deref().is_some_and(|ip| ip.contains(':'));
+        let (fd, port) = crate::sys::net::bind_any(v6, p.udp)
+            .map_err(|e| format!("-p {}: no free host port: {e}", p.ctr))?;
+        p.host = port;
+        held.push(fd);
+    }
+    Ok(())
 }
 
 /// Whether a mount's host source is a directory, or why it cannot be bound. Only looked at:
@@ -167,6 +187,38 @@ fn device_source(p: &Path) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run_flags(a: &[&str]) -> crate::args::Flags {
+        match crate::args::parse(a.iter().copied()).unwrap() {
+            crate::args::Parsed::Run(f) => f,
+            p => panic!("{p:?}"),
+        }
+    }
+
+    #[test]
+    fn free_ports_fill_in_the_ports_left_out_and_keep_the_given_ones() {
+        let mut f = run_flags(&[
+            "--net=pasta",
+            "-p",
+            "127.0.0.1::80",
+            "-p",
+            "81-82/udp",
+            "-p",
+            "9000:90",
+            "sh",
+        ]);
+        free_ports(&mut f).unwrap();
+        let hosts: Vec<u16> = f.publish.iter().map(|p| p.host).collect();
+        assert!(hosts[..3].iter().all(|&h| h > 0), "{hosts:?}");
+        assert_ne!(hosts[1], hosts[2]);
+        assert_eq!(hosts[3], 9000);
+        // The port is free: it can be bound on its address.
+        std::net::TcpListener::bind(("127.0.0.1", hosts[0])).unwrap();
+        // No helper, no forwarding: nothing is chosen.
+        let mut f = run_flags(&["--net=host", "-p", "80", "sh"]);
+        free_ports(&mut f).unwrap();
+        assert_eq!(f.publish[0].host, 0);
+    }
 
     #[test]
     fn reads_image_users_but_not_through_a_symlink() {

@@ -68,6 +68,8 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         args::Parsed::Run(flags) => flags,
     };
     lifecycle::check(&flags)?;
+    // Before the cache's work: a container to join that is not running stops the start at once.
+    let peers = lifecycle::peers(&flags)?;
     let env_files = args::read_env_files(&flags)?;
     let own = (sys::ns::euid(), sys::ns::egid());
     // A subordinate range is mapped first: the rootfs of a mapped run is extracted (and later
@@ -104,33 +106,41 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
     let (root, scratch) = (prepared.rootfs.clone(), prepared.scratch.clone());
     let storage = storage::setup(&mut flags, prepared.cleanup.as_deref(), &mut prepared.hold)?;
     let upper = storage.upper.clone();
-    let result = host::gather(
-        root,
-        scratch,
-        env_files,
-        ids,
-        own,
-        flags.hostname.clone(),
-        &flags.mounts,
-    )
-    .map_err(|e| format!("gather host facts: {e}").into())
-    .map(|facts| plan::HostFacts { upper, ..facts })
-    .map(|mut facts| {
-        let wanted = plan::resources::controllers(&flags.resources);
-        if !wanted.is_empty() {
-            facts.cgroups = loader::cgroup::facts(&wanted);
-        }
-        facts
-    })
-    .and_then(|mut facts| {
-        facts.security = host::security_facts(&flags.security);
-        Ok(plan::plan(rt, &flags, &facts)?)
-    })
-    .and_then(|steps| {
-        let file = std::fs::read_link("/proc/self/exe").unwrap_or_default();
-        let file = file.to_string_lossy();
-        Ok(lifecycle::run(&steps, &flags, &file, &rt.name)?)
-    });
+    let result = host::free_ports(&mut flags)
+        .map_err(Box::<dyn Error>::from)
+        .and_then(|()| {
+            host::gather(
+                root,
+                scratch,
+                env_files,
+                ids,
+                own,
+                flags.hostname.clone(),
+                &flags.mounts,
+            )
+            .map_err(|e| format!("gather host facts: {e}").into())
+        })
+        .map(|facts| plan::HostFacts {
+            upper,
+            peers,
+            ..facts
+        })
+        .map(|mut facts| {
+            let wanted = plan::resources::controllers(&flags.resources);
+            if !wanted.is_empty() {
+                facts.cgroups = loader::cgroup::facts(&wanted);
+            }
+            facts
+        })
+        .and_then(|mut facts| {
+            facts.security = host::security_facts(&flags.security);
+            Ok(plan::plan(rt, &flags, &facts)?)
+        })
+        .and_then(|steps| {
+            let file = std::fs::read_link("/proc/self/exe").unwrap_or_default();
+            let file = file.to_string_lossy();
+            Ok(lifecycle::run(&steps, &flags, &file, &rt.name)?)
+        });
     storage.finish();
     if let Some(dir) = &prepared.cleanup {
         if let Err(e) = extract::remove_tree(dir) {

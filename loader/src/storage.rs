@@ -4,6 +4,10 @@
 //! (`volumes/NAME`) and anonymous ones (inside the run directory, so they go with it); the
 //! `--ssh-agent` socket.
 //!
+//! A run holds flock(LOCK_SH) on `volumes/.NAME.lock` for each named volume it mounts (no volume
+//! name starts with a dot): `oci2bin volume rm` takes it LOCK_EX, so a volume in use is never
+//! removed, whatever started the run.
+//!
 //! A run directory holds a `.lock` that the run keeps flock(LOCK_EX) on until it ends (the
 //! supervisor, and PID 1 through fork); the supervisor removes the directory at exit. One left
 //! by a run killed with SIGKILL has a free lock, and the next run removes it; a lock held means
@@ -24,8 +28,7 @@ use std::path::{Path, PathBuf};
 
 /// Per-run directories, under the cache root.
 pub const RUNS: &str = "runs";
-/// Named volumes, under the cache root.
-pub const VOLUMES: &str = "volumes";
+pub use crate::cachedir::VOLUMES;
 /// The lock file of a run directory and of an `--overlay-persist` directory.
 pub const LOCK: &str = ".lock";
 /// Where `--ssh-agent` puts the agent's socket inside.
@@ -190,7 +193,11 @@ pub fn setup(
                 None => continue,
             },
             Source::Volume(Some(name)) => match &cache_root {
-                Some(root) => root.join(VOLUMES).join(name),
+                Some(root) => {
+                    let vols = root.join(VOLUMES);
+                    st.hold.push(volume_lock(&vols, name)?);
+                    vols.join(name)
+                }
                 None => {
                     return Err(format!(
                         "volume {name}: no cache dir for volumes (set HOME or XDG_CACHE_HOME)"
@@ -322,6 +329,41 @@ pub fn sweep(runs: &Path) {
     }
 }
 
+/// Holds `.NAME.lock` in `vols` shared for the run (see the module's text), made if missing.
+fn volume_lock(vols: &Path, name: &str) -> Result<File, String> {
+    let err = |e: io::Error| format!("volume {name}: lock: {e}");
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(vols)
+        .map_err(err)?;
+    loop {
+        let lock = lock_file(&vols.join(crate::cachedir::volume_lock(name)), false).map_err(err)?;
+        sys::flock(lock.as_fd(), false, false).map_err(err)?;
+        // `volume rm` removes the lock file under its lock: one unlinked meanwhile is dead.
+        if sys::fstat(lock.as_fd()).map_err(err)?.st_nlink > 0 {
+            return Ok(lock);
+        }
+    }
+}
+
+/// The names of the named volumes among `mounts` after [`setup`] (their directories are the
+/// cache's `volumes/NAME`).
+pub fn named_volumes(mounts: &[MountSpec]) -> Vec<String> {
+    let Some(vols) = cache::Locations::from_env().cache.map(|r| r.join(VOLUMES)) else {
+        return Vec::new();
+    };
+    mounts
+        .iter()
+        .filter_map(|m| match &m.source {
+            Source::VolumeDir(d) if d.parent() == Some(vols.as_path()) => {
+                d.file_name()?.to_str().map(str::to_string)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// A volume's directory, made on first use (its parents private to us).
 fn volume_dir(dir: &Path) -> Result<(), String> {
     let err = |e: io::Error| format!("volume {}: {e}", dir.display());
@@ -356,20 +398,6 @@ pub fn populate(at: &Path, vol: &Path) -> io::Result<()> {
     crate::copy::copy_tree(at, vol)?;
     let _ = std::os::unix::fs::chown(vol, Some(m.uid()), Some(m.gid()));
     fs::set_permissions(vol, fs::Permissions::from_mode(m.mode() & 0o7777))
-}
-
-/// The names of the named volumes under the cache root `root` (for `oci2bin volume ls`).
-pub fn volume_names(root: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(root.join(VOLUMES))
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str().map(str::to_string))
-                .filter(|n| crate::plan::mounts::volume_name(n.as_bytes()).is_ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
 }
 
 #[cfg(test)]
@@ -429,6 +457,36 @@ mod tests {
         assert!(!b.exists());
         live.finish_here();
         assert!(!a.exists());
+    }
+
+    #[test]
+    fn runs_share_a_volume_lock_and_one_waiting_on_a_removal_takes_a_new_one() {
+        let d = tempfile::tempdir().unwrap();
+        let vols = d.path().join(VOLUMES);
+        let (a, b) = (
+            volume_lock(&vols, "data").unwrap(),
+            volume_lock(&vols, "data").unwrap(),
+        );
+        let path = vols.join(".data.lock");
+        let rm = File::open(&path).unwrap();
+        assert!(!sys::flock(rm.as_fd(), true, true).unwrap(), "in use");
+        drop((a, b));
+        assert!(sys::flock(rm.as_fd(), true, true).unwrap());
+        // `volume rm` holds it and removes it; a run that waited meanwhile locks a new file.
+        let waiting = std::thread::spawn({
+            let vols = vols.clone();
+            move || volume_lock(&vols, "data").unwrap()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        fs::remove_file(&path).unwrap();
+        drop(rm);
+        let got = waiting.join().unwrap();
+        let now = File::open(&path).unwrap();
+        assert_eq!(
+            sys::fstat(got.as_fd()).unwrap().st_ino,
+            sys::fstat(now.as_fd()).unwrap().st_ino
+        );
+        assert!(!sys::flock(now.as_fd(), true, true).unwrap());
     }
 
     #[test]

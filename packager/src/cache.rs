@@ -443,7 +443,7 @@ fn dir_names(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// Opens a lock file; `None` when it does not exist (and `create` is false).
-fn open_lock(path: &Path, create: bool) -> io::Result<Option<File>> {
+pub(crate) fn open_lock(path: &Path, create: bool) -> io::Result<Option<File>> {
     let r = OpenOptions::new()
         .read(true)
         .write(create)
@@ -460,7 +460,7 @@ fn open_lock(path: &Path, create: bool) -> io::Result<Option<File>> {
 }
 
 /// LOCK_EX without waiting: false when someone holds the lock (shared or exclusive).
-fn try_lock(f: &File) -> io::Result<bool> {
+pub(crate) fn try_lock(f: &File) -> io::Result<bool> {
     match rustix::fs::flock(f, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(true),
         Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(false),
@@ -477,7 +477,7 @@ fn busy(path: &Path) -> bool {
 }
 
 /// A name part unique to this call: pid and clock.
-fn unique() -> String {
+pub(crate) fn unique() -> String {
     let t = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();

@@ -1,6 +1,7 @@
 //! The command line: `oci2bin [OPTIONS] SOURCE [OUTPUT]`, `oci2bin inspect FILE [--json]`,
-//! `oci2bin cache ls|rm|prune`, `oci2bin login|logout`, `oci2bin push FILE REF` and the
-//! container commands `ps`, `stop`, `kill`, `logs`, `rm`, `exec` (`inspect NAME` too).
+//! `oci2bin cache ls|rm|prune`, `oci2bin login|logout`, `oci2bin push FILE REF`, the
+//! container commands `ps`, `stop`, `kill`, `logs`, `rm`, `port`, `exec` (`inspect NAME` too) and
+//! `oci2bin volume create|ls|inspect|rm|prune`.
 
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use crate::registry::transport::TlsOptions;
 use crate::sink::polyglot::{self, WriteOptions};
 use crate::source::registry::RegistryOptions;
 use crate::source::{self, SourceOptions};
-use crate::{cleanup, containers, inspect, loader_bin};
+use crate::{cleanup, containers, inspect, loader_bin, volumes};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -71,6 +72,10 @@ pub enum Command {
     Rm(containers::commands::RmArgs),
     /// Run a command in a running container
     Exec(containers::commands::ExecArgs),
+    /// List a container's published ports, or the host side of one (CTRPORT[/PROTO])
+    Port(containers::commands::PortArgs),
+    /// Manage named volumes (-v NAME:/path): create, ls, inspect, rm, prune
+    Volume(volumes::VolumeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -363,6 +368,8 @@ pub fn run_with(cli: Cli, verifier: Option<LoginVerifier>) -> Result<()> {
         Some(Command::Kill(a)) => containers::commands::kill(a),
         Some(Command::Logs(a)) => containers::commands::logs(a),
         Some(Command::Rm(a)) => containers::commands::rm(a),
+        Some(Command::Port(a)) => containers::commands::port(a),
+        Some(Command::Volume(a)) => volumes::run(a),
         Some(Command::Exec(a)) => {
             let code = containers::commands::exec(a)?;
             std::process::exit(code)

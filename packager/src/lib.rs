@@ -23,5 +23,6 @@ pub mod registry;
 pub mod registry_name;
 pub mod sink;
 pub mod source;
+pub mod volumes;
 
 pub use error::{Error, Result};

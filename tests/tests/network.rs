@@ -573,8 +573,7 @@ fn ipc_container_shares_sysv_segments() {
 fn bad_publish_ports_in_use_and_foreign_containers_fail_in_one_line_with_125() {
     let r = Runner::new();
     for (args, needle) in [
-        (&["-p", "80", "true"][..], "give the host port too"),
-        (&["-p", "8080:80/sctp", "true"], "unknown protocol"),
+        (&["-p", "8080:80/sctp", "true"][..], "unknown protocol"),
         (&["-p", "99999:80", "true"], "is not a port"),
         (
             &["--net=none", "-p", "8080:80", "true"],
@@ -582,7 +581,11 @@ fn bad_publish_ports_in_use_and_foreign_containers_fail_in_one_line_with_125() {
         ),
         (
             &["--net=container:abc", "true"],
-            "container names are not accepted yet",
+            "--net container:abc: no such container",
+        ),
+        (
+            &["--ipc=container:a/b", "true"],
+            "want container:NAME (a container's name or ID) or container:PID",
         ),
         (&["--net=container:999999999", "true"], "no such process"),
     ] {
@@ -607,4 +610,266 @@ fn bad_publish_ports_in_use_and_foreign_containers_fail_in_one_line_with_125() {
         assert_eq!(o.status.code(), Some(125), "{net}: {}", text(&o.stderr));
         assert_one_line_error(&o, &port.to_string());
     }
+}
+
+// ---- container:NAME, -p without a host port, `oci2bin port` ----
+
+/// `oci2bin ARGS…` as the test user, with the runner's cache (where the states live).
+fn oci(r: &Runner, args: &[&str]) -> std::process::Output {
+    r.command(&e2e::oci2bin(), args).output().unwrap()
+}
+
+/// `oci2bin ARGS…` that must succeed; its stdout.
+fn oci_ok(r: &Runner, args: &[&str]) -> String {
+    let o = oci(r, args);
+    assert!(
+        o.status.success(),
+        "oci2bin {args:?} exited {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+/// Removes the test's containers whatever happened.
+struct Cleanup<'a>(&'a Runner, Vec<String>);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for n in &self.1 {
+            let _ = oci(self.0, &["rm", "-f", n]);
+        }
+    }
+}
+
+/// Polls `f` for up to 30 s; its last answer.
+fn poll(what: &str, mut f: impl FnMut() -> Option<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// redis-cli PING from the host to 127.0.0.1:`port`, until it answers PONG.
+fn pong(port: &str) -> String {
+    poll(&format!("PONG on port {port}"), || {
+        let o = Command::new("redis-cli")
+            .args(["-p", port, "PING"])
+            .output()
+            .unwrap();
+        let out = text(&o.stdout);
+        (out.trim() == "PONG").then_some(out)
+    })
+}
+
+#[test]
+fn net_and_ipc_container_name_join_a_running_named_container_and_refuse_others() {
+    if !helper_usable("slirp4netns") {
+        return;
+    }
+    let r = Runner::new();
+    let img = fixtures::redis_bin();
+    let _c = Cleanup(&r, vec!["o2b-db".into()]);
+    // Redis on the container's loopback only, and a SysV segment in its IPC namespace.
+    let id = r.ok(
+        img,
+        &[
+            "-d",
+            "--name",
+            "o2b-db",
+            "--net",
+            "slirp",
+            "sh",
+            "-c",
+            "ipcmk -M 4096; exec redis-server --bind 127.0.0.1 --save ''",
+        ],
+    );
+    let id = id.trim().to_string();
+    let shmid = poll("ipcmk's id in the log", || {
+        let log = oci_ok(&r, &["logs", "o2b-db"]);
+        log.trim()
+            .strip_prefix("Shared memory id: ")
+            .map(|s| s.lines().next().unwrap_or(s).to_string())
+    });
+    let ping = |target: &str| {
+        poll("redis answers on the other container's loopback", || {
+            let o = r.run(
+                img,
+                &[
+                    "--net",
+                    &format!("container:{target}"),
+                    "redis-cli",
+                    "-h",
+                    "127.0.0.1",
+                    "PING",
+                ],
+            );
+            let out = text(&o.stdout);
+            (out.trim() == "PONG").then_some(out)
+        })
+    };
+    assert_eq!(ping("o2b-db"), "PONG\n");
+    // By a unique prefix of its ID too, as Docker takes it.
+    assert_eq!(ping(&id[..12]), "PONG\n");
+    // The same IPC namespace: the segment is there; a private one does not have it.
+    let segments = "awk 'NR > 1 {print $2}' /proc/sysvipc/shm";
+    let theirs = r.ok(img, &["--ipc", "container:o2b-db", "sh", "-c", segments]);
+    assert!(
+        theirs.lines().any(|l| l == shmid),
+        "{shmid} not in {theirs}"
+    );
+    let ours = r.ok(img, &["sh", "-c", segments]);
+    assert!(!ours.lines().any(|l| l == shmid), "{ours}");
+    // Unknown and stopped containers: one line, 125.
+    let refused = |args: &[&str], needle: &str| {
+        let o = r.run(img, args);
+        assert_eq!(o.status.code(), Some(125), "{args:?}: {}", text(&o.stderr));
+        assert_one_line_error(&o, needle);
+    };
+    refused(
+        &["--net", "container:o2b-nope", "true"],
+        "--net container:o2b-nope: no such container",
+    );
+    refused(
+        &["--ipc", "container:o2b-nope", "true"],
+        "--ipc container:o2b-nope: no such container",
+    );
+    oci_ok(&r, &["stop", "-t", "1", "o2b-db"]);
+    refused(
+        &["--net", "container:o2b-db", "true"],
+        "--net container:o2b-db: container o2b-db is not running",
+    );
+    refused(
+        &["--ipc", "container:o2b-db", "true"],
+        "--ipc container:o2b-db: container o2b-db is not running",
+    );
+}
+
+#[test]
+fn publish_without_a_host_port_picks_a_free_one_that_port_and_ps_show() {
+    for (net, helper) in [("slirp", "slirp4netns"), ("pasta", "pasta")] {
+        if !helper_usable(helper)
+            || !e2e::require(
+                e2e::have("redis-cli"),
+                "redis-cli is not installed (redis-tools)",
+            )
+        {
+            return;
+        }
+        let r = Runner::new();
+        let name = format!("o2b-pub-{net}");
+        let _c = Cleanup(&r, vec![name.clone()]);
+        r.ok(
+            fixtures::redis_bin(),
+            &["-d", "--name", &name, &format!("--net={net}"), "-p", "6379"],
+        );
+        let host = oci_ok(&r, &["port", &name, "6379"]);
+        let port = host
+            .trim()
+            .strip_prefix("0.0.0.0:")
+            .unwrap_or_else(|| panic!("{net}: {host}"))
+            .to_string();
+        assert!(port.parse::<u16>().unwrap() > 0, "{host}");
+        assert_eq!(pong(&port), "PONG\n", "{net}");
+        assert_eq!(
+            oci_ok(&r, &["port", &name]),
+            format!("6379/tcp -> 0.0.0.0:{port}\n")
+        );
+        assert_eq!(oci_ok(&r, &["port", &name, "6379/tcp"]), host);
+        let ps = oci_ok(&r, &["ps"]);
+        assert!(ps.lines().next().unwrap().contains("PORTS"), "{ps}");
+        let row = ps
+            .lines()
+            .find(|l| l.ends_with(&name))
+            .expect("ps lists it");
+        assert!(
+            row.contains(&format!("0.0.0.0:{port}->6379/tcp")),
+            "{net}: {row}"
+        );
+        assert_one_line_error(
+            &oci(&r, &["port", &name, "6380"]),
+            &format!("no public port '6380/tcp' published for {name}"),
+        );
+        // IP::CTRPORT binds that address only.
+        let local = format!("{name}-lo");
+        let _l = Cleanup(&r, vec![local.clone()]);
+        r.ok(
+            fixtures::redis_bin(),
+            &[
+                "-d",
+                "--name",
+                &local,
+                &format!("--net={net}"),
+                "-p",
+                "127.0.0.1::6379",
+            ],
+        );
+        let lo = oci_ok(&r, &["port", &local, "6379"]);
+        let lo_port = lo.trim().strip_prefix("127.0.0.1:").expect(&lo).to_string();
+        assert_ne!(lo_port, port);
+        assert_eq!(pong(&lo_port), "PONG\n", "{net}");
+        // A stopped container publishes nothing (as Docker's).
+        oci_ok(&r, &["stop", "-t", "1", &name]);
+        assert_eq!(oci_ok(&r, &["port", &name]), "");
+    }
+}
+
+/// Docker as the oracle for `port`: the same `-p` flags, the same lines (host ports are each
+/// one's own pick).
+#[test]
+fn port_prints_as_docker_port_does() {
+    if !helper_usable("slirp4netns") || !e2e::docker::required() {
+        return;
+    }
+    let tag = e2e::docker::load(bb());
+    let flags = ["-p", "127.0.0.1::8000", "-p", "127.0.0.1::5353/udp"];
+    let name = format!("o2b-port-oracle-{}", std::process::id());
+    let docker = |args: &[&str]| {
+        let o = Command::new("docker").args(args).output().unwrap();
+        assert!(o.status.success(), "docker {args:?}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let mut run = vec!["run", "-d", "--name", &name];
+    run.extend(flags);
+    run.extend([tag.as_str(), "sleep", "60"]);
+    docker(&run);
+    let theirs = [docker(&["port", &name]), docker(&["port", &name, "8000"])];
+    let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+    e2e::docker::remove(&tag);
+    let r = Runner::new();
+    let _c = Cleanup(&r, vec![name.clone()]);
+    let mut ours_run = vec!["-d", "--name", &name];
+    ours_run.extend(flags);
+    ours_run.extend(["sleep", "60"]);
+    r.ok(bb(), &ours_run);
+    let ours = [
+        oci_ok(&r, &["port", &name]),
+        oci_ok(&r, &["port", &name, "8000"]),
+    ];
+    // Ports after a colon become PORT; the lines sorted (Docker's order is its map's).
+    let norm = |s: &str| {
+        let mut lines: Vec<String> = s
+            .lines()
+            .map(|l| {
+                let (head, port) = l.rsplit_once(':').unwrap_or((l, ""));
+                match port.parse::<u16>() {
+                    Ok(_) => format!("{head}:PORT"),
+                    Err(_) => l.to_string(),
+                }
+            })
+            .collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(norm(&ours[0]), norm(&theirs[0]));
+    assert_eq!(norm(&ours[1]), norm(&theirs[1]));
+    assert_eq!(
+        norm(&ours[0]),
+        ["5353/udp -> 127.0.0.1:PORT", "8000/tcp -> 127.0.0.1:PORT"]
+    );
 }

@@ -550,3 +550,280 @@ fn an_upper_overlayfs_refuses_falls_back_to_ram_with_a_warning() {
     assert_eq!(refused.status.code(), Some(125));
     assert_one_line_error(&refused, "overlayfs with upper");
 }
+
+// ---- oci2bin volume create|ls|inspect|rm|prune ----
+
+/// `oci2bin ARGS…` as the test user, with the runner's cache.
+fn oci(r: &Runner, args: &[&str]) -> std::process::Output {
+    r.command(&e2e::oci2bin(), args).output().unwrap()
+}
+
+fn oci_ok(r: &Runner, args: &[&str]) -> String {
+    let o = oci(r, args);
+    assert!(
+        o.status.success(),
+        "oci2bin {args:?} exited {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+/// Stops and removes the test's containers whatever happened.
+struct Containers<'a>(&'a Runner, Vec<&'a str>);
+
+impl Drop for Containers<'_> {
+    fn drop(&mut self) {
+        for n in &self.1 {
+            let _ = oci(self.0, &["rm", "-f", n]);
+        }
+    }
+}
+
+#[test]
+fn volume_create_ls_inspect_rm_and_prune_round_trip() {
+    if !e2e::runner::userns() {
+        return;
+    }
+    let r = Runner::new();
+    assert_eq!(oci_ok(&r, &["volume", "create", "o2b-v1"]), "o2b-v1\n");
+    // Again: it exists, which is fine (as Docker's).
+    assert_eq!(oci_ok(&r, &["volume", "create", "o2b-v1"]), "o2b-v1\n");
+    let random = oci_ok(&r, &["volume", "create"]);
+    let random = random.trim();
+    assert!(
+        random.len() == 64 && random.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{random}"
+    );
+    assert_one_line_error(
+        &oci(&r, &["volume", "create", "a/b"]),
+        "invalid volume name 'a/b'",
+    );
+    // A run uses the volume that create made; a -v of a new name makes one too.
+    r.ok(
+        bb(),
+        &["-v", "o2b-v1:/data", "sh", "-c", "echo kept > /data/f"],
+    );
+    r.ok(bb(), &["-v", "o2b-v2:/data", "true"]);
+    assert_eq!(
+        r.ok(bb(), &["-v", "o2b-v1:/data", "cat", "/data/f"]),
+        "kept\n"
+    );
+    let mut names = ["o2b-v1", "o2b-v2", random];
+    names.sort();
+    let ls = oci_ok(&r, &["volume", "ls"]);
+    let mut want = "DRIVER    VOLUME NAME\n".to_string();
+    for n in &names {
+        want += &format!("local     {n}\n");
+    }
+    assert_eq!(ls, want);
+    assert_eq!(oci_ok(&r, &["volume", "ls", "-q"]), names.join("\n") + "\n");
+    let inspected: serde_json::Value =
+        serde_json::from_str(&oci_ok(&r, &["volume", "inspect", "o2b-v1"])).unwrap();
+    let v = &inspected[0];
+    assert_eq!(
+        (
+            v["Name"].as_str(),
+            v["Driver"].as_str(),
+            v["Scope"].as_str()
+        ),
+        (Some("o2b-v1"), Some("local"), Some("local"))
+    );
+    let mountpoint = std::path::PathBuf::from(v["Mountpoint"].as_str().unwrap());
+    assert_eq!(mountpoint, r.cache().join("volumes/o2b-v1"));
+    assert_eq!(
+        std::fs::read_to_string(mountpoint.join("f")).unwrap(),
+        "kept\n"
+    );
+    assert!(v["CreatedAt"].as_str().unwrap().ends_with('Z'), "{v}");
+    assert_one_line_error(
+        &oci(&r, &["volume", "inspect", "o2b-none"]),
+        "no such volume: o2b-none",
+    );
+
+    assert_eq!(oci_ok(&r, &["volume", "rm", "o2b-v1"]), "o2b-v1\n");
+    assert!(!mountpoint.exists());
+    assert_one_line_error(
+        &oci(&r, &["volume", "rm", "o2b-v1"]),
+        "no such volume: o2b-v1",
+    );
+    assert_eq!(oci_ok(&r, &["volume", "rm", "-f", "o2b-v1"]), "");
+    // The next run of that name starts from an empty volume.
+    assert_eq!(r.ok(bb(), &["-v", "o2b-v1:/data", "ls", "-A", "/data"]), "");
+
+    // prune: asks first (no answer, nothing removed); with -f, every volume not in use goes.
+    let _c = Containers(&r, vec!["o2b-user"]);
+    r.ok(
+        bb(),
+        &[
+            "-d",
+            "--name",
+            "o2b-user",
+            "-v",
+            "o2b-v2:/data",
+            "sleep",
+            "60",
+        ],
+    );
+    let asked = r.run_with_stdin(&e2e::oci2bin(), &["volume", "prune"], &[], "n\n");
+    assert!(text(&asked.stdout).contains("Are you sure you want to continue? [y/N]"));
+    assert_eq!(oci_ok(&r, &["volume", "ls", "-q"]).lines().count(), 3);
+    let pruned = oci_ok(&r, &["volume", "prune", "-f"]);
+    let mut gone = ["o2b-v1", random];
+    gone.sort();
+    assert!(
+        pruned.starts_with(&format!("Deleted Volumes:\n{}\n\n", gone.join("\n"))),
+        "{pruned}"
+    );
+    assert!(pruned.contains("Total reclaimed space: "), "{pruned}");
+    assert_eq!(oci_ok(&r, &["volume", "ls", "-q"]), "o2b-v2\n");
+    oci_ok(&r, &["stop", "-t", "1", "o2b-user"]);
+    assert_eq!(oci_ok(&r, &["volume", "rm", "o2b-v2"]), "o2b-v2\n");
+    assert_eq!(oci_ok(&r, &["volume", "ls", "-q"]), "");
+}
+
+#[test]
+fn volume_rm_refuses_a_volume_a_running_container_uses() {
+    if !e2e::runner::userns() {
+        return;
+    }
+    let r = Runner::new();
+    let _c = Containers(&r, vec!["o2b-busy"]);
+    r.ok(
+        bb(),
+        &[
+            "-d",
+            "--name",
+            "o2b-busy",
+            "-v",
+            "o2b-inuse:/data",
+            "sleep",
+            "60",
+        ],
+    );
+    let o = oci(&r, &["volume", "rm", "o2b-inuse"]);
+    assert_one_line_error(&o, "remove o2b-inuse: volume is in use - [o2b-busy]");
+    assert!(r.cache().join("volumes/o2b-inuse").is_dir());
+    // -f does not override it (as Docker's).
+    assert_one_line_error(
+        &oci(&r, &["volume", "rm", "-f", "o2b-inuse"]),
+        "volume is in use",
+    );
+    // A foreground run without a name keeps no state, but holds the volume all the same.
+    let mut anon = r
+        .command(bb(), &["-v", "o2b-anon:/data", "sleep", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Its volume is listed once the run holds it (it locks before it makes the directory).
+    let start = Instant::now();
+    while !oci_ok(&r, &["volume", "ls", "-q"])
+        .lines()
+        .any(|l| l == "o2b-anon")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no volume o2b-anon"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = oci(&r, &["volume", "rm", "o2b-anon"]);
+    assert_one_line_error(
+        &o,
+        "remove o2b-anon: volume is in use (by a run without a name)",
+    );
+    kill9(&mut anon);
+    oci_ok(&r, &["stop", "-t", "1", "o2b-busy"]);
+    assert_eq!(
+        oci_ok(&r, &["volume", "rm", "o2b-inuse", "o2b-anon"]),
+        "o2b-inuse\no2b-anon\n"
+    );
+}
+
+#[test]
+fn volume_rm_removes_files_of_subordinate_ids_by_entering_the_namespace() {
+    let r = Runner::new();
+    if !e2e::runner::userns() || !require(r.uid() != 0, "needs an unprivileged runner") {
+        return;
+    }
+    let ranged = r.run(bb(), &["--userns", "map", "true"]).status.success();
+    if !require(ranged, "the test user has no subordinate id range to map") {
+        return;
+    }
+    // A directory of container uid 1000 (a subordinate id on the host) that only it may enter.
+    r.ok(
+        bb(),
+        &[
+            "--userns",
+            "map",
+            "-v",
+            "o2b-sub:/data",
+            "sh",
+            "-c",
+            "mkdir -p /data/d/e && echo x > /data/d/e/f && chown -R 1000:1000 /data/d && \
+             chmod -R go-rwx /data/d",
+        ],
+    );
+    let d = r.cache().join("volumes/o2b-sub/d");
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(&d).unwrap().uid();
+    assert_ne!(owner, r.uid(), "a subordinate id owns {}", d.display());
+    // Not the host user's to remove as it is…
+    let o = r
+        .command(Path::new("/bin/rm"), &["-rf", &s(&d)])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "rm -rf removed {}", d.display());
+    // …but volume rm does it in the namespace.
+    assert_eq!(oci_ok(&r, &["volume", "rm", "o2b-sub"]), "o2b-sub\n");
+    assert!(!r.cache().join("volumes/o2b-sub").exists());
+    assert_eq!(oci_ok(&r, &["volume", "ls", "-q"]), "");
+}
+
+/// Docker as the oracle for the volume commands' output: `volume ls`'s header and an entry's
+/// line, `volume inspect`'s JSON (keys, order, layout; the time and the path are each one's
+/// own), `volume rm`'s echo.
+#[test]
+fn volume_ls_inspect_and_rm_print_as_docker_does() {
+    if !e2e::runner::userns() || !e2e::docker::required() {
+        return;
+    }
+    let name = format!("o2b-oracle-vol-{}", std::process::id());
+    let docker = |args: &[&str]| {
+        let o = Command::new("docker").args(args).output().unwrap();
+        assert!(o.status.success(), "docker {args:?}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let r = Runner::new();
+    // The time and the path differ by nature: each line of theirs becomes its key.
+    let own_values = |json: String| -> String {
+        json.lines()
+            .map(|l| match l.trim_start().split_once(':') {
+                Some((k, _)) if k == "\"CreatedAt\"" || k == "\"Mountpoint\"" => {
+                    format!("{}{k}", &l[..l.len() - l.trim_start().len()])
+                }
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        oci_ok(&r, &["volume", "create", &name]),
+        docker(&["volume", "create", &name])
+    );
+    let ours = oci_ok(&r, &["volume", "ls"]);
+    let theirs = docker(&["volume", "ls"]);
+    let line = |ls: &str| ls.lines().find(|l| l.ends_with(&name)).map(str::to_string);
+    let ours_inspect = oci_ok(&r, &["volume", "inspect", &name]);
+    let theirs_inspect = docker(&["volume", "inspect", &name]);
+    let (ours_rm, theirs_rm) = (
+        oci_ok(&r, &["volume", "rm", &name]),
+        docker(&["volume", "rm", &name]),
+    );
+    assert_eq!(ours.lines().next(), theirs.lines().next());
+    assert_eq!(line(&ours), line(&theirs));
+    assert_eq!(own_values(ours_inspect), own_values(theirs_inspect));
+    assert_eq!(ours_rm, theirs_rm);
+}

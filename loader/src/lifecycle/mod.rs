@@ -10,7 +10,7 @@ mod join;
 
 pub use join::{exec_into, join};
 
-use crate::args::Flags;
+use crate::args::{Flags, NetMode};
 use crate::cachedir;
 use crate::containers::{self, Restart, State};
 use crate::exec::{self, ExecError, EXIT_OURS};
@@ -41,6 +41,65 @@ pub fn check(flags: &Flags) -> Result<(), String> {
         return Err("conflicting options: --restart and --rm".into());
     }
     Ok(())
+}
+
+/// `--net container:X` and `--ipc container:X`: the host pid whose namespaces are joined, the
+/// PID 1 of the running container X, else process X. X is looked up as the packager's `find`
+/// does: a container's name, else a PID, else a unique prefix of a container's ID (the whole ID
+/// included). A container that is not running is an error.
+pub fn peers(flags: &Flags) -> Result<crate::plan::net::Peers, String> {
+    peers_in(cachedir::root_from_vars(|k| std::env::var_os(k)), flags)
+}
+
+/// [`peers`] with the states under the cache root `root`.
+fn peers_in(root: Option<PathBuf>, flags: &Flags) -> Result<crate::plan::net::Peers, String> {
+    let dir = root.map(|r| r.join(containers::CONTAINERS));
+    let pid = |option: &str, x: Option<&str>| {
+        x.map(|x| peer(dir.as_deref(), x).map_err(|why| format!("{option} container:{x}: {why}")))
+            .transpose()
+    };
+    let net = match &flags.net {
+        NetMode::Container(x) => Some(x.as_str()),
+        _ => None,
+    };
+    Ok(crate::plan::net::Peers {
+        net: pid("--net", net)?,
+        ipc: pid("--ipc", flags.ipc_container.as_deref())?,
+    })
+}
+
+fn peer(dir: Option<&Path>, x: &str) -> Result<u32, String> {
+    let read =
+        |name: &std::ffi::OsStr| fs::read_to_string(dir?.join(name).join(containers::STATE)).ok();
+    let state = match read(x.as_ref()) {
+        Some(s) => s,
+        None => {
+            if let Some(pid) = x.parse().ok().filter(|&p: &u32| p > 0) {
+                return Ok(pid);
+            }
+            let mut found = None;
+            let all = dir.and_then(|d| fs::read_dir(d).ok());
+            for e in all.into_iter().flatten().flatten() {
+                let Some(s) = read(&e.file_name()) else {
+                    continue;
+                };
+                if containers::field(&s, "id").is_some_and(|id| id.starts_with(x))
+                    && found.replace(s).is_some()
+                {
+                    return Err("a prefix of more than one container ID: give more of it".into());
+                }
+            }
+            found.ok_or("no such container")?
+        }
+    };
+    let get = |k| containers::field(&state, k).unwrap_or_default();
+    let pid: i32 = get("pid").parse().unwrap_or(0);
+    let start: u64 = get("pid_start").parse().unwrap_or(0);
+    // A pid whose start time differs is a stranger's now.
+    if get("status") == "running" && pid > 0 && start != 0 && start == start_of(pid) {
+        return Ok(pid as u32);
+    }
+    Err(format!("container {} is not running", get("name")))
 }
 
 /// The claim on a name: the container's directory and its lock, held while the run lives.
@@ -173,6 +232,15 @@ pub fn run(steps: &[Step], flags: &Flags, file: &str, image: &str) -> Result<i32
         fs::write(&p, bpf).map_err(|e| ours(format!("write {}: {e}", p.display())))?;
     }
     let sec = &flags.security;
+    let ports = crate::plan::net::published(flags)
+        .iter()
+        .map(|p| containers::Port {
+            host_ip: p.ip.clone().unwrap_or_else(|| "0.0.0.0".into()),
+            host_port: p.host,
+            container_port: p.ctr,
+            protocol: if p.udp { "udp" } else { "tcp" }.into(),
+        })
+        .collect();
     let mut state = State {
         id,
         name,
@@ -186,6 +254,8 @@ pub fn run(steps: &[Step], flags: &Flags, file: &str, image: &str) -> Result<i32
         cap_add: sec.cap_add.clone(),
         cap_drop: sec.cap_drop.clone(),
         privileged: sec.privileged,
+        ports,
+        volumes: crate::storage::named_volumes(&flags.mounts),
         ..state_from_plan(steps)
     };
     if flags.detach {
@@ -270,6 +340,60 @@ mod tests {
         let e = check(&flags(&["-d", "--rm", "--restart", "always", "sh"]).unwrap()).unwrap_err();
         assert_eq!(e, "conflicting options: --restart and --rm");
         assert!(check(&flags(&["-d", "--rm", "--restart", "no", "sh"]).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn container_peers_are_running_containers_by_name_or_id_prefix_or_pids() {
+        let d = tempfile::tempdir().unwrap();
+        let me = std::process::id() as i32;
+        let state = |name: &str, id: &str, status: &str, start: u64| {
+            let dir = d.path().join(containers::CONTAINERS).join(name);
+            fs::create_dir_all(&dir).unwrap();
+            let s = State {
+                id: id.into(),
+                name: name.into(),
+                status: status.into(),
+                pid: me,
+                pid_start: start,
+                ..State::default()
+            };
+            fs::write(dir.join(containers::STATE), s.to_json()).unwrap();
+        };
+        let start = start_of(me);
+        state("web", "abc123", "running", start);
+        state("old", "abd456", "exited", start);
+        // Running says the file, but the pid is someone else's now.
+        state("reused", "fff789", "running", start + 1);
+        let peers = |a: &[&str]| peers_in(Some(d.path().into()), &flags(a).unwrap());
+        let me = Some(me as u32);
+        assert_eq!(
+            peers(&["--net=container:web", "--ipc=container:abc1", "sh"]),
+            Ok(crate::plan::net::Peers { net: me, ipc: me })
+        );
+        assert_eq!(peers(&["--ipc=container:77", "sh"]).unwrap().ipc, Some(77));
+        assert_eq!(peers(&["sh"]), Ok(Default::default()));
+        for (arg, want) in [
+            (
+                "--net=container:nope",
+                "--net container:nope: no such container",
+            ),
+            (
+                "--net=container:old",
+                "--net container:old: container old is not running",
+            ),
+            (
+                "--ipc=container:reused",
+                "--ipc container:reused: container reused is not running",
+            ),
+            (
+                "--net=container:ab",
+                "--net container:ab: a prefix of more than one",
+            ),
+        ] {
+            let e = peers(&[arg, "sh"]).unwrap_err();
+            assert!(e.starts_with(want), "{arg}: {e}");
+        }
+        assert!(peers_in(None, &flags(&["--net=container:web", "sh"]).unwrap()).is_err());
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub struct HostFacts {
     pub cgroups: resources::CgroupFacts,
     /// Where the container's writes go (the overlay's upper and work directories).
     pub upper: Upper,
+    /// The processes whose namespaces `--net container:X` / `--ipc container:X` join.
+    pub peers: net::Peers,
 }
 
 /// A per-run file written straight into a fresh upper layer rather than through the mounted
@@ -272,8 +274,8 @@ pub enum Step {
         api: PathBuf,
         ports: Vec<net::Publish>,
     },
-    /// Join another process's namespaces (`container:PID`): its user namespace first (unless
-    /// it is ours), then its network and/or IPC namespace.
+    /// Join another process's namespaces (`container:X`, resolved to a host pid): its user
+    /// namespace first (unless it is ours), then its network and/or IPC namespace.
     JoinNs {
         net: Option<u32>,
         ipc: Option<u32>,
@@ -411,7 +413,7 @@ impl From<UserError> for PlanError {
 
 /// Plans a run: every namespace, mount, file and the final exec, in order.
 pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<Vec<Step>, PlanError> {
-    net::check(flags)?;
+    net::check(flags, facts)?;
     terminal::check(flags, facts.stdin_tty)?;
     let argv = process::command(rt, flags)?;
     // keep-id: the caller's own ids are the default user, as with podman.

@@ -102,12 +102,8 @@ fn host_path(p: &[u8]) -> Result<Source, String> {
 
 /// A volume name as Docker allows them: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
 pub fn volume_name(p: &[u8]) -> Result<String, String> {
-    let ok = p.len() >= 2
-        && p[0].is_ascii_alphanumeric()
-        && p.iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
     match std::str::from_utf8(p) {
-        Ok(n) if ok => Ok(n.to_string()),
+        Ok(n) if crate::cachedir::valid_volume_name(p) => Ok(n.to_string()),
         _ => Err(format!(
             "invalid volume name '{}': want [a-zA-Z0-9][a-zA-Z0-9_.-]+",
             String::from_utf8_lossy(p)

@@ -1,6 +1,6 @@
 //! The network: which namespace (`--net`), its loopback, the helper that connects it (slirp4netns
 //! or passt's `pasta`, run as they are), published ports (`-p`), joined namespaces
-//! (`--net container:PID`, `--ipc container:PID`), and the files that name hosts and servers
+//! (`--net container:NAME`, `--ipc container:NAME`), and the files that name hosts and servers
 //! (`--hostname`, `--dns*`, `--add-host`). `--ip` and `--mac-address` are honoured where the
 //! helper can set them, and refused with the mode's reason elsewhere.
 
@@ -22,6 +22,7 @@ pub const PASTA_DNS: &str = "169.254.1.1";
 pub struct Publish {
     /// The host address to bind; `None` for every address (Docker's 0.0.0.0).
     pub ip: Option<String>,
+    /// 0 until a free port is chosen (`-p CTR`, `-p IP::CTR`: see [`crate::host::free_ports`]).
     pub host: u16,
     pub ctr: u16,
     pub udp: bool,
@@ -81,16 +82,23 @@ pub fn mode(v: &str) -> Result<NetMode, Option<String>> {
     })
 }
 
-/// The process named by `container:X`. Today a PID; the hook for container names from
-/// `oci2bin ps` state (their supervisor's PID) goes here.
-pub fn container(v: &str) -> Result<u32, Option<String>> {
-    match v.parse::<u32>() {
-        Ok(pid) if pid > 0 => Ok(pid),
-        _ => Err(Some(format!(
-            "container:{v}: want container:PID (a process of yours, e.g. another file's PID); \
-             container names are not accepted yet"
-        ))),
+/// `container:X`: a container's name, ID or unique ID prefix, or a PID (any process of yours),
+/// kept as given: [`crate::lifecycle::peers`] resolves it before the plan ([`Peers`]).
+pub fn container(v: &str) -> Result<String, Option<String>> {
+    if crate::containers::valid_name(v) {
+        return Ok(v.to_string());
     }
+    Err(Some(format!(
+        "container:{v}: want container:NAME (a container's name or ID) or container:PID"
+    )))
+}
+
+/// The host pids whose namespaces `--net container:X` and `--ipc container:X` join: X's PID 1
+/// for a running container X, else the process X.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Peers {
+    pub net: Option<u32>,
+    pub ipc: Option<u32>,
 }
 
 /// `-p [IP:][HOSTPORT:]CTRPORT[/tcp|udp]`, ranges `A-B` on both sides of equal length.
@@ -123,9 +131,8 @@ pub fn publish(v: &str) -> Result<Vec<Publish>, String> {
         }
     }
     let ip = ip.filter(|ip| !ip.is_empty()).map(str::to_string);
-    let (host, ctr) = rest
-        .split_once(':')
-        .ok_or("give the host port too (HOSTPORT:CTRPORT): a random host port is not supported")?;
+    // `CTR` and `IP::CTR`: a free host port for each, chosen when the run starts.
+    let (host, ctr) = rest.split_once(':').unwrap_or(("", rest));
     let range = |r: &str| -> Result<(u16, u16), String> {
         let (a, b) = r.split_once('-').unwrap_or((r, r));
         let port = |p: &str| match p.parse::<u16>() {
@@ -138,18 +145,31 @@ pub fn publish(v: &str) -> Result<Vec<Publish>, String> {
         }
         Ok((a, b))
     };
-    let (h, c) = (range(host)?, range(ctr)?);
-    if h.1 - h.0 != c.1 - c.0 {
+    let c = range(ctr)?;
+    let h = if host.is_empty() {
+        (0, 0)
+    } else {
+        range(host)?
+    };
+    if h.0 > 0 && h.1 - h.0 != c.1 - c.0 {
         return Err("the host and container ranges differ in length".into());
     }
-    Ok((0..=h.1 - h.0)
+    Ok((0..=c.1 - c.0)
         .map(|i| Publish {
             ip: ip.clone(),
-            host: h.0 + i,
+            host: if h.0 > 0 { h.0 + i } else { 0 },
             ctr: c.0 + i,
             udp,
         })
         .collect())
+}
+
+/// The ports a run publishes: those of `-p` where a helper forwards them (`--net slirp|pasta`).
+pub fn published(flags: &Flags) -> &[Publish] {
+    match flags.net {
+        NetMode::Slirp { .. } | NetMode::Pasta => &flags.publish,
+        _ => &[],
+    }
 }
 
 /// The host's IPv4 default gateway from `/proc/net/route` text (pasta copies the host's routes,
@@ -180,9 +200,19 @@ pub(super) fn namespace_flags(flags: &Flags) -> i32 {
 }
 
 /// Refuses flags the mode cannot honour.
-pub(super) fn check(flags: &Flags) -> Result<(), PlanError> {
+pub(super) fn check(flags: &Flags, facts: &HostFacts) -> Result<(), PlanError> {
     let mode = flags.net.name();
     let refuse = |option: &'static str, why: &'static str| PlanError::Network { option, mode, why };
+    let unresolved = "the container was not looked up before the plan";
+    if matches!(flags.net, NetMode::Container(_)) && facts.peers.net.is_none() {
+        return Err(refuse("--net", unresolved));
+    }
+    if flags.ipc_container.is_some() && facts.peers.ipc.is_none() {
+        return Err(refuse("--ipc", unresolved));
+    }
+    if published(flags).iter().any(|p| p.host == 0) {
+        return Err(refuse("-p", "no free host port was chosen before the plan"));
+    }
     let own = "the container has no network interface of its own to configure";
     match flags.net {
         NetMode::Pasta => {}
@@ -274,13 +304,9 @@ pub(super) fn before_unshare(flags: &Flags, facts: &HostFacts, steps: &mut Vec<S
         steps.push(Step::NetHelper(h));
     }
     if joins(flags) {
-        let net = match flags.net {
-            NetMode::Container(pid) => Some(pid),
-            _ => None,
-        };
         steps.push(Step::JoinNs {
-            net,
-            ipc: flags.ipc_container,
+            net: facts.peers.net,
+            ipc: facts.peers.ipc,
         });
     }
 }
@@ -476,7 +502,7 @@ pub(super) fn hosts_file(hostname: &str, flags: &Flags, gateway: Option<&str>) -
     for h in &flags.add_hosts {
         // With the host's own network, the host is this machine: loopback; slirp4netns's
         // gateway is the host, and pasta maps the host's gateway address to the host.
-        let ip = match (&h.addr, flags.net) {
+        let ip = match (&h.addr, &flags.net) {
             (HostAddr::Ip(ip), _) => ip,
             (HostAddr::Gateway, NetMode::Slirp { .. }) => SLIRP_GATEWAY,
             (HostAddr::Gateway, NetMode::Pasta) => gateway.unwrap_or("127.0.0.1"),

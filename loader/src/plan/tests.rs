@@ -1505,14 +1505,27 @@ fn publish_specs_parse_as_docker_reads_them() {
         (range[2].host, range[2].ctr, range[2].udp),
         (7002, 8002, true)
     );
+    // No host port: a free one is chosen when the run starts (0 until then).
+    let random = |ip: Option<&str>, ctr| net::Publish {
+        ip: ip.map(str::to_string),
+        host: 0,
+        ctr,
+        udp: false,
+    };
+    assert_eq!(p("6379"), [random(None, 6379)]);
+    assert_eq!(p("127.0.0.1::6379"), [random(Some("127.0.0.1"), 6379)]);
+    assert_eq!(p("[::1]::80")[0], random(Some("::1"), 80));
+    assert_eq!(p("8000-8001"), [random(None, 8000), random(None, 8001)]);
+    assert!(p("53/udp")[0].udp);
     for (bad, why) in [
-        ("80", "give the host port too"),
         ("x:80", "'x' is not a port"),
         ("0:80", "'0' is not a port"),
         ("80:70000", "'70000' is not a port"),
         ("80:80/sctp", "unknown protocol 'sctp'"),
         ("1.2.3:80:80", "not an IP address"),
         ("7000-7001:80", "differ in length"),
+        ("1.2.3.4::x", "'x' is not a port"),
+        ("80:", "'' is not a port"),
         ("9-8:9-8", "ends before it starts"),
     ] {
         let e = net::publish(bad).unwrap_err();
@@ -1584,9 +1597,17 @@ fn the_default_gateway_is_read_from_proc_net_route() {
     assert_eq!(net::default_gateway("Iface\tDestination\n"), None);
 }
 
+/// Facts with the processes `container:X` names resolved (see `lifecycle::peers`).
+fn joined(net: Option<u32>, ipc: Option<u32>) -> HostFacts {
+    HostFacts {
+        peers: net::Peers { net, ipc },
+        ..facts()
+    }
+}
+
 #[test]
 fn publish_is_ignored_with_a_warning_on_the_host_network_and_refused_without_one() {
-    let steps = plan(&image(), &flags(&["--net=host", "-p", "80:80"]), &facts()).unwrap();
+    let steps = plan(&image(), &flags(&["--net=host", "-p", "80"]), &facts()).unwrap();
     assert!(steps.contains(&Step::Warn(
         "published ports are discarded when using host network mode".into()
     )));
@@ -1597,8 +1618,12 @@ fn publish_is_ignored_with_a_warning_on_the_host_network_and_refused_without_one
             "-p cannot be used with --net none",
         ),
         (
-            &["--net=container:42", "-p", "80:80"],
-            "-p cannot be used with --net container:PID",
+            &["--net=container:web", "-p", "80:80"],
+            "-p cannot be used with --net container:NAME",
+        ),
+        (
+            &["--net=slirp", "-p", "80"],
+            "-p cannot be used with --net slirp: no free host port was chosen",
         ),
         (
             &["--net=slirp", "--ip", "10.0.2.5"],
@@ -1610,15 +1635,15 @@ fn publish_is_ignored_with_a_warning_on_the_host_network_and_refused_without_one
             "want six hex bytes",
         ),
         (
-            &["--net=container:42", "--add-host", "h:host-gateway"],
+            &["--net=container:web", "--add-host", "h:host-gateway"],
             "the gateway is the other container's",
         ),
         (
-            &["--net=container:42", "--userns=map"],
+            &["--net=container:web", "--userns=map"],
             "runs in that one's user namespace",
         ),
     ] {
-        let e = plan(&image(), &flags(args), &facts())
+        let e = plan(&image(), &flags(args), &joined(Some(42), None))
             .unwrap_err()
             .to_string();
         assert!(e.contains(needle), "{args:?}: {e}");
@@ -1637,8 +1662,8 @@ fn publish_is_ignored_with_a_warning_on_the_host_network_and_refused_without_one
 fn container_modes_join_the_other_namespaces_instead_of_mapping_ids() {
     let steps = plan(
         &image(),
-        &flags(&["--net", "container:4242", "--ipc=container:4243"]),
-        &facts(),
+        &flags(&["--net", "container:web", "--ipc=container:4243"]),
+        &joined(Some(4242), Some(4243)),
     )
     .unwrap();
     assert_eq!(
@@ -1655,11 +1680,16 @@ fn container_modes_join_the_other_namespaces_instead_of_mapping_ids() {
     let ipc = plan(
         &image(),
         &flags(&["--ipc=container:7", "--net=none"]),
-        &facts(),
+        &joined(None, Some(7)),
     )
     .unwrap();
     assert!(matches!(ipc[1], Step::Unshare(f) if f & ns::NEW_NET != 0 && f & ns::NEW_IPC == 0));
     assert!(net::joins(&flags(&["--ipc=container:7"])));
+    // A name the run did not resolve is never planned as a join of nothing.
+    for args in [&["--net=container:web"][..], &["--ipc=container:web"]] {
+        let e = plan(&image(), &flags(args), &facts()).unwrap_err();
+        assert!(e.to_string().contains("was not looked up"), "{e}");
+    }
 }
 
 #[test]
@@ -1669,11 +1699,27 @@ fn net_and_ipc_values_are_checked() {
             .unwrap_err()
             .to_string()
     };
-    assert!(err(&["--net=container:abc"]).contains("container names are not accepted yet"));
-    assert!(err(&["--net=container:0"]).contains("want container:PID"));
-    assert!(err(&["--ipc=host"]).contains("want private, shareable or container:PID"));
+    assert_eq!(
+        flags(&["--net=container:web.1"]).net,
+        crate::args::NetMode::Container("web.1".into())
+    );
+    assert_eq!(
+        flags(&["--ipc=container:4242"]).ipc_container.as_deref(),
+        Some("4242")
+    );
+    for bad in [
+        "--net=container:",
+        "--net=container:a/b",
+        "--ipc=container:-x",
+    ] {
+        assert!(
+            err(&[bad]).contains("want container:NAME (a container's name or ID) or container:PID"),
+            "{bad}"
+        );
+    }
+    assert!(err(&["--ipc=host"]).contains("want private, shareable or container:NAME|ID|PID"));
     assert!(err(&["--net=slirp:mtu=1"]).contains("allow_host_loopback"));
-    assert!(err(&["-p", "80"]).starts_with("invalid value '80' for '-p': give the host port"));
+    assert!(err(&["-p", "x"]).starts_with("invalid value 'x' for '-p': 'x' is not a port"));
     assert_eq!(flags(&["--ipc=private"]).ipc_container, None);
     // -p with an explicit network keeps it, whichever comes first.
     assert_eq!(

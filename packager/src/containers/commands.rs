@@ -1,5 +1,5 @@
-//! The subcommands that manage containers: `ps`, `stop`, `kill`, `logs`, `rm`, `inspect NAME`
-//! and `exec`, in Docker's spelling.
+//! The subcommands that manage containers: `ps`, `stop`, `kill`, `logs`, `rm`, `inspect NAME`,
+//! `port` and `exec`, in Docker's spelling.
 
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -12,6 +12,7 @@ use rustix::process::{kill_process, Pid, Signal};
 
 use super::time::{human, since};
 use super::{find, list, signal_number, Container, State};
+use loader::containers::Port;
 
 #[derive(Debug, Args)]
 pub struct PsArgs {
@@ -73,6 +74,15 @@ pub struct RmArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PortArgs {
+    #[arg(value_name = "NAME|ID|PID")]
+    pub container: String,
+    /// Only this container port (tcp unless /udp is given)
+    #[arg(value_name = "CTRPORT[/PROTO]")]
+    pub port: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct ExecArgs {
     /// Keep stdin open (it always is); with -t, stdin must be a terminal
     #[arg(short, long)]
@@ -104,8 +114,36 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
+/// The host side of a published port as Docker shows it: `0.0.0.0:32768`, `[::1]:32768`.
+fn host_side(p: &Port) -> String {
+    match p.host_ip.contains(':') {
+        true => format!("[{}]:{}", p.host_ip, p.host_port),
+        false => format!("{}:{}", p.host_ip, p.host_port),
+    }
+}
+
+/// The ports a container publishes now: those of its state while it runs (Docker shows none
+/// for a stopped one), by container port.
+fn live_ports(s: &State) -> Vec<&Port> {
+    let mut ports: Vec<&Port> = match s.status.as_str() {
+        "running" => s.ports.iter().collect(),
+        _ => Vec::new(),
+    };
+    ports.sort_by_key(|p| (p.container_port, p.protocol.clone(), p.host_port));
+    ports
+}
+
+/// Docker's PORTS column: `0.0.0.0:32768->6379/tcp, …`.
+fn ports_column(s: &State) -> String {
+    let all: Vec<String> = live_ports(s)
+        .iter()
+        .map(|p| format!("{}->{}/{}", host_side(p), p.container_port, p.protocol))
+        .collect();
+    all.join(", ")
+}
+
 /// A line of `ps`: Docker's columns, plus the host PID of the container's PID 1.
-fn ps_row(s: &State) -> [String; 7] {
+fn ps_row(s: &State) -> [String; 8] {
     let mut cmd = s.command.join(" ");
     if cmd.chars().count() > 20 {
         cmd = cmd.chars().take(19).collect::<String>() + "…";
@@ -134,6 +172,7 @@ fn ps_row(s: &State) -> [String; 7] {
         format!("\"{cmd}\""),
         format!("{} ago", ago(&s.created)),
         status,
+        ports_column(s),
         pid,
         s.name.clone(),
     ]
@@ -155,21 +194,22 @@ pub fn ps(a: PsArgs) -> Result<()> {
         "COMMAND",
         "CREATED",
         "STATUS",
+        "PORTS",
         "PID",
         "NAMES",
     ]
     .map(String::from);
-    let rows: Vec<[String; 7]> = std::iter::once(head)
+    let rows: Vec<[String; 8]> = std::iter::once(head)
         .chain(states.iter().map(ps_row))
         .collect();
     let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..7).map(width).collect();
+    let widths: Vec<usize> = (0..8).map(width).collect();
     let mut out = std::io::stdout().lock();
     for r in &rows {
         let mut line = String::new();
         for (i, cell) in r.iter().enumerate() {
             line.push_str(cell);
-            if i < 6 {
+            if i < 7 {
                 let pad = widths[i] - cell.chars().count() + 3;
                 line.extend(std::iter::repeat_n(' ', pad));
             }
@@ -384,6 +424,35 @@ pub fn rm(a: RmArgs) -> Result<()> {
     Ok(())
 }
 
+/// `port NAME [CTRPORT[/PROTO]]`, as `docker port` prints: every mapping as
+/// `6379/tcp -> 0.0.0.0:32768`, or the host side of one container port.
+pub fn port(a: PortArgs) -> Result<()> {
+    let c = find(&a.container)?;
+    let s = c.current();
+    let ports = live_ports(&s);
+    let Some(want) = a.port else {
+        for p in ports {
+            println!("{}/{} -> {}", p.container_port, p.protocol, host_side(p));
+        }
+        return Ok(());
+    };
+    let (num, proto) = want.split_once('/').unwrap_or((&want, "tcp"));
+    let num: u16 = num
+        .parse()
+        .with_context(|| format!("invalid port {want}: want CTRPORT[/tcp|udp]"))?;
+    let hits: Vec<&&Port> = ports
+        .iter()
+        .filter(|p| p.container_port == num && p.protocol == proto)
+        .collect();
+    if hits.is_empty() {
+        bail!("no public port '{num}/{proto}' published for {}", c.name());
+    }
+    for p in hits {
+        println!("{}", host_side(p));
+    }
+    Ok(())
+}
+
 /// `inspect NAME`: the container's state as JSON, as it is now.
 pub fn inspect(query: &str) -> Result<()> {
     let c = find(query)?;
@@ -512,5 +581,49 @@ mod tests {
             let f = exec_flags(&exec_args(args), s);
             assert!(f.contains(&"--privileged".to_string()), "{f:?}");
         }
+    }
+
+    fn port(ip: &str, host: u16, ctr: u16, proto: &str) -> Port {
+        Port {
+            host_ip: ip.into(),
+            host_port: host,
+            container_port: ctr,
+            protocol: proto.into(),
+        }
+    }
+
+    #[test]
+    fn the_state_the_loader_writes_reads_back_with_its_ports_and_volumes() {
+        let s = State {
+            id: "ab".into(),
+            status: "running".into(),
+            ports: vec![port("0.0.0.0", 32768, 6379, "tcp")],
+            volumes: vec!["data".into()],
+            ..State::default()
+        };
+        let back: State = serde_json::from_str(&s.to_json()).unwrap();
+        assert_eq!(back, s);
+        // A state written before the fields existed has none.
+        let old: State = serde_json::from_str(r#"{"id":"ab","status":"running"}"#).unwrap();
+        assert!(old.ports.is_empty() && old.volumes.is_empty());
+    }
+
+    #[test]
+    fn ps_shows_published_ports_as_dockers_ports_column_while_running() {
+        let mut s = State {
+            status: "running".into(),
+            ports: vec![
+                port("::1", 8053, 53, "udp"),
+                port("0.0.0.0", 32768, 6379, "tcp"),
+            ],
+            ..State::default()
+        };
+        assert_eq!(
+            ports_column(&s),
+            "[::1]:8053->53/udp, 0.0.0.0:32768->6379/tcp"
+        );
+        assert_eq!(ps_row(&s)[5], ports_column(&s));
+        s.status = "exited".into();
+        assert_eq!(ports_column(&s), "");
     }
 }
