@@ -21,4 +21,5 @@ for ours, peer, label in rows:
     o, m = med(ours), med(peer)
     if o and m:
         mode = "one uid " if ours == "single" else "subuid  "
-        print(f"  warm start ({mode}) vs {label:11s}: {o / m:6.2f}x the time ({m / o:6.1f}x {'faster' if m > o else 'slower'})")
+        how = f"{m / o:6.1f}x faster" if m > o else f"{o / m:6.2f}x slower"
+        print(f"  warm start ({mode}) vs {label:11s}: {o / m:6.2f}x the time ({how})")
