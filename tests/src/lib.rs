@@ -10,6 +10,7 @@ pub mod fixtures;
 pub mod hostile;
 pub mod registry;
 pub mod runner;
+pub mod subcommand;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

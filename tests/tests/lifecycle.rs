@@ -4,9 +4,10 @@
 //! answers: the same image, the same commands under `docker run -d` / `logs` / `exec`.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use e2e::subcommand::{oci, oci_ok, remove_on_drop};
 use e2e::{assert_one_line_error, fixtures, text, Runner};
 
 fn bb() -> &'static Path {
@@ -15,24 +16,6 @@ fn bb() -> &'static Path {
 
 /// The container of the lifecycle: says it started, and says bye and exits 3 on TERM.
 const WEB: &str = "echo started; trap \"echo bye; exit 3\" TERM; while :; do sleep 0.1; done";
-
-/// `oci2bin ARGS…` as the test user, with the runner's cache (where the states live).
-fn oci(r: &Runner, args: &[&str]) -> Output {
-    r.command(&e2e::oci2bin(), args).output().unwrap()
-}
-
-/// `oci2bin ARGS…` that must succeed; its stdout.
-fn oci_ok(r: &Runner, args: &[&str]) -> String {
-    let o = oci(r, args);
-    assert!(
-        o.status.success(),
-        "oci2bin {args:?} exited {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
-}
 
 /// Starts `bb() -d ARGS…`; returns the ID it printed.
 fn detach(r: &Runner, args: &[&str]) -> String {
@@ -67,24 +50,13 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// Removes the test's containers whatever happened (a failed assert must not leave them).
-struct Cleanup<'a>(&'a Runner, Vec<&'a str>);
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        for n in &self.1 {
-            let _ = oci(self.0, &["rm", "-f", n]);
-        }
-    }
-}
-
 #[test]
 fn a_detached_named_container_through_ps_logs_exec_stop_and_rm() {
     if !e2e::runner::userns() {
         return;
     }
     let r = Runner::new();
-    let _c = Cleanup(&r, vec!["web"]);
+    let _c = remove_on_drop(&r, &["web"]);
     let id = detach(&r, &["--name", "web", "sh", "-c", WEB]);
     eventually("logs show started", || {
         oci_ok(&r, &["logs", "web"]) == "started\n"
@@ -220,7 +192,7 @@ fn an_exec_right_after_d_returns_finds_the_container_set_up() {
     }
     let r = Runner::new();
     let names = ["ready0", "ready1", "ready2"];
-    let _c = Cleanup(&r, names.to_vec());
+    let _c = remove_on_drop(&r, &names);
     for name in names {
         detach(&r, &["--name", name, "sleep", "60"]);
         // Root of the container may write its root (the run's private upper).
@@ -245,7 +217,7 @@ fn kill_sends_the_signal_and_rm_refuses_a_running_container_without_force() {
         return;
     }
     let r = Runner::new();
-    let _c = Cleanup(&r, vec!["k"]);
+    let _c = remove_on_drop(&r, &["k"]);
     let script = "trap 'echo usr1' USR1; echo ready; while :; do sleep 0.1; done";
     detach(&r, &["--name", "k", "sh", "-c", script]);
     assert_one_line_error(&oci(&r, &["rm", "k"]), "it is running");
@@ -285,7 +257,7 @@ fn stale_state_after_kill_9_of_the_supervisor_shows_exited_and_signals_no_strang
         return;
     }
     let r = Runner::new();
-    let _c = Cleanup(&r, vec!["s", "stranger"]);
+    let _c = remove_on_drop(&r, &["s", "stranger"]);
     detach(&r, &["--name", "s", "sh", "-c", "sleep 60"]);
     let s = state(&r, "s");
     let (sup, pid) = (
@@ -340,7 +312,7 @@ fn restart_on_failure_restarts_twice_then_stops_and_stop_ends_always() {
         return;
     }
     let r = Runner::new();
-    let _c = Cleanup(&r, vec!["rf", "ra"]);
+    let _c = remove_on_drop(&r, &["rf", "ra"]);
     detach(
         &r,
         &[
@@ -400,7 +372,7 @@ fn logs_follow_until_the_container_stops_and_keep_the_streams_apart() {
         return;
     }
     let r = Runner::new();
-    let _c = Cleanup(&r, vec!["f"]);
+    let _c = remove_on_drop(&r, &["f"]);
     let script = "for i in 1 2 3; do echo line$i; sleep 0.3; done; echo oops >&2";
     detach(&r, &["--name", "f", "sh", "-c", script]);
     let o = r
@@ -476,7 +448,7 @@ fn exec_joins_a_single_uid_container_and_inspect_tells_files_from_names() {
         return;
     }
     let r = Runner::new();
-    let _c = Cleanup(&r, vec!["one"]);
+    let _c = remove_on_drop(&r, &["one"]);
     detach(
         &r,
         &[
@@ -518,7 +490,7 @@ fn exec_joins_a_mapped_container_as_its_non_root_user_and_as_any_other() {
     if !e2e::require(ranged, "the test user has no subordinate id range to map") {
         return;
     }
-    let _c = Cleanup(&r, vec!["mapped"]);
+    let _c = remove_on_drop(&r, &["mapped"]);
     detach(
         &r,
         &[
@@ -557,7 +529,7 @@ fn a_detached_tty_logs_the_pty_and_dit_keeps_the_shell_waiting_on_it() {
         return;
     }
     let r = Runner::new();
-    let _c = Cleanup(&r, vec!["dt", "dit"]);
+    let _c = remove_on_drop(&r, &["dt", "dit"]);
     detach(
         &r,
         &[
@@ -615,7 +587,7 @@ fn detached_ttys_log_as_dockers_do() {
     }
     e2e::docker::remove(&tag);
     let r = Runner::new();
-    let _c = Cleanup(&r, vec!["dt", "dit"]);
+    let _c = remove_on_drop(&r, &["dt", "dit"]);
     detach(&r, &["-t", "--name", "dt", "sh", "-c", probe]);
     detach(&r, &["-it", "--name", "dit", "sh"]);
     std::thread::sleep(Duration::from_secs(2));
@@ -675,7 +647,7 @@ fn ps_logs_and_exec_answer_as_docker_does() {
     assert!(d.status.success(), "docker run -d: {}", text(&d.stderr));
     let docker_id = text(&d.stdout).trim().to_string();
     let r = Runner::new();
-    let _c = Cleanup(&r, vec!["oracle"]);
+    let _c = remove_on_drop(&r, &["oracle"]);
     let ours_id = detach(&r, &["--name", "oracle", "sh", "-c", script]);
     assert_eq!(ours_id.len(), docker_id.len(), "an ID of Docker's shape");
     let docker = |args: &[&str]| Command::new("docker").args(args).output().unwrap();

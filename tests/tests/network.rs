@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use e2e::subcommand::{oci, oci_ok, remove_on_drop};
 use e2e::{assert_one_line_error, fixtures, text, Runner};
 
 fn bb() -> &'static Path {
@@ -614,35 +615,6 @@ fn bad_publish_ports_in_use_and_foreign_containers_fail_in_one_line_with_125() {
 
 // ---- container:NAME, -p without a host port, `oci2bin port` ----
 
-/// `oci2bin ARGS…` as the test user, with the runner's cache (where the states live).
-fn oci(r: &Runner, args: &[&str]) -> std::process::Output {
-    r.command(&e2e::oci2bin(), args).output().unwrap()
-}
-
-/// `oci2bin ARGS…` that must succeed; its stdout.
-fn oci_ok(r: &Runner, args: &[&str]) -> String {
-    let o = oci(r, args);
-    assert!(
-        o.status.success(),
-        "oci2bin {args:?} exited {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
-}
-
-/// Removes the test's containers whatever happened.
-struct Cleanup<'a>(&'a Runner, Vec<String>);
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        for n in &self.1 {
-            let _ = oci(self.0, &["rm", "-f", n]);
-        }
-    }
-}
-
 /// Polls `f` for up to 30 s; its last answer.
 fn poll(what: &str, mut f: impl FnMut() -> Option<String>) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -674,7 +646,7 @@ fn net_and_ipc_container_name_join_a_running_named_container_and_refuse_others()
     }
     let r = Runner::new();
     let img = fixtures::redis_bin();
-    let _c = Cleanup(&r, vec!["o2b-db".into()]);
+    let _c = remove_on_drop(&r, &["o2b-db"]);
     // Redis on the container's loopback only, and a SysV segment in its IPC namespace.
     let id = r.ok(
         img,
@@ -763,7 +735,7 @@ fn publish_without_a_host_port_picks_a_free_one_that_port_and_ps_show() {
         }
         let r = Runner::new();
         let name = format!("o2b-pub-{net}");
-        let _c = Cleanup(&r, vec![name.clone()]);
+        let _c = remove_on_drop(&r, &[&name]);
         r.ok(
             fixtures::redis_bin(),
             &["-d", "--name", &name, &format!("--net={net}"), "-p", "6379"],
@@ -797,7 +769,7 @@ fn publish_without_a_host_port_picks_a_free_one_that_port_and_ps_show() {
         );
         // IP::CTRPORT binds that address only.
         let local = format!("{name}-lo");
-        let _l = Cleanup(&r, vec![local.clone()]);
+        let _l = remove_on_drop(&r, &[&local]);
         r.ok(
             fixtures::redis_bin(),
             &[
@@ -842,7 +814,7 @@ fn port_prints_as_docker_port_does() {
     let _ = Command::new("docker").args(["rm", "-f", &name]).output();
     e2e::docker::remove(&tag);
     let r = Runner::new();
-    let _c = Cleanup(&r, vec![name.clone()]);
+    let _c = remove_on_drop(&r, &[&name]);
     let mut ours_run = vec!["-d", "--name", &name];
     ours_run.extend(flags);
     ours_run.extend(["sleep", "60"]);

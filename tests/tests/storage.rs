@@ -5,6 +5,7 @@
 //! layer's PAX record. Docker is the oracle where it has the same flag.
 
 use e2e::hostile::{layout, RawTar};
+use e2e::subcommand::{oci, oci_ok, remove_on_drop};
 use e2e::{assert_one_line_error, fixtures, have, require, text, world_tempdir, Runner};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -553,34 +554,6 @@ fn an_upper_overlayfs_refuses_falls_back_to_ram_with_a_warning() {
 
 // ---- oci2bin volume create|ls|inspect|rm|prune ----
 
-/// `oci2bin ARGS…` as the test user, with the runner's cache.
-fn oci(r: &Runner, args: &[&str]) -> std::process::Output {
-    r.command(&e2e::oci2bin(), args).output().unwrap()
-}
-
-fn oci_ok(r: &Runner, args: &[&str]) -> String {
-    let o = oci(r, args);
-    assert!(
-        o.status.success(),
-        "oci2bin {args:?} exited {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
-}
-
-/// Stops and removes the test's containers whatever happened.
-struct Containers<'a>(&'a Runner, Vec<&'a str>);
-
-impl Drop for Containers<'_> {
-    fn drop(&mut self) {
-        for n in &self.1 {
-            let _ = oci(self.0, &["rm", "-f", n]);
-        }
-    }
-}
-
 #[test]
 fn volume_create_ls_inspect_rm_and_prune_round_trip() {
     if !e2e::runner::userns() {
@@ -653,7 +626,7 @@ fn volume_create_ls_inspect_rm_and_prune_round_trip() {
     assert_eq!(r.ok(bb(), &["-v", "o2b-v1:/data", "ls", "-A", "/data"]), "");
 
     // prune: asks first (no answer, nothing removed); with -f, every volume not in use goes.
-    let _c = Containers(&r, vec!["o2b-user"]);
+    let _c = remove_on_drop(&r, &["o2b-user"]);
     r.ok(
         bb(),
         &[
@@ -689,7 +662,7 @@ fn volume_rm_refuses_a_volume_a_running_container_uses() {
         return;
     }
     let r = Runner::new();
-    let _c = Containers(&r, vec!["o2b-busy"]);
+    let _c = remove_on_drop(&r, &["o2b-busy"]);
     r.ok(
         bb(),
         &[

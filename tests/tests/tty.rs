@@ -198,13 +198,19 @@ fn an_interactive_shell_gets_its_own_terminal_and_gives_the_callers_back() {
     assert!(tty.starts_with("/dev/pts/"), "{tty}");
     assert_eq!(marked(&out, "M2="), "33 111");
 
+    resize_interrupt_and_exit(&term, &mut c, &before);
+}
+
+/// The rest of a shell session through a pty: a resize reaches `stty size`, ^C interrupts the
+/// job in the container's foreground (not the shell), `exit 7` is the exit code, and the
+/// caller's terminal is given back as `before`.
+fn resize_interrupt_and_exit(term: &Term, shell: &mut std::process::Child, before: &libc::termios) {
     term.resize(40, 100);
     std::thread::sleep(Duration::from_millis(300));
     term.type_("echo M$((3))=$(stty size)\r");
     term.wait_for("M3=", Duration::from_secs(5));
     assert_eq!(marked(&term.output(), "M3="), "40 100");
 
-    // ^C interrupts the job in the container's foreground, not the shell.
     term.type_("sleep 100\r");
     std::thread::sleep(Duration::from_millis(500));
     term.type_("\x03");
@@ -213,10 +219,10 @@ fn an_interactive_shell_gets_its_own_terminal_and_gives_the_callers_back() {
     assert_eq!(marked(&term.output(), "M4="), "130");
 
     term.type_("exit 7\r");
-    assert_eq!(wait_within(&mut c, Duration::from_secs(10)), Some(7));
+    assert_eq!(wait_within(shell, Duration::from_secs(10)), Some(7));
     assert_eq!(
         modes(&term.termios()),
-        modes(&before),
+        modes(before),
         "terminal not restored"
     );
 }
@@ -456,26 +462,7 @@ fn exec_it_drives_a_shell_through_a_pty_of_the_container() {
     let n = &tty["/dev/pts/".len()..];
     assert!(marked(&out, "M5=").split(' ').any(|e| e == n), "{out}");
 
-    term.resize(40, 100);
-    std::thread::sleep(Duration::from_millis(300));
-    term.type_("echo M$((3))=$(stty size)\r");
-    term.wait_for("M3=", Duration::from_secs(5));
-    assert_eq!(marked(&term.output(), "M3="), "40 100");
-
-    term.type_("sleep 100\r");
-    std::thread::sleep(Duration::from_millis(500));
-    term.type_("\x03");
-    term.type_("echo M$((4))=$?\r");
-    term.wait_for("M4=", Duration::from_secs(5));
-    assert_eq!(marked(&term.output(), "M4="), "130");
-
-    term.type_("exit 7\r");
-    assert_eq!(wait_within(&mut p, Duration::from_secs(10)), Some(7));
-    assert_eq!(
-        modes(&term.termios()),
-        modes(&before),
-        "terminal not restored"
-    );
+    resize_interrupt_and_exit(&term, &mut p, &before);
     // The container lives on.
     assert_eq!(c.exec_ok(&[], &["echo", "up"]), "up\n");
 }
