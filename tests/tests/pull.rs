@@ -609,8 +609,11 @@ fn an_interrupted_pull_leaves_no_partial_blob_or_output() {
     }
     let reg = plain_busybox();
     let proxy = FaultProxy::start(reg.host());
-    // Busy answers keep the pull in its back-off (0.5 s, 1 s, 2 s) with a partial blob open.
-    proxy.fail_blob_gets(4);
+    // The layer goes silent halfway, with its first half in a partial blob. (Busy answers
+    // left too short a window: their `Retry-After: 0` is retried at once, and a poll missed the
+    // partial blob now and then.)
+    let (layer, size) = biggest_busybox_layer();
+    proxy.stall_blob_once(&layer, size / 2, Duration::from_secs(30));
     let p = Puller::new();
     let mut child = p
         .command(&[
@@ -618,14 +621,21 @@ fn an_interrupted_pull_leaves_no_partial_blob_or_output() {
             &format!("http://{}/library/busybox:latest", proxy.host()),
             "bb",
         ])
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while p.partial_blobs().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no partial blob appeared"
-        );
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!(
+                "no partial blob appeared; the pull {:?}: {}; requests: {:?}",
+                o.status,
+                text(&o.stderr),
+                proxy.requests()
+            );
+        }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // SAFETY: kill(2) on our own child's pid.
