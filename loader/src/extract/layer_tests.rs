@@ -427,3 +427,20 @@ fn a_fix_layer_gives_undescribed_directories_the_merged_trees_attributes() {
         ]
     );
 }
+
+#[test]
+fn more_layers_than_one_mount_option_page_takes_are_not_stacked() {
+    let t = tempfile::tempdir().unwrap();
+    let tar = TarBuilder::new().file("f", 0o644, b"f").finish();
+    let mut dirs = Vec::new();
+    let mut infos = Vec::new();
+    for i in 0..40 {
+        let d = t.path().join(format!("{}{i:02}", "l".repeat(90)));
+        infos.push(Some(layer(&d, &tar, Whiteouts::CharDev).unwrap()));
+        dirs.push(d);
+    }
+    let e = crate::cache::stackable(&Stack(dirs.clone()), &infos, Whiteouts::CharDev).unwrap_err();
+    assert_eq!(e, "40 layers are too many for one mount");
+    let few = Stack(dirs[..10].to_vec());
+    assert!(crate::cache::stackable(&few, &infos[..10], Whiteouts::CharDev).is_ok());
+}
