@@ -137,6 +137,52 @@ fn stacked_and_merged_roots_are_the_same_tree_as_the_container_sees_it() {
     }
 }
 
+/// Where the kernel reads xattr whiteouts (6.7 and later), that form stacks the same tree too
+/// (the probe prefers character devices; a cache whose record says `xattr` gets this form).
+#[test]
+fn the_xattr_whiteout_form_stacks_the_same_tree_where_the_kernel_has_it() {
+    if !e2e::runner::userns() {
+        return;
+    }
+    let Some(lister) = treelist() else {
+        return;
+    };
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release
+        .trim()
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    if (v.next().unwrap_or(0), v.next().unwrap_or(0)) < (6, 7) {
+        eprintln!(
+            "skipped: xattr whiteouts need Linux 6.7 (this is {})",
+            release.trim()
+        );
+        return;
+    }
+    for file in [fixtures::busybox_bin(), fixtures::debian_bin()] {
+        let r = single();
+        let cache = r.cache();
+        std::fs::create_dir_all(&cache).unwrap();
+        std::fs::write(
+            cache.join("overlay-probe"),
+            format!("v1 {} xattr\n", release.trim()),
+        )
+        .unwrap();
+        for p in [
+            r.home().join(".cache"),
+            cache.clone(),
+            cache.join("overlay-probe"),
+        ] {
+            std::os::unix::fs::chown(&p, Some(r.uid()), None).unwrap();
+        }
+        let stacked = tree_seen(&r, file, &["--userns=single"], false, lister);
+        let entries = names(&cache.join("rootfs"));
+        assert!(entries.iter().all(|e| e.ends_with("-s1")), "{entries:?}");
+        let merged = tree_seen(&single(), file, &["--userns=single"], true, lister);
+        assert_eq!(stacked, merged);
+    }
+}
+
 #[test]
 fn the_whiteouts_and_the_opaque_dir_of_the_debian_fixture_hold_in_the_stack() {
     if !e2e::runner::userns() {
