@@ -356,12 +356,15 @@ fn locations_follow_xdg_then_home_then_tmpdir() {
         })
     };
     let l = vars(Some("/x"), Some("/h"), None);
+    assert!(l.layers, "stacked entries unless OCI2BIN_ROOTFS=merged");
     assert_eq!(l.cache, Some(PathBuf::from("/x/oci2bin")));
     assert_eq!(l.tmp, PathBuf::from("/tmp"));
     let l = vars(Some("relative"), Some("/h"), Some("/t"));
     assert_eq!(l.cache, Some(PathBuf::from("/h/.cache/oci2bin")));
     assert_eq!(l.tmp, PathBuf::from("/t"));
     assert_eq!(vars(None, None, None).cache, None);
+    let merged = Locations::from_vars(|k| (k == "OCI2BIN_ROOTFS").then(|| "merged".into()));
+    assert!(!merged.layers);
 }
 
 use std::os::unix::fs::PermissionsExt;
