@@ -799,7 +799,8 @@ pub struct Fix {
 
 /// Whether the overlay of `trees` (an image's layers, topmost first, with what their
 /// extraction found) can show exactly the tree applying the layers in order gives, and the
-/// directories a fix layer on top needs for it (`Err` says why it cannot).
+/// directories a fix layer on top needs for it (`Err` says why it cannot, for specs: the
+/// caller makes a merged entry whatever the reason).
 ///
 /// It cannot when a layer links to a file it lacks, makes an opaque root above another layer,
 /// or made a directory without an entry where the layers below have a non-directory (the
@@ -813,32 +814,30 @@ pub fn stackable(
     trees: &Stack,
     infos: &[Option<LayerInfo>],
     form: Whiteouts,
-) -> Result<Vec<Fix>, String> {
+) -> Result<Vec<Fix>, &'static str> {
     let dirs = trees.dirs();
     let Some(infos) = infos.iter().map(Option::as_ref).collect::<Option<Vec<_>>>() else {
-        return Err("a layer without info".into());
+        return Err("a layer without info");
     };
     let last = infos.len().saturating_sub(1);
     let rel = |d: &[u8]| PathBuf::from(OsStr::from_bytes(d));
-    for (i, (tree, info)) in dirs.iter().zip(&infos).enumerate() {
-        let t = tree.display();
+    for (i, info) in infos.iter().enumerate() {
         if info.outside_link {
-            return Err(format!("{t}: a hard link to a lower layer"));
+            return Err("a hard link to a lower layer");
         }
         if info.opaque_root && i != last {
-            return Err(format!("{t}: an opaque root"));
+            return Err("an opaque root above another layer");
         }
         let below = Stack(dirs[i + 1..].to_vec());
         for (d, _) in &info.implicit_dirs {
             if let Found::NonDir(..) = below.lookup(rel(d)) {
-                let d = rel(d);
-                return Err(format!("{t}: {} made over a non-directory", d.display()));
+                return Err("a directory without an entry made over a non-directory");
             }
         }
     }
     // Fixing attributes needs a fix layer: one more lower.
     if trees.lowerdir().len() + 128 > MAX_LOWERDIR {
-        return Err(format!("{} layers are too many for one mount", infos.len()));
+        return Err("too many layers for one mount");
     }
     // Directories each layer made without describing them.
     let undescribed: Vec<Vec<&[u8]>> = infos
@@ -893,15 +892,12 @@ pub fn stackable(
                 }
                 if form != Whiteouts::CharDev {
                     // Overlayfs lists xattr whiteouts in the lowest layer of a merged directory.
-                    let (t, d) = (list[0].display(), d.display());
-                    return Err(format!("{t}: a whiteout in {d}, merged with no layer"));
+                    return Err("a whiteout in a directory merged with no layer");
                 }
                 need(&d, &mut fixes);
             }
         }
     }
-    // Deepest first, the order [`make_fix`] sets their attributes in.
-    fixes.sort_unstable_by_key(|f| std::cmp::Reverse(f.rel.as_os_str().len()));
     for f in &fixes {
         // Attributes a fix does not copy.
         let names = CString::new(f.from.as_os_str().as_bytes())
@@ -910,15 +906,14 @@ pub fn stackable(
             .unwrap_or_default();
         let own = |n: &&[u8]| n.is_empty() || n.starts_with(crate::stack::OVERLAY_XATTR_PREFIX);
         if !names.split(|&c| c == 0).all(|n| own(&n)) {
-            return Err(format!("{}: extended attributes", f.from.display()));
+            return Err("a directory with extended attributes to fix");
         }
     }
     Ok(fixes)
 }
 
-/// Makes the fix layer `dir` (which must not exist): `fixes`' directories (deepest first, as
-/// [`stackable`] gives them) with the owners, modes and times of the layer directories they
-/// stand for.
+/// Makes the fix layer `dir` (which must not exist): `fixes`' directories with the owners,
+/// modes and times of the layer directories they stand for.
 pub(crate) fn make_fix(dir: &Path, fixes: &[Fix]) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     DirBuilder::new().mode(0o700).create(dir)?;
@@ -929,7 +924,12 @@ pub(crate) fn make_fix(dir: &Path, fixes: &[Fix]) -> io::Result<()> {
             .create(dir.join(&f.rel))?;
     }
     // Deepest first: a parent's mode may forbid reaching its children once set.
-    for f in fixes {
+    let depth = |f: &Fix| f.rel.components().count();
+    let deepest = fixes.iter().map(depth).max().unwrap_or(0);
+    let by_depth = (1..=deepest)
+        .rev()
+        .flat_map(|n| fixes.iter().filter(move |f| depth(f) == n));
+    for f in by_depth {
         let m = std::fs::symlink_metadata(&f.from)?;
         let p = dir.join(&f.rel);
         let made = std::fs::symlink_metadata(&p)?;
