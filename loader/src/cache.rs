@@ -6,6 +6,13 @@
 //! so the warm path is a few `lstat`s, the entry's meta file opened and share-locked for the run
 //! (so `oci2bin cache rm|prune` leave it alone), and its last-use time set.
 //!
+//! Two kinds of entry: a stacked one, the default, whose root is the overlay of the image's
+//! layers, each extracted alone (in parallel, bounded by the CPUs) into the layer store once for
+//! every image that has it; and a merged one, every layer applied in order into one tree, used
+//! where stacking cannot show exactly that tree (see [`stackable`]), where the kernel's overlayfs
+//! does not read our whiteouts ([`probe`]), and with `OCI2BIN_ROOTFS=merged`. Layers are
+//! extracted and published under a lock of their own exactly as merged entries are.
+//!
 //! Ownership: the cache is only written when it belongs to us (or would be created in a
 //! directory of ours, or a sticky root-owned one like /tmp), so `sudo ./image` with a user's
 //! `XDG_CACHE_HOME` creates nothing there. An entry that is a symlink, not a directory or owned
@@ -15,12 +22,16 @@
 //! cold starts remove those whose owner is gone. SIGINT/SIGTERM/SIGHUP/SIGQUIT during an
 //! extraction stop it, remove the partial tree and return [`CacheError::Interrupted`].
 
-use crate::cachedir::{self, LOCKS, META, MNT, PRIVATE_LOCK, PRIVATE_PREFIX, ROOTFS, SUBDIRS, TMP};
-use crate::extract::{self, ErrorKind, ExtractError};
+use crate::cachedir::{
+    self, LAYERS, LAYER_INFO, LAYER_TREE, LOCKS, META, MNT, PRIVATE_LOCK, PRIVATE_PREFIX, ROOTFS,
+    STACK_FIX, STACK_LIST, SUBDIRS, TMP,
+};
+use crate::extract::{self, ErrorKind, ExtractError, Extractor, LayerInfo, Whiteouts};
 use crate::format::{LayerRef, Runtime};
+use crate::stack::{Found, Stack};
 use crate::sys::fs as sys;
-use crate::sys::sig;
-use std::ffi::CString;
+use crate::sys::{ns, sig};
+use std::ffi::{CString, OsStr};
 use std::fs::{DirBuilder, File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
@@ -37,11 +48,16 @@ pub(crate) const STALE_AFTER: Duration = Duration::from_secs(3600);
 /// Waiting this long for another extractor, a start says what it waits for.
 const SAY_WAIT_AFTER: Duration = Duration::from_secs(2);
 
+/// The longest `lowerdir=` value a stacked entry may need: legacy mount(2) takes one page of
+/// options, which also hold the upper and work directories.
+const MAX_LOWERDIR: usize = 3000;
+
 /// A root filesystem ready for a run.
 #[derive(Debug)]
 pub struct Prepared {
-    /// the extracted root filesystem (read-only use: the runtime puts a private overlay on it)
-    pub rootfs: PathBuf,
+    /// the image's tree: one merged directory or its layers, topmost first (read-only use: the
+    /// runtime puts a private overlay on it)
+    pub rootfs: Stack,
     /// an empty directory the runtime mounts its per-run tmpfs on (inside its own mount ns)
     pub scratch: PathBuf,
     /// Some(dir) when the rootfs is a private extraction the caller must delete after the run
@@ -65,6 +81,9 @@ pub enum CacheError {
         path: PathBuf,
         source: io::Error,
     },
+    /// What a layer extraction in a child process said (the text of its error).
+    #[error("{0}")]
+    Layer(String),
     /// A stop signal arrived while extracting; the partial tree is gone. The caller should die
     /// of the same signal ([`sig::die_of`]).
     #[error("interrupted by signal {0}")]
@@ -80,7 +99,7 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Cac
 }
 
 /// An extraction result, with a stop signal told apart from a broken image.
-fn extracted(r: Result<(), ExtractError>) -> Result<(), CacheError> {
+fn extracted<T>(r: Result<T, ExtractError>) -> Result<T, CacheError> {
     match r {
         Err(ExtractError {
             kind: ErrorKind::Interrupted(s),
@@ -97,6 +116,9 @@ pub struct Locations {
     pub cache: Option<PathBuf>,
     /// Parent of private extractions when the cache cannot be used.
     pub tmp: PathBuf,
+    /// Stack the image's layers from the layer store where that shows the merged tree; false
+    /// (`OCI2BIN_ROOTFS=merged`) always extracts merged trees.
+    pub layers: bool,
 }
 
 impl Locations {
@@ -111,6 +133,7 @@ impl Locations {
             .filter(|p| p.is_absolute())
             .unwrap_or_else(|| PathBuf::from("/tmp"));
         Locations {
+            layers: var("OCI2BIN_ROOTFS").is_none_or(|v| v != "merged"),
             cache: cachedir::root_from_vars(var),
             tmp,
         }
@@ -146,6 +169,8 @@ pub fn prepare_in(
     };
     let mut c = Cache::new(root, &key);
     c.owners = owners;
+    c.map = map;
+    c.layers = loc.layers;
     if let Some(p) = c.warm(rt) {
         return Ok(p);
     }
@@ -184,29 +209,54 @@ enum EntryState {
     Bad(String),
 }
 
+/// One layer of a stacked entry: its directory in the layer store.
+struct LayerDir<'l> {
+    layer: &'l LayerRef,
+    key: String,
+    dir: PathBuf,
+}
+
+impl LayerDir<'_> {
+    fn tree(&self) -> PathBuf {
+        self.dir.join(LAYER_TREE)
+    }
+}
+
 /// The paths of one entry.
 struct Cache<'a> {
     root: &'a Path,
     key: &'a str,
     entry: PathBuf,
     meta: PathBuf,
+    /// The stacked entry and its meta file.
+    stack: PathBuf,
+    stack_meta: PathBuf,
     mnt: PathBuf,
     euid: u32,
     /// Extract with the layers' owners (a mapped entry).
     owners: bool,
+    /// The id map of a mapped entry (part of its layers' keys).
+    map: Option<&'a str>,
+    /// Try a stacked entry first ([`Locations::layers`]).
+    layers: bool,
 }
 
 impl<'a> Cache<'a> {
     fn new(root: &'a Path, key: &'a str) -> Cache<'a> {
         let name = cachedir::entry_name(key);
+        let stack = cachedir::stack_name(key);
         Cache {
             root,
             key,
             entry: root.join(ROOTFS).join(&name),
             meta: root.join(META).join(&name),
+            stack: root.join(ROOTFS).join(&stack),
+            stack_meta: root.join(META).join(&stack),
             mnt: root.join(MNT),
             euid: sys::geteuid(),
             owners: false,
+            map: None,
+            layers: false,
         }
     }
 
@@ -214,17 +264,33 @@ impl<'a> Cache<'a> {
         m.is_dir() && m.uid() == self.euid
     }
 
-    fn prepared(&self, meta: File) -> Prepared {
+    fn prepared(&self, rootfs: Stack, meta: File) -> Prepared {
         Prepared {
-            rootfs: self.entry.clone(),
+            rootfs,
             scratch: self.mnt.clone(),
             cleanup: None,
             hold: vec![meta],
         }
     }
 
-    /// The warm path: every directory involved exists and is ours, the entry is published.
-    /// `None` sends the caller down the cold path, which creates or reports what is missing.
+    /// The image's layers in the layer store, topmost first, each once: a layer that comes again
+    /// higher up re-applies all it has, so its lower copy changes nothing (and overlayfs takes a
+    /// directory only once).
+    fn layer_dirs<'l>(&self, rt: &'l Runtime) -> Vec<LayerDir<'l>> {
+        let mut out: Vec<LayerDir<'l>> = Vec::new();
+        for layer in rt.layers.iter().rev() {
+            let key = cachedir::layer_key(layer, self.map);
+            if !out.iter().any(|l| l.key == key) {
+                let dir = self.root.join(LAYERS).join(cachedir::layer_name(&key));
+                out.push(LayerDir { layer, key, dir });
+            }
+        }
+        out
+    }
+
+    /// The warm path: every directory involved exists and is ours, the entry (stacked, else
+    /// merged) is published. `None` sends the caller down the cold path, which creates or
+    /// reports what is missing.
     fn warm(&self, rt: &Runtime) -> Option<Prepared> {
         let ours = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| self.ours(&m));
         // Checking meta/ rejects a cache of another user (e.g. ours run by root) before anything
@@ -232,35 +298,84 @@ impl<'a> Cache<'a> {
         if !ours(&self.root.join(META)) || !ours(&self.mnt) {
             return None;
         }
+        if self.layers {
+            if let Some(p) = self.warm_stack(rt) {
+                return Some(p);
+            }
+        }
+        // A missing entry goes cold without a meta file made for it (the cold path makes one).
+        if matches!(self.entry_state(), EntryState::Missing) {
+            return None;
+        }
         let meta = open_meta(&self.meta, self.euid).ok()?;
         if !matches!(self.entry_state(), EntryState::Ready) {
             return None;
         }
         record(&meta, rt);
-        Some(self.prepared(meta))
+        Some(self.prepared(Stack::from(self.entry.clone()), meta))
+    }
+
+    /// The warm path of a stacked entry: the entry and every layer directory are ours.
+    fn warm_stack(&self, rt: &Runtime) -> Option<Prepared> {
+        if !matches!(self.state(&self.stack, "entry"), EntryState::Ready) {
+            return None;
+        }
+        let meta = open_meta(&self.stack_meta, self.euid).ok()?;
+        let trees = self.stacked_trees(rt)?;
+        record(&meta, rt);
+        Some(self.prepared(trees, meta))
+    }
+
+    /// The layer trees of a published stacked entry, `None` unless it and all of them are there
+    /// (checked after its meta file is held: `cache rm` removes it under that lock).
+    fn stacked_trees(&self, rt: &Runtime) -> Option<Stack> {
+        if !matches!(self.state(&self.stack, "entry"), EntryState::Ready) {
+            return None;
+        }
+        let mut trees = Vec::with_capacity(rt.layers.len() + 1);
+        let fix = self.stack.join(STACK_FIX);
+        if std::fs::symlink_metadata(&fix).is_ok() {
+            trees.push(fix);
+        }
+        for l in self.layer_dirs(rt) {
+            let tree = l.tree();
+            if !std::fs::symlink_metadata(&tree).is_ok_and(|m| self.ours(&m)) {
+                return None;
+            }
+            trees.push(tree);
+        }
+        Some(Stack(trees))
     }
 
     fn entry_state(&self) -> EntryState {
-        let m = match std::fs::symlink_metadata(&self.entry) {
+        self.state(&self.entry, "entry")
+    }
+
+    /// The state of an entry or a layer directory (`what` names it in messages).
+    fn state(&self, path: &Path, what: &str) -> EntryState {
+        let m = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return EntryState::Missing,
             Err(e) => {
-                let p = self.entry.display();
-                return EntryState::Bad(format!("cache entry {p} cannot be read ({e}); not used"));
+                let p = path.display();
+                return EntryState::Bad(format!("cache {what} {p} cannot be read ({e}); not used"));
             }
         };
-        let (p, key) = (self.entry.display(), self.key);
-        let rm = format!("remove it with `oci2bin cache rm {key}`");
+        let (p, key) = (path.display(), self.key);
+        let rm = match what {
+            "entry" => format!("remove it with `oci2bin cache rm {key}`"),
+            _ => format!("remove it with `rm -r {p}`"),
+        };
         if m.file_type().is_symlink() {
-            EntryState::Bad(format!("cache entry {p} is a symlink; not used ({rm})"))
+            EntryState::Bad(format!("cache {what} {p} is a symlink; not used ({rm})"))
         } else if !m.is_dir() {
             EntryState::Bad(format!(
-                "cache entry {p} is not a directory; not used ({rm})"
+                "cache {what} {p} is not a directory; not used ({rm})"
             ))
         } else if m.uid() != self.euid {
             let root = self.root.display();
             EntryState::Bad(format!(
-                "cache entry {p} is owned by uid {}, not you; not used (remove it with `sudo \
+                "cache {what} {p} is owned by uid {}, not you; not used (remove it with `sudo \
                  oci2bin cache --cache-dir {root} rm {key}`)",
                 m.uid()
             ))
@@ -290,6 +405,11 @@ impl<'a> Cache<'a> {
                 )));
             }
         }
+        if self.layers {
+            if let Some(p) = self.cold_stack(rt, exe)? {
+                return Ok(p);
+            }
+        }
         let meta = open_meta(&self.meta, self.euid).map_err(fallback("open", &self.meta))?;
         match self.entry_state() {
             EntryState::Ready => return Ok(self.used(meta, rt)),
@@ -305,7 +425,7 @@ impl<'a> Cache<'a> {
             EntryState::Bad(why) => return Err(Cold::Fallback(why)),
             EntryState::Missing => {}
         }
-        clean_stale(self.root, self.key);
+        clean_stale(self.root, &[self.key]);
         sweep_private(&loc.tmp);
         let staging = self
             .root
@@ -344,13 +464,282 @@ impl<'a> Cache<'a> {
 
     fn used(&self, meta: File, rt: &Runtime) -> Prepared {
         record(&meta, rt);
-        self.prepared(meta)
+        self.prepared(Stack::from(self.entry.clone()), meta)
     }
 
-    /// Takes the entry's extraction lock, saying after [`SAY_WAIT_AFTER`] what it waits for.
-    /// Polls rather than blocks, so a stop signal ends the wait.
-    fn lock(&self, rt: &Runtime) -> Result<File, Cold> {
-        let path = self.root.join(LOCKS).join(cachedir::lock_name(self.key));
+    /// The cold path of a stacked entry: the layers the store lacks are extracted (in
+    /// parallel), then, if they stack exactly as the merged tree, the entry is published.
+    /// `Ok(None)`: they do not (or the kernel cannot stack them), make a merged entry.
+    fn cold_stack(&self, rt: &Runtime, exe: &File) -> Result<Option<Prepared>, Cold> {
+        let Some(form) = probe::whiteouts(self.root, self.map.is_some()) else {
+            return Ok(None);
+        };
+        // Looked at before anything is written for it.
+        match self.state(&self.stack, "entry") {
+            EntryState::Bad(why) => return Err(Cold::Fallback(why)),
+            EntryState::Ready | EntryState::Missing => {}
+        }
+        let meta =
+            open_meta(&self.stack_meta, self.euid).map_err(fallback("open", &self.stack_meta))?;
+        if let Some(trees) = self.stacked_trees(rt) {
+            record(&meta, rt);
+            return Ok(Some(self.prepared(trees, meta)));
+        }
+        let catch = sig::catch().ok();
+        let layers = self.layer_dirs(rt);
+        self.extract_layers(exe, rt, &layers, form)?;
+        let infos: Vec<Option<LayerInfo>> = layers
+            .iter()
+            .map(|l| {
+                let b = std::fs::read(l.dir.join(LAYER_INFO)).ok()?;
+                LayerInfo::parse(&b)
+            })
+            .collect();
+        let trees = Stack(layers.iter().map(LayerDir::tree).collect());
+        let Ok(fixes) = stackable(&trees, &infos, form) else {
+            return Ok(None);
+        };
+        // The entry: the names of its layers, bottom first, under the entry's lock (so no
+        // cleaner takes its staging directory for a crashed one's).
+        let lock = self.lock(rt)?;
+        if !matches!(self.state(&self.stack, "entry"), EntryState::Ready) {
+            let staging = self
+                .root
+                .join(TMP)
+                .join(format!("{}-{}", self.key, random_suffix()));
+            let list: String = layers
+                .iter()
+                .rev()
+                .map(|l| cachedir::layer_name(&l.key) + "\n")
+                .collect();
+            let made = DirBuilder::new()
+                .mode(0o700)
+                .create(&staging)
+                .and_then(|()| std::fs::write(staging.join(STACK_LIST), list))
+                .and_then(|()| match fixes.is_empty() {
+                    true => Ok(()),
+                    false => make_fix(&staging.join(STACK_FIX), &fixes),
+                })
+                .map_err(io_err("write", &staging))
+                .and_then(|()| publish(&staging, &self.stack));
+            if made.is_err() {
+                let _ = extract::remove_tree(&staging);
+            }
+            made.map_err(Cold::Failed)?;
+        }
+        drop(lock);
+        drop(catch);
+        if let Some(s) = sig::pending() {
+            return Err(Cold::Failed(CacheError::Interrupted(s)));
+        }
+        match self.stacked_trees(rt) {
+            Some(trees) => {
+                record(&meta, rt);
+                Ok(Some(self.prepared(trees, meta)))
+            }
+            None => Err(Cold::Fallback(format!(
+                "cache entry {} or its layers vanished after publishing; not used",
+                self.stack.display()
+            ))),
+        }
+    }
+
+    /// Extracts the layers the store lacks: those no one else is extracting at once, in parallel,
+    /// then those another process was extracting, once it is done, if it did not finish them.
+    fn extract_layers(
+        &self,
+        exe: &File,
+        rt: &Runtime,
+        layers: &[LayerDir<'_>],
+        form: Whiteouts,
+    ) -> Result<(), Cold> {
+        let mut mine = Vec::new();
+        let mut theirs = Vec::new();
+        for l in layers {
+            match self.state(&l.dir, "layer") {
+                EntryState::Ready => continue,
+                EntryState::Bad(why) => return Err(Cold::Fallback(why)),
+                EntryState::Missing => {}
+            }
+            let (lock, path) = self.open_lock(&l.key)?;
+            if !sys::flock(lock.as_fd(), true, true).map_err(fallback("flock", &path))? {
+                theirs.push((l, lock, path));
+                continue;
+            }
+            match self.state(&l.dir, "layer") {
+                EntryState::Ready => {}
+                EntryState::Bad(why) => return Err(Cold::Fallback(why)),
+                EntryState::Missing => mine.push((l, lock)),
+            }
+        }
+        self.extract_locked(exe, mine, form)?;
+        for (l, lock, path) in theirs {
+            self.wait(&lock, &path, &l.dir, rt)?;
+            match self.state(&l.dir, "layer") {
+                EntryState::Ready => {}
+                EntryState::Bad(why) => return Err(Cold::Fallback(why)),
+                EntryState::Missing => self.extract_locked(exe, vec![(l, lock)], form)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Extracts layers whose locks we hold, each alone into a staging directory, up to one at a
+    /// time per CPU; then flushes them to disk (one syncfs for all) and publishes them. On any
+    /// failure, none is published.
+    fn extract_locked(
+        &self,
+        exe: &File,
+        jobs: Vec<(&LayerDir<'_>, File)>,
+        form: Whiteouts,
+    ) -> Result<(), Cold> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<&str> = jobs.iter().map(|(l, _)| l.key.as_str()).collect();
+        clean_stale(self.root, &keys);
+        let tmp = self.root.join(TMP);
+        let stagings: Vec<PathBuf> = jobs
+            .iter()
+            .map(|(l, _)| tmp.join(format!("{}-{}", l.key, random_suffix())))
+            .collect();
+        let workers = sys::cpus().min(jobs.len());
+        let mut result = if workers > 1 {
+            self.extract_forked(exe, &jobs, &stagings, form, workers)
+        } else {
+            let mut each = jobs.iter().zip(&stagings);
+            each.try_for_each(|((l, _), s)| self.extract_one(exe, l, form, s))
+        };
+        if result.is_ok() {
+            result = match sig::pending() {
+                Some(s) => Err(CacheError::Interrupted(s)),
+                // One flush for all the layers: later runs trust a published one unseen.
+                None => File::open(&tmp)
+                    .and_then(|d| sys::syncfs(d.as_fd()))
+                    .map_err(io_err("sync", &tmp)),
+            };
+        }
+        for ((l, _), staging) in jobs.iter().zip(&stagings) {
+            if result.is_ok() {
+                result = rename_into(staging, &l.dir);
+            }
+            if result.is_err() {
+                let _ = extract::remove_tree(staging);
+            }
+        }
+        // The locks go with `jobs`, after the layers are published.
+        drop(jobs);
+        result.map_err(Cold::Failed)
+    }
+
+    /// Runs [`Cache::extract_one`] for each job in a child process of its own, `workers` at a
+    /// time (processes rather than threads: they cost the loader no thread runtime, and leave it
+    /// single-threaded for the user namespace it enters next). A child says why it failed on a
+    /// pipe; the first failure stops the others, as does a stop signal (passed on to them).
+    fn extract_forked(
+        &self,
+        exe: &File,
+        jobs: &[(&LayerDir<'_>, File)],
+        stagings: &[PathBuf],
+        form: Whiteouts,
+        workers: usize,
+    ) -> Result<(), CacheError> {
+        let mut running: Vec<(ns::pid_t, File)> = Vec::new();
+        let (mut next, mut failed, mut stopping) = (0, None, false);
+        loop {
+            while failed.is_none() && !stopping && running.len() < workers && next < jobs.len() {
+                let (r, w) = ns::pipe().map_err(io_err("pipe", &stagings[next]))?;
+                match ns::fork() {
+                    Ok(ns::Forked::Child) => {
+                        drop(r);
+                        // Never outlive a loader killed with -9: its staging is swept later.
+                        let _ = ns::kill_with_parent();
+                        let code = match self.extract_one(exe, jobs[next].0, form, &stagings[next])
+                        {
+                            Ok(()) => 0,
+                            Err(e) => {
+                                let _ = File::from(w).write_all(e.to_string().as_bytes());
+                                1
+                            }
+                        };
+                        ns::exit_now(code)
+                    }
+                    Ok(ns::Forked::Parent(pid)) => running.push((pid, File::from(r))),
+                    Err(e) => failed = Some(io_err("fork", &stagings[next])(e)),
+                }
+                next += 1;
+            }
+            if running.is_empty() {
+                break;
+            }
+            let mut ended = None;
+            for (i, (pid, _)) in running.iter().enumerate() {
+                if let Some((_, exit)) = ns::reap(*pid).map_err(io_err("wait", &stagings[0]))? {
+                    ended = Some((i, exit));
+                    break;
+                }
+            }
+            let Some((i, exit)) = ended else {
+                if !stopping && (sig::pending().is_some() || failed.is_some()) {
+                    stopping = true;
+                    for (pid, _) in &running {
+                        let _ = ns::kill(*pid, libc::SIGTERM);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            };
+            let (_, mut pipe) = running.swap_remove(i);
+            if exit != ns::Exit::Code(0) && failed.is_none() {
+                let mut why = String::new();
+                let _ = pipe.read_to_string(&mut why);
+                if why.is_empty() {
+                    why = format!("layer extraction ended with status {}", exit.code());
+                }
+                failed = Some(CacheError::Layer(why));
+            }
+        }
+        match (sig::pending(), failed) {
+            (Some(s), _) => Err(CacheError::Interrupted(s)),
+            (None, Some(e)) => Err(e),
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// Extracts one layer alone into the new staging directory `staging` (`tree` and `info`);
+    /// removes it on failure.
+    fn extract_one(
+        &self,
+        exe: &File,
+        l: &LayerDir<'_>,
+        form: Whiteouts,
+        staging: &Path,
+    ) -> Result<(), CacheError> {
+        let tree = staging.join(LAYER_TREE);
+        let r = (|| {
+            for d in [staging, &tree] {
+                DirBuilder::new()
+                    .mode(0o700)
+                    .create(d)
+                    .map_err(io_err("mkdir", d))?;
+            }
+            let mut x = Extractor::for_layer(&tree, form)
+                .map_err(io_err("open", &tree))?
+                .with_owners(self.owners);
+            extracted(x.apply_layer(exe, l.layer))?;
+            let info = extracted(x.finish_layer())?;
+            let path = staging.join(LAYER_INFO);
+            std::fs::write(&path, info.to_bytes()).map_err(io_err("write", &path))
+        })();
+        if r.is_err() {
+            let _ = extract::remove_tree(staging);
+        }
+        r
+    }
+
+    /// Opens (creating) the extraction lock of `key`.
+    fn open_lock(&self, key: &str) -> Result<(File, PathBuf), Cold> {
+        let path = self.root.join(LOCKS).join(cachedir::lock_name(key));
         let lock = OpenOptions::new()
             .read(true)
             .write(true)
@@ -360,9 +749,23 @@ impl<'a> Cache<'a> {
             .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(&path)
             .map_err(fallback("open", &path))?;
+        Ok((lock, path))
+    }
+
+    /// Takes the entry's extraction lock, saying after [`SAY_WAIT_AFTER`] what it waits for.
+    fn lock(&self, rt: &Runtime) -> Result<File, Cold> {
+        let (lock, path) = self.open_lock(self.key)?;
+        self.wait(&lock, &path, &self.entry, rt)?;
+        Ok(lock)
+    }
+
+    /// Takes `lock` (at `path`, guarding the extraction into `into`), saying after
+    /// [`SAY_WAIT_AFTER`] what it waits for. Polls rather than blocks, so a stop signal ends the
+    /// wait.
+    fn wait(&self, lock: &File, path: &Path, into: &Path, rt: &Runtime) -> Result<(), Cold> {
         let start = Instant::now();
         let (mut nap, mut said) = (Duration::from_millis(10), false);
-        while !sys::flock(lock.as_fd(), true, true).map_err(fallback("flock", &path))? {
+        while !sys::flock(lock.as_fd(), true, true).map_err(fallback("flock", path))? {
             if let Some(s) = sig::pending() {
                 return Err(Cold::Failed(CacheError::Interrupted(s)));
             }
@@ -374,7 +777,7 @@ impl<'a> Cache<'a> {
                 };
                 eprintln!(
                     "oci2bin: waiting for another process extracting {name} into {} (lock {})",
-                    self.entry.display(),
+                    into.display(),
                     path.display()
                 );
                 said = true;
@@ -382,8 +785,165 @@ impl<'a> Cache<'a> {
             std::thread::sleep(nap);
             nap = (nap * 2).min(Duration::from_millis(100));
         }
-        Ok(lock)
+        Ok(())
     }
+}
+
+/// A directory of an entry's fix layer (the topmost lower): where, and the layer directory
+/// whose attributes it takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fix {
+    pub rel: PathBuf,
+    pub from: PathBuf,
+}
+
+/// Whether the overlay of `trees` (an image's layers, topmost first, with what their
+/// extraction found) can show exactly the tree applying the layers in order gives, and the
+/// directories a fix layer on top needs for it (`Err` says why it cannot, for specs: the
+/// caller makes a merged entry whatever the reason).
+///
+/// It cannot when a layer links to a file it lacks, makes an opaque root above another layer,
+/// or made a directory without an entry where the layers below have a non-directory (the
+/// merged extraction would go through a symlink there, or fail), or when the layers are too
+/// many for one mount. The fix layer gives the right attributes to directories whose topmost
+/// copy a layer made without an entry (the merged tree keeps those of the layer below that
+/// described it), and merges with directories holding whiteouts that no other layer has
+/// (overlayfs would list the whiteouts there; with xattr whiteouts, which it lists in the lowest
+/// layer of a merged directory too, such a directory cannot be stacked).
+pub fn stackable(
+    trees: &Stack,
+    infos: &[Option<LayerInfo>],
+    form: Whiteouts,
+) -> Result<Vec<Fix>, &'static str> {
+    let dirs = trees.dirs();
+    let Some(infos) = infos.iter().map(Option::as_ref).collect::<Option<Vec<_>>>() else {
+        return Err("a layer without info");
+    };
+    let last = infos.len().saturating_sub(1);
+    let rel = |d: &[u8]| PathBuf::from(OsStr::from_bytes(d));
+    for (i, info) in infos.iter().enumerate() {
+        if info.outside_link {
+            return Err("a hard link to a lower layer");
+        }
+        if info.opaque_root && i != last {
+            return Err("an opaque root above another layer");
+        }
+        let below = Stack(dirs[i + 1..].to_vec());
+        for (d, _) in &info.implicit_dirs {
+            if let Found::NonDir(..) = below.lookup(rel(d)) {
+                return Err("a directory without an entry made over a non-directory");
+            }
+        }
+    }
+    // Fixing attributes needs a fix layer: one more lower.
+    if trees.lowerdir().len() + 128 > MAX_LOWERDIR {
+        return Err("too many layers for one mount");
+    }
+    // Directories each layer made without describing them.
+    let undescribed: Vec<Vec<&[u8]>> = infos
+        .iter()
+        .map(|i| {
+            let d = i.implicit_dirs.iter().filter(|(_, described)| !described);
+            d.map(|(d, _)| d.as_slice()).collect()
+        })
+        .collect();
+    // For a directory of the stack: its topmost copy, and the copy the merged tree takes its
+    // attributes from (the topmost one a layer described, else the bottom one).
+    let copies = |d: &Path| -> Option<(PathBuf, PathBuf)> {
+        let Found::Dir(list, _) = trees.lookup(d) else {
+            return None;
+        };
+        let bytes = d.as_os_str().as_bytes();
+        let described = |p: &&PathBuf| {
+            let k = dirs.iter().position(|t| t.join(d) == **p);
+            k.is_none_or(|k| !undescribed[k].contains(&bytes))
+        };
+        let right = list.iter().find(described).or(list.last())?.clone();
+        Some((list[0].clone(), right))
+    };
+    let mut fixes: Vec<Fix> = Vec::new();
+    let need = |d: &Path, fixes: &mut Vec<Fix>| {
+        for a in d.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+            match copies(a) {
+                Some((_, from)) if !fixes.iter().any(|f| f.rel == a) => fixes.push(Fix {
+                    rel: a.to_path_buf(),
+                    from,
+                }),
+                _ => {}
+            }
+        }
+    };
+    for info in &infos {
+        for (d, _) in info
+            .implicit_dirs
+            .iter()
+            .filter(|(_, described)| !described)
+        {
+            let d = rel(d);
+            if copies(&d).is_some_and(|(top, right)| top != right) {
+                need(&d, &mut fixes);
+            }
+        }
+        for d in info.whiteout_dirs.iter().filter(|d| !d.is_empty()) {
+            let d = rel(d);
+            if let Found::Dir(list, _) = trees.lookup(&d) {
+                if list.len() > 1 {
+                    continue;
+                }
+                if form != Whiteouts::CharDev {
+                    // Overlayfs lists xattr whiteouts in the lowest layer of a merged directory.
+                    return Err("a whiteout in a directory merged with no layer");
+                }
+                need(&d, &mut fixes);
+            }
+        }
+    }
+    for f in &fixes {
+        // Attributes a fix does not copy.
+        let names = CString::new(f.from.as_os_str().as_bytes())
+            .ok()
+            .and_then(|p| sys::llistxattr(&p).ok())
+            .unwrap_or_default();
+        let own = |n: &&[u8]| n.is_empty() || n.starts_with(crate::stack::OVERLAY_XATTR_PREFIX);
+        if !names.split(|&c| c == 0).all(|n| own(&n)) {
+            return Err("a directory with extended attributes to fix");
+        }
+    }
+    Ok(fixes)
+}
+
+/// Makes the fix layer `dir` (which must not exist): `fixes`' directories with the owners,
+/// modes and times of the layer directories they stand for.
+pub(crate) fn make_fix(dir: &Path, fixes: &[Fix]) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    DirBuilder::new().mode(0o700).create(dir)?;
+    for f in fixes {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir.join(&f.rel))?;
+    }
+    // Deepest first: a parent's mode may forbid reaching its children once set.
+    let depth = |f: &Fix| f.rel.components().count();
+    let deepest = fixes.iter().map(depth).max().unwrap_or(0);
+    let by_depth = (1..=deepest)
+        .rev()
+        .flat_map(|n| fixes.iter().filter(move |f| depth(f) == n));
+    for f in by_depth {
+        let m = std::fs::symlink_metadata(&f.from)?;
+        let p = dir.join(&f.rel);
+        let made = std::fs::symlink_metadata(&p)?;
+        if (made.uid(), made.gid()) != (m.uid(), m.gid()) {
+            std::os::unix::fs::lchown(&p, Some(m.uid()), Some(m.gid()))?;
+        }
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
+        File::open(&p)?.set_times(
+            std::fs::FileTimes::new()
+                .set_accessed(m.accessed()?)
+                .set_modified(m.modified()?),
+        )?;
+    }
+    Ok(())
 }
 
 /// Item 4 of the hardening: the cache root must be ours, or be created by us in a directory of
@@ -470,6 +1030,11 @@ fn record(meta: &File, rt: &Runtime) {
 fn publish(staging: &Path, entry: &Path) -> Result<(), CacheError> {
     let dir = File::open(staging).map_err(io_err("open", staging))?;
     sys::syncfs(dir.as_fd()).map_err(io_err("sync", staging))?;
+    rename_into(staging, entry)
+}
+
+/// The rename of [`publish`], for a tree already flushed to disk.
+fn rename_into(staging: &Path, entry: &Path) -> Result<(), CacheError> {
     let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("path without NUL");
     let (from, to) = (c(staging), c(entry));
     let sync_parent = || {
@@ -506,10 +1071,10 @@ pub(crate) fn older_than(m: &Metadata, age: Duration) -> bool {
         .is_some_and(|a| a > age)
 }
 
-/// Removes staging trees left by crashed runs: those of this entry (we hold its lock, so nobody
-/// else is extracting it), those whose entry lock nobody holds, and lockless ones older than an
+/// Removes staging trees left by crashed runs: those of `keys` (we hold their locks, so nobody
+/// else is extracting them), those whose entry lock nobody holds, and lockless ones older than an
 /// hour. Best effort: errors are ignored.
-fn clean_stale(root: &Path, key: &str) {
+fn clean_stale(root: &Path, keys: &[&str]) {
     let Ok(dir) = std::fs::read_dir(root.join(TMP)) else {
         return;
     };
@@ -518,7 +1083,7 @@ fn clean_stale(root: &Path, key: &str) {
         let name = name.to_string_lossy();
         let path = ent.path();
         let owner = cachedir::staging_key(&name);
-        if owner == Some(key) {
+        if owner.is_some_and(|o| keys.contains(&o)) {
             let _ = extract::remove_tree(&path);
             continue;
         }
@@ -639,7 +1204,7 @@ fn private(
         return Err(e);
     }
     Ok(Prepared {
-        rootfs,
+        rootfs: Stack::from(rootfs),
         scratch,
         cleanup: Some(dir),
         hold: vec![lock],
@@ -657,6 +1222,8 @@ pub(crate) fn random_suffix() -> String {
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+mod probe;
 
 #[cfg(test)]
 mod tests;

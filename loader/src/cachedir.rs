@@ -3,14 +3,24 @@
 //!
 //! Layout under the cache root (`$XDG_CACHE_HOME/oci2bin`, else `$HOME/.cache/oci2bin`):
 //! ```text
-//! rootfs/<key>-x2   extracted tree, published whole by rename(2)
-//! meta/<key>-x2     one line per image that used the entry ("<image id> <name>"); every run holds
+//! rootfs/<key>-x2   a merged tree (all layers applied in one directory), published whole by
+//!                   rename(2)
+//! rootfs/<key>-s1   a stacked entry: the image's root is the overlay of its layers in `layers/`;
+//!                   the directory holds `layers`, their names (bottom first, one a line), and
+//!                   maybe `fix/`, a small layer stacked on top (see `cache::stackable`); it is
+//!                   published after all of them, once they are known to stack exactly as the
+//!                   merged tree would be
+//! meta/<key>-x2|s1  one line per image that used the entry ("<image id> <name>"); every run holds
 //!                   flock(LOCK_SH) on it while it runs, and its mtime is the entry's last use
-//! locks/<key>.lock  flock(LOCK_EX) by the one process extracting the entry
+//! layers/<lkey>-l1  one layer, extracted alone: `tree/` (whiteouts and opaque directories as
+//!                   overlayfs reads them) and `info` (see [`crate::extract::LayerInfo`]); shared
+//!                   by every image that has the layer
+//! locks/<key>.lock  flock(LOCK_EX) by the one process extracting the entry (or the layer)
 //! tmp/<key>-<rand>  staging trees being extracted
 //! mnt/              empty; each run mounts its tmpfs here in its own mount namespace
 //! volumes/NAME      a named volume (`-v NAME:/path`); `oci2bin volume` manages them
 //! volumes/.NAME.lock  flock(LOCK_SH) by every run that mounts NAME; `volume rm` takes LOCK_EX
+//! overlay-probe     what the kernel's overlayfs does with our whiteouts (see `cache::probe`)
 //! ```
 //! Private extractions (when the cache cannot be used) live in `$TMPDIR/oci2bin-<key12>-<rand>/`
 //! with a `.lock` file that the run holds with flock(LOCK_EX).
@@ -25,11 +35,25 @@ pub const META: &str = "meta";
 pub const LOCKS: &str = "locks";
 pub const TMP: &str = "tmp";
 pub const MNT: &str = "mnt";
+pub const LAYERS: &str = "layers";
 /// Every subdirectory of the cache root.
-pub const SUBDIRS: [&str; 5] = [ROOTFS, META, LOCKS, TMP, MNT];
-/// Suffix of cache entries (and their meta files): bump it whenever extraction semantics or the
-/// key change, so old trees are never used (`oci2bin cache prune` removes them).
+pub const SUBDIRS: [&str; 6] = [ROOTFS, META, LOCKS, TMP, MNT, LAYERS];
+/// Suffix of merged cache entries (and their meta files): bump it whenever extraction semantics
+/// or the key change, so old trees are never used (`oci2bin cache prune` removes them).
 pub const ENTRY_SUFFIX: &str = "-x2";
+/// Suffix of stacked entries (and their meta files), bumped as [`ENTRY_SUFFIX`] is.
+pub const STACK_SUFFIX: &str = "-s1";
+/// Suffix of layer directories in `layers/`, bumped whenever a layer's extraction changes.
+pub const LAYER_SUFFIX: &str = "-l1";
+/// In a stacked entry: the names of its layers, bottom first; and, when some directories need
+/// other attributes than their topmost layer gives them, the fix layer stacked above them all.
+pub const STACK_LIST: &str = "layers";
+pub const STACK_FIX: &str = "fix";
+/// In a layer directory: the tree, and what its extraction found.
+pub const LAYER_TREE: &str = "tree";
+pub const LAYER_INFO: &str = "info";
+/// In the cache root: the result of the overlay probe.
+pub const PROBE: &str = "overlay-probe";
 pub const LOCK_SUFFIX: &str = ".lock";
 /// Prefix of private extraction directories in the temporary directory.
 pub const PRIVATE_PREFIX: &str = "oci2bin-";
@@ -80,6 +104,22 @@ pub fn key_mapped(layers: &[LayerRef], map: Option<&str>) -> String {
     hex(&h.finalize())
 }
 
+/// The key of one layer in `layers/`: sha256 over its digest (and the id map, as in
+/// [`key_mapped`]), in a domain of its own so it never names a merged entry.
+pub fn layer_key(layer: &LayerRef, map: Option<&str>) -> String {
+    let mut h = Sha256::new();
+    h.update(b"oci2bin layer v1\n");
+    if let Some(m) = map {
+        h.update(b"mapped ");
+        h.update(m.as_bytes());
+        h.update(b"\n");
+    }
+    h.update(b"sha256:");
+    h.update(hex(&layer.sha256).as_bytes());
+    h.update(b"\n");
+    hex(&h.finalize())
+}
+
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -99,6 +139,21 @@ pub fn is_key(s: &str) -> bool {
 /// The name of an entry (in `rootfs/`) and of its meta file (in `meta/`).
 pub fn entry_name(key: &str) -> String {
     format!("{key}{ENTRY_SUFFIX}")
+}
+
+/// The name of a stacked entry (in `rootfs/`) and of its meta file (in `meta/`).
+pub fn stack_name(key: &str) -> String {
+    format!("{key}{STACK_SUFFIX}")
+}
+
+/// The name of a layer directory (in `layers/`).
+pub fn layer_name(layer_key: &str) -> String {
+    format!("{layer_key}{LAYER_SUFFIX}")
+}
+
+/// Whether an entry suffix is one the loader of this version uses (merged or stacked).
+pub fn is_current_suffix(suffix: &str) -> bool {
+    suffix == ENTRY_SUFFIX || suffix == STACK_SUFFIX
 }
 
 /// The name of an entry's extraction lock (in `locks/`).
@@ -207,6 +262,30 @@ mod tests {
         assert_eq!(split_entry_name("abc-x2"), None);
         assert_eq!(split_entry_name(&k), None);
         assert_eq!(private_name(&k, "r"), "oci2bin-abababababab-r");
+        assert_eq!(
+            split_entry_name(&stack_name(&k)),
+            Some((k.as_str(), STACK_SUFFIX))
+        );
+        assert!(is_current_suffix(ENTRY_SUFFIX) && is_current_suffix(STACK_SUFFIX));
+        assert!(!is_current_suffix("-x1"));
+        assert_eq!(layer_name(&k), format!("{k}-l1"));
+    }
+
+    #[test]
+    fn a_layer_key_depends_on_its_digest_and_map_and_never_names_an_entry() {
+        let k = layer_key(&layer(1), None);
+        assert!(is_key(&k), "{k}");
+        let mut moved = layer(1);
+        moved.offset = 5;
+        moved.compression = Compression::Zstd;
+        assert_eq!(layer_key(&moved, None), k);
+        assert_ne!(layer_key(&layer(2), None), k);
+        assert_ne!(layer_key(&layer(1), Some("0:1000:1")), k);
+        assert_ne!(
+            key(&[layer(1)]),
+            k,
+            "a one-layer image's entry has another key"
+        );
     }
 
     #[test]

@@ -582,18 +582,11 @@ fn mkdir(path: &Path, mode: u32) -> Result<(), ExecError> {
 
 /// Overlay options escape `\`, `,` and `:` in paths with a backslash.
 pub fn overlay_escape(p: &Path) -> String {
-    let mut s = String::new();
-    for c in p.to_string_lossy().chars() {
-        if matches!(c, '\\' | ',' | ':') {
-            s.push('\\');
-        }
-        s.push(c);
-    }
-    s
+    crate::stack::escape(p)
 }
 
 fn overlay(
-    lower: &Path,
+    lower: &crate::stack::Stack,
     upper: &Path,
     work: &Path,
     target: &Path,
@@ -607,7 +600,7 @@ fn overlay(
     let volatile = if ram.is_some() { ",volatile" } else { "" };
     let opts = format!(
         "lowerdir={},upperdir={},workdir={},userxattr{volatile}",
-        overlay_escape(lower),
+        lower.lowerdir(),
         overlay_escape(upper),
         overlay_escape(work)
     );
@@ -640,8 +633,9 @@ fn overlay(
     warn(format_args!(
         "overlayfs is not available here ({e}); copying the image into memory for this run"
     ));
-    copy::copy_tree(lower, target).map_err(|e| fail("copy the rootfs", e))?;
-    seed::seed(target, target, seeds).map_err(|e| fail("write the per-run files", e))?;
+    copy::copy_stack(lower, target).map_err(|e| fail("copy the rootfs", e))?;
+    let copied = crate::stack::Stack::from(target.to_path_buf());
+    seed::seed(&copied, target, seeds).map_err(|e| fail("write the per-run files", e))?;
     // pivot_root needs a mount point.
     ns::mount(Some(target), target, None, ns::MS_BIND | ns::MS_REC, None)
         .map_err(|e| fail("bind the rootfs copy", e))

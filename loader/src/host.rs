@@ -4,6 +4,7 @@
 use crate::patch;
 use crate::plan::mounts::{MountSpec, Source};
 use crate::plan::{HostFacts, IdFacts, IdMode};
+use crate::stack::{Found, Stack};
 use crate::subid;
 use crate::sys::ns;
 use crate::users;
@@ -71,7 +72,7 @@ pub fn id_facts() -> IdFacts {
 /// Collects the facts for a run on `rootfs` with per-run tmpfs at `scratch`, in the user
 /// namespace `ids` says.
 pub fn gather(
-    rootfs: PathBuf,
+    rootfs: Stack,
     scratch: PathBuf,
     env_files: Vec<(OsString, Vec<u8>)>,
     ids: IdMode,
@@ -80,7 +81,11 @@ pub fn gather(
     mounts: &[MountSpec],
 ) -> io::Result<HostFacts> {
     let env = std::env::vars_os().collect();
-    let etc = rootfs.join("etc");
+    // A regular file of the image (through the layers, as the overlay will show it).
+    let image_file = |p: &str| match rootfs.lookup(p) {
+        Found::NonDir(path, m) if m.is_file() => read_image_file(&path),
+        _ => None,
+    };
     Ok(HostFacts {
         uid: host_ids.0,
         gid: host_ids.1,
@@ -91,10 +96,10 @@ pub fn gather(
             Some(h) => h,
             None => random_hostname()?,
         },
-        passwd: read_image_file(&etc.join("passwd")),
-        group: read_image_file(&etc.join("group")),
+        passwd: image_file("etc/passwd"),
+        group: image_file("etc/group"),
         resolv_conf: fs::read("/etc/resolv.conf").ok(),
-        has_apt: fs::symlink_metadata(etc.join("apt")).is_ok_and(|m| m.is_dir()),
+        has_apt: rootfs.lookup("etc/apt").is_dir(),
         shims: patch::find_shims(&rootfs),
         plain_dirs: patch::plain_dirs(&rootfs),
         ids,
@@ -229,7 +234,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc/group", r.join("etc/group")).unwrap();
         let own = (ns::euid(), ns::egid());
         let f = gather(
-            r.clone(),
+            r.clone().into(),
             d.path().join("s"),
             vec![],
             IdMode::Single,

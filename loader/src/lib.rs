@@ -34,6 +34,8 @@ pub mod selfexe;
 #[cfg(feature = "runtime")]
 pub mod shim;
 #[cfg(feature = "runtime")]
+pub mod stack;
+#[cfg(feature = "runtime")]
 pub mod storage;
 #[cfg(feature = "runtime")]
 pub mod sys;

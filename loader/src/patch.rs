@@ -2,8 +2,8 @@
 //! with a single uid (FEATURES R7). Everything here decides *what* to write; the executor writes
 //! it into the per-run overlay, never into the cache.
 
+use crate::stack::{self, Found, Stack};
 use crate::users::{group_entries, passwd_entries, User};
-use std::path::Path;
 
 /// Programs that switch users; in a one-uid namespace the only switch possible is none, so the
 /// loader stands in for them (see [`crate::shim`]).
@@ -102,19 +102,19 @@ pub struct Shim {
 /// The user-switching programs the image ships. Only real directories are searched, so `/bin`
 /// → `usr/bin` symlinks do not count twice, and a symlinked directory cannot point the search
 /// outside the rootfs.
-pub fn find_shims(rootfs: &Path) -> Vec<Shim> {
+pub fn find_shims(rootfs: &Stack) -> Vec<Shim> {
     let mut found = Vec::new();
     for dir in SHIM_DIRS {
-        let host_dir = rootfs.join(&dir[1..]);
-        if !std::fs::symlink_metadata(&host_dir).is_ok_and(|m| m.is_dir()) {
+        let Found::Dir(dirs, _) = rootfs.lookup(dir) else {
             continue;
-        }
+        };
         for name in SHIM_NAMES {
-            if let Ok(m) = std::fs::symlink_metadata(host_dir.join(name)) {
-                found.push(Shim {
+            match stack::child(&dirs, name.as_ref()) {
+                Ok(Found::Missing) | Err(_) => {}
+                Ok(f) => found.push(Shim {
                     path: format!("{dir}/{name}"),
-                    link: m.file_type().is_symlink(),
-                });
+                    link: f.metadata().is_some_and(|m| m.file_type().is_symlink()),
+                }),
             }
         }
     }
@@ -127,17 +127,16 @@ pub const SEEDED_DIRS: &[&str] = &["/etc", "/etc/apt", "/etc/apt/apt.conf.d"];
 /// Those of [`SEEDED_DIRS`] that the image has as real directories all the way down, or lacks
 /// (from a missing part on, nothing can be a link): files can be written into them in the
 /// upper layer without following anything.
-pub fn plain_dirs(rootfs: &Path) -> Vec<String> {
+pub fn plain_dirs(rootfs: &Stack) -> Vec<String> {
     SEEDED_DIRS
         .iter()
         .filter(|d| {
-            let mut p = rootfs.to_path_buf();
+            let mut dirs = rootfs.dirs().to_vec();
             for part in d[1..].split('/') {
-                p.push(part);
-                match std::fs::symlink_metadata(&p) {
-                    Ok(m) if m.is_dir() => {}
-                    Ok(_) => return false,
-                    Err(_) => return true,
+                match stack::child(&dirs, part.as_ref()) {
+                    Ok(Found::Dir(below, _)) => dirs = below,
+                    Ok(Found::NonDir(..)) => return false,
+                    Ok(Found::Missing) | Err(_) => return true,
                 }
             }
             true
@@ -217,7 +216,7 @@ mod tests {
         std::fs::write(r.join("usr/bin/setpriv"), b"").unwrap();
         std::os::unix::fs::symlink("/usr/bin/setpriv", r.join("usr/local/bin/gosu")).unwrap();
         std::os::unix::fs::symlink("usr/bin", r.join("bin")).unwrap();
-        let found: Vec<_> = find_shims(r)
+        let found: Vec<_> = find_shims(&Stack::from(r.to_path_buf()))
             .into_iter()
             .map(|s| (s.path, s.link))
             .collect();

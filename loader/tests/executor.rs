@@ -44,7 +44,7 @@ fn executor_child_entry() {
     let env_files = args::read_env_files(&flags).unwrap();
     let own = (loader::sys::ns::euid(), loader::sys::ns::egid());
     let facts = host::gather(
-        rootfs,
+        rootfs.into(),
         scratch,
         env_files,
         plan::IdMode::Single,

@@ -1,6 +1,10 @@
 //! `oci2bin cache ls|rm|prune`: housekeeping of the root filesystem cache the loader fills, by
 //! the naming rules of [`loader::cachedir`].
 //!
+//! Entries are merged trees (`-x2`) or stacked ones (`-s1`, a list of layers in `layers/` and
+//! maybe a small fix layer): both are listed, held and removed alike. The layers themselves are
+//! shared between entries and not listed here yet; removing a stacked entry leaves them.
+//!
 //! Safety with running containers: every run holds `flock(LOCK_SH)` on its entry's meta file, so
 //! removal takes `LOCK_EX` without blocking and refuses (rm) or skips (prune) an entry in use. An
 //! entry is first renamed into `tmp/`, so it disappears at once and a half-removed tree is never
@@ -19,7 +23,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use loader::cachedir::{self, ENTRY_SUFFIX, LOCKS, META, ROOTFS, TMP};
+use loader::cachedir::{self, LOCKS, META, ROOTFS, TMP};
 use rustix::fs::FlockOperation;
 
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +178,7 @@ impl Cache {
                 State::NotDir
             } else if m.uid() != self.euid {
                 State::Foreign(m.uid())
-            } else if suffix != ENTRY_SUFFIX {
+            } else if !cachedir::is_current_suffix(suffix) {
                 State::OldFormat
             } else if busy(&meta_path) {
                 State::InUse
@@ -289,7 +293,9 @@ impl Cache {
         } else {
             self.sub(META).join(&row.name)
         };
-        let guard = match open_lock(&guard_path, row.name.ends_with(ENTRY_SUFFIX)) {
+        let current = cachedir::split_entry_name(&row.name)
+            .is_some_and(|(_, suffix)| cachedir::is_current_suffix(suffix));
+        let guard = match open_lock(&guard_path, current) {
             Ok(g) => g,
             Err(e) => return Err(io_err("open", &guard_path)(e)),
         };

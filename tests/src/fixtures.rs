@@ -213,6 +213,51 @@ pub fn redis_bin() -> &'static Path {
     &P.get_or_init(|| package(redis(), "redis", &[])).1
 }
 
+/// The Debian image with one more small layer (gzip: `/opt/second/hello`, its parents
+/// described): a second image on the same base, as a rebuild or a derived image is. Blobs are
+/// shared with the full layout.
+pub fn debian_plus_layer_bin() -> &'static Path {
+    static P: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &P.get_or_init(|| {
+        let src = debian();
+        let tmp = crate::world_tempdir();
+        let dst = tmp.path().join("layout");
+        std::fs::create_dir_all(dst.join("blobs/sha256")).unwrap();
+        for e in std::fs::read_dir(src.join("blobs/sha256")).unwrap() {
+            let e = e.unwrap();
+            std::os::unix::fs::symlink(e.path(), dst.join("blobs/sha256").join(e.file_name()))
+                .unwrap();
+        }
+        for f in ["oci-layout", "index.json"] {
+            std::fs::copy(src.join(f), dst.join(f)).unwrap();
+        }
+        let l = tmp.path().join("l5");
+        std::fs::create_dir_all(l.join("opt/second")).unwrap();
+        std::fs::write(l.join("opt/second/hello"), "the second image\n").unwrap();
+        let tar = tmp.path().join("l5.tar");
+        let run = |c: &mut Command| {
+            let o = c.output().unwrap();
+            assert!(o.status.success(), "{c:?}: {}", crate::text(&o.stderr));
+        };
+        run(Command::new("tar")
+            .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
+            .arg(&l)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("opt"));
+        run(Command::new("python3")
+            .arg(crate::workspace().join("tests/fixtures/add_layer.py"))
+            .arg(&dst)
+            .arg("latest")
+            .arg(&tar)
+            .arg("gzip"));
+        let out = tmp.path().join("debian-plus");
+        crate::build(&format!("oci:{}:latest", dst.display()), &out, &[]);
+        (tmp, out)
+    })
+    .1
+}
+
 /// Packages an OCI layout into a fresh world-readable dir.
 pub fn package(layout: &Path, name: &str, extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
     let dir = crate::world_tempdir();

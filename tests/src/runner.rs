@@ -9,6 +9,8 @@ pub struct Runner {
     /// (uid, gid) to switch to, when running as root.
     ids: Option<(u32, u32)>,
     home: tempfile::TempDir,
+    /// Variables every command of this runner gets ([`Runner::with_env`]).
+    env: Vec<(String, String)>,
 }
 
 fn test_user_ids() -> (u32, u32) {
@@ -43,7 +45,17 @@ impl Runner {
         if let Some((u, g)) = ids {
             std::os::unix::fs::chown(home.path(), Some(u), Some(g)).unwrap();
         }
-        Runner { ids, home }
+        Runner {
+            ids,
+            home,
+            env: Vec::new(),
+        }
+    }
+
+    /// This runner, with `key=value` in the environment of every command it starts.
+    pub fn with_env(mut self, key: &str, value: &str) -> Runner {
+        self.env.push((key.into(), value.into()));
+        self
     }
 
     /// A runner for the user `name` (root only: `None` when we are not root or `name` does not
@@ -60,6 +72,7 @@ impl Runner {
         Some(Runner {
             ids: Some((u, g)),
             home,
+            env: Vec::new(),
         })
     }
 
@@ -88,6 +101,7 @@ impl Runner {
             .env("HOME", self.home.path())
             .env("XDG_CACHE_HOME", self.home.path().join(".cache"))
             .env("USER", "o2btest")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.home.path());
         c
     }

@@ -1,8 +1,9 @@
 //! The root filesystem cache from the outside, with real files run as the unprivileged test
 //! user: a root run never touches the user's cache, foreign or broken entries are reported and
 //! not used, signals during extraction leave nothing behind, `oci2bin cache ls|rm|prune` on real
-//! entries (also while a container runs from them), config-only rebuilds share a tree, and a
-//! start waiting for another extractor says so.
+//! entries, stacked and merged (also while a container runs from them), config-only rebuilds
+//! share a tree, and a start waiting for another extractor says so. The layer store itself:
+//! `tests/layers.rs`.
 
 use e2e::{fixtures, text, Runner};
 use std::fs::File;
@@ -33,10 +34,28 @@ fn key_of(file: &Path) -> String {
     loader::cachedir::key(&e2e::layer_refs(file))
 }
 
+/// The (stacked) entry of a built file, as a run makes it by default.
 fn entry_of(r: &Runner, file: &Path) -> PathBuf {
     r.cache()
         .join("rootfs")
+        .join(loader::cachedir::stack_name(&key_of(file)))
+}
+
+/// The merged entry of a built file (`OCI2BIN_ROOTFS=merged`).
+fn merged_entry_of(r: &Runner, file: &Path) -> PathBuf {
+    r.cache()
+        .join("rootfs")
         .join(loader::cachedir::entry_name(&key_of(file)))
+}
+
+/// The store directory of a file's layer `i` (0: the bottom one), and its key.
+fn layer_of(r: &Runner, file: &Path, i: usize) -> (PathBuf, String) {
+    let k = loader::cachedir::layer_key(&e2e::layer_refs(file)[i], None);
+    let dir = r
+        .cache()
+        .join("layers")
+        .join(loader::cachedir::layer_name(&k));
+    (dir, k)
 }
 
 /// `oci2bin ARGS…` as the test user, with the runner's cache.
@@ -291,7 +310,8 @@ fn a_config_only_rebuild_reuses_the_cached_tree() {
     assert_eq!(key_of(&edited), key_of(bb()));
     let r = runner();
     r.ok(bb(), &["true"]);
-    std::fs::write(entry_of(&r, bb()).join("marker"), b"").unwrap();
+    let top = layer_of(&r, bb(), e2e::layer_refs(bb()).len() - 1).0;
+    std::fs::write(top.join("tree/marker"), b"").unwrap();
     assert_eq!(r.ok(&edited, &["sh", "-c", "echo $EDITED"]), "1\n");
     assert_eq!(
         r.run(&edited, &["test", "-e", "/marker"]).status.code(),
@@ -330,10 +350,11 @@ fn cache_rm_and_prune_remove_real_trees_but_not_one_in_use() {
     if !e2e::runner::userns() {
         return;
     }
-    let r = runner();
+    // Merged entries: real trees, with read-only directories.
+    let r = runner().with_env("OCI2BIN_ROOTFS", "merged");
     r.ok(bb(), &["true"]);
     let key = key_of(bb());
-    let entry = entry_of(&r, bb());
+    let entry = merged_entry_of(&r, bb());
     // Read-only directories, as images have them (`rm -rf` fails on these).
     let chmod = Path::new("/bin/chmod");
     let e = entry.to_str().unwrap().to_string();
@@ -375,17 +396,57 @@ fn cache_rm_and_prune_remove_real_trees_but_not_one_in_use() {
 }
 
 #[test]
-fn a_start_waiting_for_another_extractor_says_what_it_waits_for() {
+fn cache_rm_and_prune_remove_a_stacked_entry_but_not_one_in_use_and_leave_its_layers() {
     if !e2e::runner::userns() {
         return;
     }
     let r = runner();
     r.ok(bb(), &["true"]);
     let key = key_of(bb());
-    cache_ok(&r, &["cache", "rm", &key]);
-    // Hold the extraction lock as another extractor would.
-    let lock_path = r.cache().join("locks").join(format!("{key}.lock"));
-    let lock = File::open(&lock_path).unwrap();
+    let entry = entry_of(&r, bb());
+    assert!(entry.is_dir());
+    let mut running = r.command(bb(), &["sleep", "60"]).spawn().unwrap();
+    wait_in_use(&r, &mut running);
+    let o = cache_cmd(&r, &["cache", "rm", &key[..8]]);
+    e2e::assert_one_line_error(&o, &format!("entry {key} is in use by a running container"));
+    let out = cache_ok(&r, &["cache", "prune", "--all"]);
+    assert!(
+        out.contains(&format!("skipped {}: in use", &key[..12])),
+        "{out}"
+    );
+    running.kill().unwrap();
+    running.wait().unwrap();
+    let out = cache_ok(&r, &["cache", "rm", &key[..8]]);
+    assert!(out.starts_with(&format!("removed {}", &key[..12])), "{out}");
+    assert!(!entry.exists());
+    for sub in ["rootfs", "meta", "tmp"] {
+        assert!(r.files_under_cache(sub).is_empty(), "{sub} not empty");
+    }
+    // The layers stay (pruning them is for later): the next start extracts nothing.
+    assert_eq!(
+        r.files_under_cache("layers").len(),
+        e2e::layer_refs(bb()).len()
+    );
+    assert_eq!(r.ok(bb(), &["cat", "/etc/issue"]), "busybox fixture\n");
+    assert!(entry.is_dir());
+}
+
+#[test]
+fn a_start_waiting_for_another_extractor_says_what_it_waits_for() {
+    if !e2e::runner::userns() {
+        return;
+    }
+    let r = runner();
+    // Hold the base layer's extraction lock as another extractor would, in a cache the user
+    // owns but that has nothing yet.
+    let (base, lkey) = layer_of(&r, bb(), 0);
+    let locks = r.cache().join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let lock_path = locks.join(format!("{lkey}.lock"));
+    let lock = File::create(&lock_path).unwrap();
+    for p in [r.home().join(".cache"), r.cache(), locks, lock_path.clone()] {
+        std::os::unix::fs::chown(&p, Some(r.uid()), None).unwrap();
+    }
     // SAFETY: flock on a file we opened; released when `lock` is dropped.
     assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
     let mut c = r
@@ -414,14 +475,17 @@ fn a_start_waiting_for_another_extractor_says_what_it_waits_for() {
         format!(
             "oci2bin: waiting for another process extracting {} into {} (lock {})",
             line.split_whitespace().nth(6).unwrap(),
-            entry_of(&r, bb()).display(),
+            base.display(),
             lock_path.display()
         )
     );
     assert!(c.try_wait().unwrap().is_none());
+    // The other layer did not wait.
+    let (top, _) = layer_of(&r, bb(), 1);
+    assert!(top.join("tree").is_dir() && !base.exists());
     drop(lock);
     let o = c.wait_with_output().unwrap();
     assert!(o.status.success());
     assert_eq!(text(&o.stdout), "done\n");
-    assert!(entry_of(&r, bb()).is_dir());
+    assert!(entry_of(&r, bb()).is_dir() && base.join("tree").is_dir());
 }

@@ -258,7 +258,8 @@ fn single_uid_mode_when_forced_or_without_a_range() {
 /// itself): `oci2bin cache rm` and `prune --all` do, as that user, leaving nothing behind.
 #[test]
 fn cache_rm_and_prune_remove_mapped_entries_as_the_user() {
-    let r = Runner::new();
+    // Merged entries, whose trees hold the files (a stacked one's are in its layers).
+    let r = Runner::new().with_env("OCI2BIN_ROOTFS", "merged");
     if mapped_ready(&r).is_none() {
         return;
     }

@@ -3,6 +3,7 @@
 use super::*;
 use crate::extract::tests::{compress, layer_file, names};
 use crate::format::{Compression, LayerRef};
+use crate::stack::Found;
 use crate::tar::testutil::TarBuilder;
 use std::collections::BTreeSet;
 use std::io::{BufRead, Read};
@@ -11,13 +12,21 @@ use std::sync::{Arc, Barrier};
 
 struct Env {
     tmp: tempfile::TempDir,
+    /// Stacked entries ([`Locations::layers`]); most specs here are of merged ones.
+    layers: bool,
 }
 
 impl Env {
     fn new() -> Env {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir(tmp.path().join("private")).unwrap();
-        Env { tmp }
+        Env { tmp, layers: false }
+    }
+    fn layered() -> Env {
+        Env {
+            layers: true,
+            ..Env::new()
+        }
     }
     fn cache(&self) -> PathBuf {
         self.tmp.path().join("cache/oci2bin")
@@ -26,6 +35,7 @@ impl Env {
         Locations {
             cache: Some(self.cache()),
             tmp: self.tmp.path().join("private"),
+            layers: self.layers,
         }
     }
     /// An image of `files` files in one gzip layer, written to `name`.
@@ -42,6 +52,28 @@ impl Env {
         b.file("etc/hostname", 0o644, b"cached\n");
         let blob = compress(Compression::Gzip, &b.finish());
         let (file, layers) = layer_file(&self.tmp.path().join(name), &[(Compression::Gzip, blob)]);
+        (file, runtime(layers))
+    }
+
+    /// An image of one gzip layer per entry of `layers` (the names of their files, each in
+    /// its own directory under usr/share, all described), written to `name`.
+    fn stacked_image(&self, name: &str, layers: &[(&str, usize)]) -> (File, Runtime) {
+        let blobs: Vec<_> = layers
+            .iter()
+            .map(|(dir, files)| {
+                let mut b = TarBuilder::new();
+                b.dir("etc", 0o755)
+                    .dir("usr", 0o755)
+                    .dir("usr/share", 0o755);
+                b.dir(&format!("usr/share/{dir}"), 0o755);
+                for i in 0..*files {
+                    b.file(&format!("usr/share/{dir}/f{i}"), 0o644, b"x");
+                }
+                b.file("etc/hostname", 0o644, format!("{dir}\n").as_bytes());
+                (Compression::Gzip, compress(Compression::Gzip, &b.finish()))
+            })
+            .collect();
+        let (file, layers) = layer_file(&self.tmp.path().join(name), &blobs);
         (file, runtime(layers))
     }
 }
@@ -76,20 +108,20 @@ fn first_prepare_extracts_and_publishes_later_ones_reuse_the_entry() {
     let p = prepare_at(&env.loc(), &exe, &rt).unwrap();
     let want = entry_of(&env, &rt);
     assert!(want.to_str().unwrap().ends_with("-x2"), "{want:?}");
-    assert_eq!(p.rootfs, want);
+    assert_eq!(p.rootfs.top(), want);
     assert_eq!(p.scratch, env.cache().join("mnt"));
     assert_eq!(p.cleanup, None);
     assert_eq!(
-        std::fs::read(p.rootfs.join("etc/hostname")).unwrap(),
+        std::fs::read(p.rootfs.top().join("etc/hostname")).unwrap(),
         b"cached\n"
     );
     assert!(names(&p.scratch).is_empty());
     assert!(names(&env.cache().join("tmp")).is_empty());
     // The warm path does not extract again: a marker left in the entry is still there.
-    std::fs::write(p.rootfs.join("marker"), b"").unwrap();
+    std::fs::write(p.rootfs.top().join("marker"), b"").unwrap();
     let again = prepare_at(&env.loc(), &exe, &rt).unwrap();
     assert!(same(&again, &p));
-    assert!(p.rootfs.join("marker").exists());
+    assert!(p.rootfs.top().join("marker").exists());
 }
 
 #[test]
@@ -108,7 +140,7 @@ fn failed_extraction_publishes_nothing_and_leaves_no_staging_tree() {
     rt.layers[0].sha256[0] ^= 1;
     let p = prepare_at(&env.loc(), &exe, &rt).unwrap();
     assert_eq!(
-        std::fs::read(p.rootfs.join("etc/hostname")).unwrap(),
+        std::fs::read(p.rootfs.top().join("etc/hostname")).unwrap(),
         b"cached\n"
     );
 }
@@ -154,7 +186,7 @@ fn parallel_first_starts_in_threads_make_one_entry_and_all_succeed() {
     assert!(results.iter().all(|p| same(p, &results[0])));
     assert_eq!(entry_names(&env).len(), 1);
     assert!(names(&env.cache().join("tmp")).is_empty());
-    assert_eq!(names(&results[0].rootfs.join("usr/share")).len(), 400);
+    assert_eq!(names(&results[0].rootfs.top().join("usr/share")).len(), 400);
 }
 
 /// Not a spec by itself: the body of one process in the multi-process test below.
@@ -167,13 +199,14 @@ fn child_process_prepare() {
     let loc = Locations {
         cache: Some(dir.join("cache/oci2bin")),
         tmp: dir.join("private"),
+        layers: false,
     };
     let exe = File::open(dir.join("img")).unwrap();
     let bytes = std::fs::read(dir.join("rt")).unwrap();
     let rt = Runtime::decode(&bytes).unwrap();
     let p = prepare_at(&loc, &exe, &rt).unwrap();
-    assert!(p.rootfs.join("etc/hostname").exists());
-    println!("PREPARED {}", p.rootfs.display());
+    assert!(p.rootfs.top().join("etc/hostname").exists());
+    println!("PREPARED {}", p.rootfs.top().display());
 }
 
 #[test]
@@ -236,7 +269,7 @@ fn a_waiting_start_uses_the_entry_the_lock_holder_published() {
     std::fs::rename(&staged, &entry).unwrap();
     drop(lock);
     let p = waiter.join().unwrap();
-    assert_eq!(p.rootfs, entry);
+    assert_eq!(p.rootfs.top(), entry);
     assert!(
         entry.join("from-holder").exists(),
         "the waiter extracted again"
@@ -276,10 +309,10 @@ fn unusable_cache_root_falls_back_to_a_private_extraction() {
     let p = prepare_at(&env.loc(), &exe, &rt).unwrap();
     let dir = p.cleanup.clone().expect("a private extraction to clean up");
     assert_eq!(dir.parent().unwrap(), env.tmp.path().join("private"));
-    assert_eq!(p.rootfs, dir.join("rootfs"));
+    assert_eq!(p.rootfs.top(), dir.join("rootfs"));
     assert_eq!(p.scratch, dir.join("mnt"));
     assert_eq!(
-        std::fs::read(p.rootfs.join("etc/hostname")).unwrap(),
+        std::fs::read(p.rootfs.top().join("etc/hostname")).unwrap(),
         b"cached\n"
     );
     extract::remove_tree(&dir).unwrap();
@@ -293,6 +326,7 @@ fn no_cache_location_falls_back_and_a_failed_private_extraction_is_removed() {
     let loc = Locations {
         cache: None,
         tmp: env.tmp.path().join("private"),
+        layers: false,
     };
     let p = prepare_at(&loc, &exe, &rt).unwrap();
     assert!(p.cleanup.is_some());
@@ -322,12 +356,15 @@ fn locations_follow_xdg_then_home_then_tmpdir() {
         })
     };
     let l = vars(Some("/x"), Some("/h"), None);
+    assert!(l.layers, "stacked entries unless OCI2BIN_ROOTFS=merged");
     assert_eq!(l.cache, Some(PathBuf::from("/x/oci2bin")));
     assert_eq!(l.tmp, PathBuf::from("/tmp"));
     let l = vars(Some("relative"), Some("/h"), Some("/t"));
     assert_eq!(l.cache, Some(PathBuf::from("/h/.cache/oci2bin")));
     assert_eq!(l.tmp, PathBuf::from("/t"));
     assert_eq!(vars(None, None, None).cache, None);
+    let merged = Locations::from_vars(|k| (k == "OCI2BIN_ROOTFS").then(|| "merged".into()));
+    assert!(!merged.layers);
 }
 
 use std::os::unix::fs::PermissionsExt;
@@ -349,7 +386,7 @@ fn a_config_only_edit_reuses_the_tree_and_the_meta_file_names_both_images() {
     let env = Env::new();
     let (exe, rt) = env.image("img", 3);
     let first = prepare_at(&env.loc(), &exe, &rt).unwrap();
-    std::fs::write(first.rootfs.join("marker"), b"").unwrap();
+    std::fs::write(first.rootfs.top().join("marker"), b"").unwrap();
     let edited = Runtime {
         image_id: format!("sha256:{}", "cd".repeat(32)),
         name: "edited:1".into(),
@@ -358,7 +395,10 @@ fn a_config_only_edit_reuses_the_tree_and_the_meta_file_names_both_images() {
     };
     let second = prepare_at(&env.loc(), &exe, &edited).unwrap();
     assert_eq!(second.rootfs, first.rootfs);
-    assert!(second.rootfs.join("marker").exists(), "extracted again");
+    assert!(
+        second.rootfs.top().join("marker").exists(),
+        "extracted again"
+    );
     assert_eq!(entry_names(&env).len(), 1);
     // A third run of the first image adds no line.
     drop(prepare_at(&env.loc(), &exe, &rt).unwrap());
@@ -417,7 +457,7 @@ fn a_symlinked_entry_is_reported_and_never_followed() {
     let p = prepare_at(&env.loc(), &exe, &rt).unwrap();
     let dir = p.cleanup.clone().expect("a private extraction");
     assert_eq!(
-        std::fs::read(p.rootfs.join("etc/hostname")).unwrap(),
+        std::fs::read(p.rootfs.top().join("etc/hostname")).unwrap(),
         b"cached\n"
     );
     assert!(std::fs::symlink_metadata(&entry).unwrap().is_symlink());
@@ -455,7 +495,7 @@ fn an_entry_owned_by_another_uid_is_not_used() {
         p.cleanup.is_some(),
         "used an entry owned by uid {OTHER_UID}"
     );
-    assert!(!p.rootfs.join("marker").exists());
+    assert!(!p.rootfs.top().join("marker").exists());
     let key = cachedir::key(&rt.layers);
     match Cache::new(&env.cache(), &key).entry_state() {
         EntryState::Bad(why) => assert!(
@@ -472,7 +512,7 @@ fn an_entry_owned_by_another_uid_is_not_used() {
 }
 
 fn drop_rootfs(p: Prepared) -> PathBuf {
-    p.rootfs.clone()
+    p.rootfs.top().to_path_buf()
 }
 
 #[test]
@@ -489,6 +529,7 @@ fn a_cache_of_another_user_gets_nothing_written_into_it() {
     let loc = Locations {
         cache: Some(home.join(".cache/oci2bin")),
         tmp: env.tmp.path().join("private"),
+        layers: false,
     };
     let p = prepare_at(&loc, &exe, &rt).unwrap();
     assert!(p.cleanup.is_some());
@@ -621,6 +662,7 @@ fn stale_private_dirs_are_swept_but_live_and_foreign_ones_kept() {
     let loc = Locations {
         cache: None,
         tmp: private_tmp.clone(),
+        layers: false,
     };
     let p = prepare_at(&loc, &exe, &rt).unwrap();
     let ours = p.cleanup.as_ref().unwrap().file_name().unwrap();
@@ -629,13 +671,13 @@ fn stale_private_dirs_are_swept_but_live_and_foreign_ones_kept() {
     assert_eq!(left, want);
     // A second cold start does not sweep the first one while it runs.
     let q = prepare_at(&loc, &exe, &rt).unwrap();
-    assert!(p.rootfs.join("etc/hostname").exists());
+    assert!(p.rootfs.top().join("etc/hostname").exists());
     drop(q);
     holder.release();
     // Its lock released, the live one goes at the next cold start; so does the dropped `q`.
     drop(prepare_at(&loc, &exe, &rt).unwrap());
     assert!(!live.exists());
-    assert!(p.rootfs.join("etc/hostname").exists());
+    assert!(p.rootfs.top().join("etc/hostname").exists());
 }
 
 /// Not a spec by itself: runs a prepare in $OCI2BIN_TEST_INTERRUPT_CHILD that gets SIGINT as
@@ -648,9 +690,11 @@ fn child_interrupted_prepare() {
     let dir = PathBuf::from(dir);
     let private_tmp = dir.join("private");
     let cache = dir.join("cache/oci2bin");
+    let mode = std::env::var("OCI2BIN_TEST_MODE").unwrap();
     let loc = Locations {
-        cache: (std::env::var("OCI2BIN_TEST_MODE").unwrap() == "cache").then(|| cache.clone()),
+        cache: (mode != "private").then(|| cache.clone()),
         tmp: private_tmp.clone(),
+        layers: mode == "layers",
     };
     let exe = File::open(dir.join("img")).unwrap();
     let rt = Runtime::decode(&std::fs::read(dir.join("rt")).unwrap()).unwrap();
@@ -661,7 +705,9 @@ fn child_interrupted_prepare() {
             std::fs::read_dir(d).is_ok_and(|mut rd| {
                 rd.any(|e| {
                     let p = e.unwrap().path();
-                    p.join("usr/share/f1").exists() || p.join("rootfs/usr/share/f1").exists()
+                    p.join("usr/share/f1").exists()
+                        || p.join("rootfs/usr/share/f1").exists()
+                        || p.join("tree/usr/share/a/f1").exists()
                 })
             })
         });
@@ -678,10 +724,11 @@ fn child_interrupted_prepare() {
     }
     let left = |d: &Path| std::fs::read_dir(d).map_or(0, |rd| rd.count());
     println!(
-        "LEFT staging={} entries={} private={}",
+        "LEFT staging={} entries={} private={} layers={}",
         left(&cache.join("tmp")),
         left(&cache.join("rootfs")),
-        left(&private_tmp)
+        left(&private_tmp),
+        left(&cache.join("layers"))
     );
     // The default disposition is back: this kills the process.
     sig::raise(libc::SIGINT).unwrap();
@@ -696,7 +743,10 @@ fn a_stop_signal_during_extraction_removes_the_partial_tree_and_reports_it() {
     // Enough files that extraction is still running when the watcher's signal lands.
     let (_, rt) = env.image("img", 20_000);
     std::fs::write(env.tmp.path().join("rt"), rt.encode()).unwrap();
-    for mode in ["cache", "private"] {
+    let layered = Env::new();
+    let (_, rt) = layered.stacked_image("img", &[("a", 20_000), ("b", 20_000), ("c", 5)]);
+    std::fs::write(layered.tmp.path().join("rt"), rt.encode()).unwrap();
+    for (env, mode) in [(&env, "cache"), (&env, "private"), (&layered, "layers")] {
         let out = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
@@ -710,9 +760,198 @@ fn a_stop_signal_during_extraction_removes_the_partial_tree_and_reports_it() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains("INTERRUPTED 2"), "{mode}: {stdout}");
         assert!(
-            stdout.contains("LEFT staging=0 entries=0 private=0"),
+            stdout.contains("LEFT staging=0 entries=0 private=0 layers=0"),
             "{mode}: {stdout}"
         );
         assert_eq!(out.status.signal(), Some(libc::SIGINT), "{mode}: {stdout}");
     }
+}
+
+/// The layers of a stacked entry, bottom first, as their directories' names.
+fn layer_names(env: &Env) -> BTreeSet<String> {
+    names(&env.cache().join("layers"))
+}
+
+#[test]
+fn a_stacked_entry_shares_its_layers_with_every_image_that_has_them() {
+    let env = Env::layered();
+    let (a, rt_a) = env.stacked_image("a", &[("base", 50), ("a", 3)]);
+    let (b, rt_b) = env.stacked_image("b", &[("base", 50), ("b", 3)]);
+    assert_eq!(rt_a.layers[0].sha256, rt_b.layers[0].sha256);
+    let p = prepare_at(&env.loc(), &a, &rt_a).unwrap();
+    assert_eq!(p.rootfs.dirs().len(), 2, "{:?}", p.rootfs);
+    assert!(p
+        .rootfs
+        .dirs()
+        .iter()
+        .all(|d| d.starts_with(env.cache().join("layers"))));
+    let key = cachedir::key(&rt_a.layers);
+    assert_eq!(entry_names(&env), [cachedir::stack_name(&key)].into());
+    let listed = std::fs::read_to_string(
+        entry_of(&env, &rt_a)
+            .with_file_name(cachedir::stack_name(&key))
+            .join("layers"),
+    )
+    .unwrap();
+    let bottom_up: Vec<String> = rt_a
+        .layers
+        .iter()
+        .map(|l| cachedir::layer_name(&cachedir::layer_key(l, None)) + "\n")
+        .collect();
+    assert_eq!(listed, bottom_up.concat());
+    assert_eq!(layer_names(&env).len(), 2);
+    assert!(names(&env.cache().join("tmp")).is_empty());
+    let Found::NonDir(host, _) = p.rootfs.lookup("etc/hostname") else {
+        panic!("no /etc/hostname");
+    };
+    assert_eq!(std::fs::read(host).unwrap(), b"a\n");
+    assert!(p.rootfs.lookup("usr/share/base/f49").metadata().is_some());
+    // The second image extracts its own layer only: the base is the first one's.
+    let base = p.rootfs.dirs()[1].clone();
+    std::fs::write(base.join("marker"), b"").unwrap();
+    let q = prepare_at(&env.loc(), &b, &rt_b).unwrap();
+    assert_eq!(q.rootfs.dirs()[1], base);
+    assert!(base.join("marker").exists(), "the base was extracted again");
+    assert_eq!(layer_names(&env).len(), 3);
+    assert!(q.rootfs.lookup("usr/share/b").is_dir() && !q.rootfs.lookup("usr/share/a").is_dir());
+    // Warm: the same layers, nothing extracted.
+    let again = prepare_at(&env.loc(), &a, &rt_a).unwrap();
+    assert!(same(&again, &p));
+    assert_eq!(
+        std::fs::read_to_string(env.cache().join("overlay-probe"))
+            .unwrap()
+            .split(' ')
+            .next(),
+        Some("v1")
+    );
+}
+
+#[test]
+fn a_layer_twice_in_an_image_is_stacked_once_at_its_topmost_place() {
+    let env = Env::layered();
+    let (exe, mut rt) = env.stacked_image("img", &[("base", 3), ("top", 3)]);
+    rt.layers.push(rt.layers[0].clone());
+    let p = prepare_at(&env.loc(), &exe, &rt).unwrap();
+    let k = |l: &LayerRef| cachedir::layer_name(&cachedir::layer_key(l, None));
+    let tops: Vec<String> = p
+        .rootfs
+        .dirs()
+        .iter()
+        .map(|d| {
+            d.parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(tops, [k(&rt.layers[0]), k(&rt.layers[1])]);
+}
+
+#[test]
+fn a_mapped_entry_has_layers_of_its_own() {
+    let env = Env::layered();
+    let (exe, rt) = env.stacked_image("img", &[("base", 3)]);
+    let k = cachedir::layer_key(&rt.layers[0], None);
+    let m = cachedir::layer_key(&rt.layers[0], Some("0:1000:1"));
+    assert_ne!(k, m);
+    drop(prepare_at(&env.loc(), &exe, &rt).unwrap());
+    assert_eq!(layer_names(&env), [cachedir::layer_name(&k)].into());
+}
+
+#[test]
+fn layers_that_do_not_stack_as_the_merged_tree_get_a_merged_entry() {
+    let env = Env::layered();
+    let base = TarBuilder::new()
+        .symlink("lib", "usr/lib")
+        .dir("usr", 0o755)
+        .dir("usr/lib", 0o755)
+        .file("etc/hostname", 0o644, b"merged\n")
+        .finish();
+    // A parent without an entry, through the base's symlink in the merged tree.
+    let top = TarBuilder::new().file("lib/y", 0o644, b"y").finish();
+    let (exe, layers) = layer_file(
+        &env.tmp.path().join("img"),
+        &[(Compression::None, base), (Compression::None, top)],
+    );
+    let rt = runtime(layers);
+    let p = prepare_at(&env.loc(), &exe, &rt).unwrap();
+    assert_eq!(p.rootfs.dirs(), [entry_of(&env, &rt)]);
+    assert_eq!(
+        std::fs::read(p.rootfs.top().join("usr/lib/y")).unwrap(),
+        b"y"
+    );
+    // Both layers were extracted alone first; the next start goes straight to the entry.
+    assert_eq!(layer_names(&env).len(), 2);
+    let again = prepare_at(&env.loc(), &exe, &rt).unwrap();
+    assert!(same(&again, &p));
+}
+
+#[test]
+fn a_failed_layer_publishes_no_layer_and_says_what_the_merged_extraction_says() {
+    let env = Env::layered();
+    let (exe, mut rt) = env.stacked_image("img", &[("a", 300), ("b", 300), ("c", 3)]);
+    rt.layers[1].sha256[0] ^= 1;
+    let e = prepare_at(&env.loc(), &exe, &rt).unwrap_err().to_string();
+    let id = extract::layer_id(&rt.layers[1]);
+    assert_eq!(
+        e,
+        format!("layer {id} digest mismatch: file corrupt or tampered")
+    );
+    assert!(layer_names(&env).is_empty());
+    assert!(entry_names(&env).is_empty());
+    assert!(names(&env.cache().join("tmp")).is_empty());
+    rt.layers[1].sha256[0] ^= 1;
+    let p = prepare_at(&env.loc(), &exe, &rt).unwrap();
+    assert_eq!(p.rootfs.dirs().len(), 3);
+}
+
+#[test]
+fn parallel_first_starts_of_images_sharing_a_base_extract_it_once() {
+    let env = Arc::new(Env::layered());
+    let (_, rt_a) = env.stacked_image("a", &[("base", 3000), ("a", 10)]);
+    let (_, rt_b) = env.stacked_image("b", &[("base", 3000), ("b", 10)]);
+    let base_key = cachedir::layer_key(&rt_a.layers[0], None);
+    // Every staging directory of the base seen while the starts run.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (tmp, done, base_key) = (env.cache().join("tmp"), done.clone(), base_key.clone());
+        std::thread::spawn(move || {
+            let mut seen = BTreeSet::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                for n in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+                    let n = n.file_name().to_string_lossy().into_owned();
+                    if n.starts_with(&base_key) {
+                        seen.insert(n);
+                    }
+                }
+            }
+            seen
+        })
+    };
+    let barrier = Arc::new(Barrier::new(2));
+    let starts: Vec<_> = [("a", rt_a), ("b", rt_b)]
+        .into_iter()
+        .map(|(name, rt)| {
+            let (env, barrier) = (env.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let exe = File::open(env.tmp.path().join(name)).unwrap();
+                barrier.wait();
+                prepare_at(&env.loc(), &exe, &rt).unwrap()
+            })
+        })
+        .collect();
+    let prepared: Vec<Prepared> = starts.into_iter().map(|h| h.join().unwrap()).collect();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = watcher.join().unwrap();
+    assert_eq!(
+        seen.len(),
+        1,
+        "the base was extracted {} times: {seen:?}",
+        seen.len()
+    );
+    assert_eq!(prepared[0].rootfs.dirs()[1], prepared[1].rootfs.dirs()[1]);
+    assert_eq!(layer_names(&env).len(), 3);
+    assert!(names(&env.cache().join("tmp")).is_empty());
 }

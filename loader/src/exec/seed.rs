@@ -13,43 +13,60 @@
 //! ([`crate::plan::HostFacts::plain_dirs`]), so no symlink is ever followed here.
 
 use crate::plan::Seed;
+use crate::stack::{self, Found, Stack};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Writes `seeds` into `upper` (empty, or the lower tree itself for the copy fallback), with
-/// attributes from `lower`.
-pub fn seed(lower: &Path, upper: &Path, seeds: &[Seed]) -> io::Result<()> {
+/// attributes from what `lower` shows.
+pub fn seed(lower: &Stack, upper: &Path, seeds: &[Seed]) -> io::Result<()> {
     let mut made: Vec<(std::path::PathBuf, fs::Metadata)> = Vec::new();
     for s in seeds {
         let rel = s.path.strip_prefix("/").unwrap_or(&s.path);
-        let (mut l, mut u) = (lower.to_path_buf(), upper.to_path_buf());
+        // What the image has at the path so far: the directories merged into it, if any.
+        let mut l: Option<Vec<std::path::PathBuf>> = Some(lower.dirs().to_vec());
+        let mut u = upper.to_path_buf();
         for part in rel.parent().into_iter().flat_map(Path::components) {
-            l.push(part);
             u.push(part);
+            let found = match &l {
+                Some(dirs) => stack::child(dirs, part.as_os_str())?,
+                None => Found::Missing,
+            };
+            l = None;
             match fs::symlink_metadata(&u) {
-                Ok(m) if m.is_dir() => continue,
+                Ok(m) if m.is_dir() => {
+                    if let Found::Dir(d, _) = found {
+                        l = Some(d);
+                    }
+                    continue;
+                }
                 Ok(_) => return Err(not_a_dir(&u)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
-            match fs::symlink_metadata(&l) {
-                Ok(m) if m.is_dir() => {
+            match found {
+                Found::Dir(d, m) => {
                     fs::DirBuilder::new().mode(0o700).create(&u)?;
                     made.push((u.clone(), m));
+                    l = Some(d);
                 }
-                Ok(_) => return Err(not_a_dir(&l)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Found::NonDir(p, _) => return Err(not_a_dir(&p)),
+                Found::Missing => {
                     fs::DirBuilder::new().mode(0o755).create(&u)?;
                 }
-                Err(e) => return Err(e),
             }
         }
         let name = rel.file_name().unwrap_or_default();
-        l.push(name);
         u.push(name);
-        let image = fs::symlink_metadata(&l).ok().filter(|m| m.is_file());
+        let image = match &l {
+            Some(dirs) => match stack::child(dirs, name)? {
+                Found::NonDir(_, m) if m.is_file() => Some(m),
+                _ => None,
+            },
+            None => None,
+        };
         match fs::symlink_metadata(&u) {
             // The copy fallback: the image's own file or link, replaced rather than followed.
             Ok(m) if !m.is_dir() => fs::remove_file(&u)?,
@@ -126,7 +143,7 @@ mod tests {
             .unwrap();
         fs::create_dir(&upper).unwrap();
         seed(
-            &lower,
+            &Stack::from(lower.clone()),
             &upper,
             &[
                 seed_of("/etc/hosts", b"127.0.0.1 localhost\n"),
@@ -166,6 +183,7 @@ mod tests {
         fs::create_dir_all(t.path().join("outside")).unwrap();
         symlink(t.path().join("outside"), lower.join("etc")).unwrap();
         fs::create_dir(&upper).unwrap();
+        let lower = Stack::from(lower);
         assert!(seed(&lower, &upper, &[seed_of("/etc/hosts", b"x")]).is_err());
         assert!(!t.path().join("outside/hosts").exists());
         assert!(!upper.join("etc").exists());
@@ -179,7 +197,7 @@ mod tests {
         fs::write(t.path().join("host-file"), "host").unwrap();
         symlink(t.path().join("host-file"), root.join("etc/resolv.conf")).unwrap();
         seed(
-            &root,
+            &Stack::from(root.clone()),
             &root,
             &[seed_of("/etc/resolv.conf", b"nameserver 1.1.1.1\n")],
         )
@@ -192,5 +210,35 @@ mod tests {
             fs::read_to_string(root.join("etc/resolv.conf")).unwrap(),
             "nameserver 1.1.1.1\n"
         );
+    }
+
+    #[test]
+    fn seeds_over_layers_take_the_attributes_the_overlay_shows() {
+        let t = tempfile::tempdir().unwrap();
+        let (top, bottom, upper) = (
+            t.path().join("top"),
+            t.path().join("bottom"),
+            t.path().join("upper"),
+        );
+        fs::create_dir_all(bottom.join("etc")).unwrap();
+        fs::write(bottom.join("etc/hosts"), "old").unwrap();
+        fs::set_permissions(bottom.join("etc/hosts"), fs::Permissions::from_mode(0o600)).unwrap();
+        fs::create_dir_all(top.join("etc")).unwrap();
+        fs::set_permissions(top.join("etc"), fs::Permissions::from_mode(0o711)).unwrap();
+        fs::create_dir(&upper).unwrap();
+        let lower = Stack(vec![top.clone(), bottom.clone()]);
+        seed(&lower, &upper, &[seed_of("/etc/hosts", b"new")]).unwrap();
+        let md = |p: &str| fs::symlink_metadata(upper.join(p)).unwrap();
+        assert_eq!(
+            md("etc").mode() & 0o7777,
+            0o711,
+            "the topmost layer's directory"
+        );
+        assert_eq!(
+            md("etc/hosts").mode() & 0o7777,
+            0o600,
+            "the file from the layer below"
+        );
+        assert_eq!(fs::read(upper.join("etc/hosts")).unwrap(), b"new");
     }
 }

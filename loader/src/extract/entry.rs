@@ -1,8 +1,11 @@
 //! Creating one tar entry's object (directory, file, symlink, fifo, hardlink) inside the root,
 //! replacing what was there, with its mode, times and (with owners) uid/gid and xattrs.
 
+use super::resolve::Resolve;
 use super::resolve::{cstring, join, lossy, split_entry, BadPath};
+use super::whiteout::{is_marker, make_opaque};
 use super::{stop_if_signalled, DirMeta, ErrorKind, Extractor, MAX_DEPTH};
+use crate::stack::OVERLAY_XATTR_PREFIX;
 use crate::sys::fs as sys;
 use crate::tar::{self, Kind};
 use std::ffi::{CStr, CString};
@@ -12,10 +15,14 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 /// Sets the xattrs of `e` a user namespace may set: `user.*` and `security.capability` (file
 /// capabilities, which the kernel ties to the namespace's root). Others (`trusted.*`, other
-/// `security.*`) need the host's root and are left out, as rootless podman leaves them.
+/// `security.*`) need the host's root and are left out, as rootless podman leaves them; so are
+/// `user.overlay.*`, which the overlay of the tree would read as its own markers (and never
+/// shows a container).
 pub(super) fn set_xattrs(fd: BorrowedFd<'_>, e: &tar::Entry) -> io::Result<()> {
     for (name, value) in &e.xattrs {
-        if !(name.starts_with(b"user.") || name == b"security.capability") {
+        if !(name.starts_with(b"user.") || name == b"security.capability")
+            || name.starts_with(OVERLAY_XATTR_PREFIX)
+        {
             continue;
         }
         let Ok(name) = CString::new(name.clone()) else {
@@ -91,8 +98,22 @@ impl Extractor {
                     Err(err) if sys::errno(&err) == sys::EEXIST => {
                         let st = sys::lstatat(pfd, &cname).map_err(io("fstatat"))?;
                         if !sys::is_dir(&st) {
+                            let over_whiteout = self
+                                .layer
+                                .as_ref()
+                                .is_some_and(|l| is_marker(l.form, pfd, &cname, &st));
                             self.remove(pfd, &cname, &canon).map_err(io("unlinkat"))?;
                             sys::mkdirat(pfd, &cname, 0o700).map_err(io("mkdirat"))?;
+                            if over_whiteout {
+                                // What the whiteout removed must stay hidden below the new
+                                // directory, as it is gone in the merged tree.
+                                let flags = sys::O_PATH | sys::O_DIRECTORY | sys::O_NOFOLLOW;
+                                let d = sys::openat(pfd, &cname, flags, 0).map_err(io("openat"))?;
+                                make_opaque(d.as_fd()).map_err(io("opaque"))?;
+                                if let Some(l) = &mut self.layer {
+                                    l.opaque_dirs.insert(canon.clone());
+                                }
+                            }
                         }
                     }
                     Err(err) => return Err(io("mkdirat")(err)),
@@ -186,14 +207,26 @@ impl Extractor {
         let Some((&tname, tparents)) = comps.split_last() else {
             return Err(fail("target is the root directory".into()));
         };
-        let (tfd, tcanon) = self
-            .parent(tparents, false)
-            .map_err(|r| fail(r.why_target()))?;
+        let (tfd, tcanon) = match self.parent(tparents, false) {
+            Ok(t) => t,
+            // Alone, a layer cannot tell whether a layer below has the target: the merged
+            // extraction will.
+            Err(Resolve::NotFound | Resolve::NotDir(_)) if self.layer.is_some() => {
+                return self.outside_link()
+            }
+            Err(r) => return Err(fail(r.why_target())),
+        };
         if join(&tcanon, tname) == canon {
             // A link to itself: the file is already there.
             return Ok(());
         }
         let tname = cstring(tname);
+        if let Some(l) = &self.layer {
+            match sys::lstatat(tfd.as_fd(), &tname) {
+                Ok(st) if !is_marker(l.form, tfd.as_fd(), &tname, &st) => {}
+                _ => return self.outside_link(),
+            }
+        }
         self.replace(pfd, cname, canon, || {
             sys::linkat(tfd.as_fd(), &tname, pfd, cname)
         })
@@ -204,6 +237,14 @@ impl Extractor {
                 _ => format!("linkat: {err}"),
             })
         })
+    }
+
+    /// Notes a link whose target the layer lacks (extracting a layer alone), and goes on.
+    fn outside_link(&mut self) -> Result<(), ErrorKind> {
+        if let Some(l) = &mut self.layer {
+            l.info.outside_link = true;
+        }
+        Ok(())
     }
 
     /// Runs `create`; if the name exists, removes what is there (recursively) and runs it again.

@@ -21,6 +21,12 @@
 //! while layers are applied and get their modes and mtimes at the very end, so a `0555`
 //! directory can still be filled by a later layer.
 //!
+//! A layer can also be extracted alone into a directory of its own ([`Extractor::for_layer`]),
+//! for the layer store: its whiteouts then become overlayfs whiteouts ([`Whiteouts`]) and its
+//! opaque directories get `user.overlay.opaque=y`, so that an overlay of the layers (mounted with
+//! `userxattr`) shows the tree applying them in order gives. Where that cannot be known from the
+//! layer alone, [`LayerInfo`] says so, and the caller extracts the merged tree instead.
+//!
 //! By concern: [`resolve`] finds parent directories inside the root, [`entry`] creates each
 //! object, [`whiteout`] removes what later layers hide, [`stream`] reads, hashes and decompresses
 //! a blob, [`remove`] deletes trees.
@@ -49,6 +55,7 @@ use remove::open_dir_path;
 pub use remove::remove_tree;
 use resolve::{lossy, Cached};
 use stream::{LayerBytes, Named, ZstdFrames};
+pub use whiteout::{make_opaque, make_whiteout};
 
 /// Symlinks followed while resolving one path before it counts as a loop (Linux's own limit).
 pub const MAX_SYMLINK_HOPS: u32 = 40;
@@ -173,6 +180,100 @@ fn io_err(path: &Path, op: &'static str, source: io::Error) -> ErrorKind {
     }
 }
 
+/// How a layer extracted alone records OCI whiteouts, in a form overlayfs reads with `userxattr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whiteouts {
+    /// 0/0 character devices (any process may make them since Linux 5.8).
+    CharDev,
+    /// Zero-size files with `user.overlay.whiteout`, in a directory marked
+    /// `user.overlay.opaque=x` (Linux 6.7 and later).
+    Xattr,
+}
+
+/// What extracting one layer alone found: whether an overlay of it on other layers shows the
+/// tree that applying it to them would give ([`crate::cache::stackable`] decides).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// A hard link whose target is not in the layer.
+    pub outside_link: bool,
+    /// The root was made opaque: overlayfs stacks the roots of its layers whatever they say.
+    pub opaque_root: bool,
+    /// Directories the layer made without an entry for them (canonical paths), each with
+    /// whether an entry of the layer described it afterwards. On other layers such a path could
+    /// be a symlink the entry goes through, or a directory keeping its own attributes.
+    pub implicit_dirs: Vec<(Vec<u8>, bool)>,
+    /// Directories (canonical paths, `""` the root) that hold whiteouts: one no other layer
+    /// merges with would show them.
+    pub whiteout_dirs: Vec<Vec<u8>>,
+}
+
+const INFO_MAGIC: &[u8] = b"oci2bin layer info v1\n";
+
+impl LayerInfo {
+    /// The `info` file: a header, the flags, then each directory NUL-terminated after a tag:
+    /// `i` implicit, `e` implicit then described, `w` holding whiteouts.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = INFO_MAGIC.to_vec();
+        b.extend_from_slice(b"flags");
+        if self.outside_link {
+            b.extend_from_slice(b" outside-link");
+        }
+        if self.opaque_root {
+            b.extend_from_slice(b" opaque-root");
+        }
+        b.push(b'\n');
+        let implicit = self
+            .implicit_dirs
+            .iter()
+            .map(|(d, e)| (if *e { b'e' } else { b'i' }, d));
+        for (tag, d) in implicit.chain(self.whiteout_dirs.iter().map(|d| (b'w', d))) {
+            b.push(tag);
+            b.extend_from_slice(d);
+            b.push(0);
+        }
+        b
+    }
+
+    /// Reads an `info` file; `None` when it is not one of this version.
+    pub fn parse(b: &[u8]) -> Option<LayerInfo> {
+        let rest = b.strip_prefix(INFO_MAGIC)?;
+        let nl = rest.iter().position(|&c| c == b'\n')?;
+        let flags = std::str::from_utf8(&rest[..nl])
+            .ok()?
+            .strip_prefix("flags")?;
+        let mut info = LayerInfo::default();
+        for f in flags.split_whitespace() {
+            match f {
+                "outside-link" => info.outside_link = true,
+                "opaque-root" => info.opaque_root = true,
+                _ => return None,
+            }
+        }
+        let dirs = &rest[nl + 1..];
+        if dirs.is_empty() {
+            return Some(info);
+        }
+        for d in dirs.strip_suffix(&[0])?.split(|&c| c == 0) {
+            let (&tag, d) = d.split_first()?;
+            match tag {
+                b'i' | b'e' => info.implicit_dirs.push((d.to_vec(), tag == b'e')),
+                b'w' => info.whiteout_dirs.push(d.to_vec()),
+                _ => return None,
+            }
+        }
+        Some(info)
+    }
+}
+
+/// The state of a layer extracted alone.
+struct Layer {
+    form: Whiteouts,
+    info: LayerInfo,
+    implicit_dirs: HashSet<Vec<u8>>,
+    whiteout_dirs: HashSet<Vec<u8>>,
+    opaque_dirs: HashSet<Vec<u8>>,
+}
+
 /// A directory's final mode and mtime, applied by [`Extractor::finish`].
 #[derive(Debug, Clone, Copy)]
 struct DirMeta {
@@ -194,6 +295,8 @@ pub struct Extractor {
     use_openat2: bool,
     buf: Vec<u8>,
     owners: bool,
+    /// Set when extracting one layer alone ([`Extractor::for_layer`]).
+    layer: Option<Layer>,
 }
 
 impl Extractor {
@@ -219,7 +322,22 @@ impl Extractor {
             use_openat2: true,
             buf: Vec::new(),
             owners: false,
+            layer: None,
         })
+    }
+
+    /// Starts extracting one layer alone into the existing empty directory `dest`, its whiteouts
+    /// in the form `form`. Apply exactly one layer, then call [`Extractor::finish_layer`].
+    pub fn for_layer(dest: &Path, form: Whiteouts) -> io::Result<Extractor> {
+        let mut x = Extractor::new(dest)?;
+        x.layer = Some(Layer {
+            form,
+            info: LayerInfo::default(),
+            implicit_dirs: HashSet::new(),
+            whiteout_dirs: HashSet::new(),
+            opaque_dirs: HashSet::new(),
+        });
+        Ok(x)
     }
 
     /// Gives every object the owner and xattrs its layer says (needs a mapped namespace).
@@ -314,6 +432,45 @@ impl Extractor {
         Ok(())
     }
 
+    /// Ends a layer extracted alone ([`Extractor::for_layer`]): drops the whiteouts an opaque
+    /// directory made useless (overlayfs would list them there), applies directory modes and
+    /// mtimes, and says what the layer needs of the layers below it.
+    pub fn finish_layer(mut self) -> Result<LayerInfo, ExtractError> {
+        let l = self.layer.take().expect("finish_layer after for_layer");
+        let mut info = l.info;
+        for d in l.implicit_dirs {
+            // An entry for it sets its mtime; an implicit one has none.
+            let described = self.dirs.get(&d).is_some_and(|m| m.mtime.is_some());
+            info.implicit_dirs.push((d, described));
+        }
+        for d in &l.whiteout_dirs {
+            if !l.opaque_dirs.contains(d) {
+                info.whiteout_dirs.push(d.clone());
+                continue;
+            }
+            let fail = |op: &'static str| {
+                let entry = lossy(d);
+                move |source| ExtractError {
+                    layer: None,
+                    kind: ErrorKind::Io { entry, op, source },
+                }
+            };
+            let fd = match self.open_canonical(d) {
+                Ok(fd) => fd,
+                // Gone with a later entry of the layer.
+                Err(_) => continue,
+            };
+            for n in sys::read_dir(fd.as_fd()).map_err(fail("readdir"))? {
+                let st = sys::lstatat(fd.as_fd(), &n).map_err(fail("fstatat"))?;
+                if whiteout::is_marker(l.form, fd.as_fd(), &n, &st) {
+                    sys::unlinkat(fd.as_fd(), &n, false).map_err(fail("unlinkat"))?;
+                }
+            }
+        }
+        self.finish()?;
+        Ok(info)
+    }
+
     /// Applies directory modes and mtimes, deepest first (so a `0555` parent is set after its
     /// children were, and creating children no longer touches a directory's mtime).
     pub fn finish(mut self) -> Result<(), ExtractError> {
@@ -344,5 +501,7 @@ impl Extractor {
     }
 }
 
+#[cfg(test)]
+mod layer_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -202,6 +202,9 @@ impl Extractor {
                                 owner: None,
                             };
                             self.dirs.insert(join(&canon, &c), meta);
+                            if let Some(l) = &mut self.layer {
+                                l.implicit_dirs.insert(join(&canon, &c));
+                            }
                         }
                         Err(e) if sys::errno(&e) == sys::EEXIST => {}
                         Err(e) => return Err(Resolve::Io("mkdirat", e)),
@@ -211,6 +214,36 @@ impl Extractor {
                 Err(e) if sys::errno(&e) == sys::ENOENT => return Err(Resolve::NotFound),
                 Err(e) if matches!(sys::errno(&e), sys::ENOTDIR | sys::ELOOP) => {
                     let st = sys::lstatat(cur, &cc).map_err(|e| Resolve::Io("fstatat", e))?;
+                    let marker = self
+                        .layer
+                        .as_ref()
+                        .is_some_and(|l| super::whiteout::is_marker(l.form, cur, &cc, &st));
+                    if marker && create {
+                        // The layer whited the name out, then puts something beneath it: in
+                        // the merged tree, a new directory (made implicitly, as above) without
+                        // what was there before, so an opaque one here.
+                        let io = |op| move |e| Resolve::Io(op, e);
+                        sys::unlinkat(cur, &cc, false).map_err(io("unlinkat"))?;
+                        sys::mkdirat(cur, &cc, 0o700).map_err(io("mkdirat"))?;
+                        let d = sys::openat(cur, &cc, flags, 0).map_err(io("openat"))?;
+                        super::whiteout::make_opaque(d.as_fd()).map_err(io("opaque"))?;
+                        let path = join(&canon, &c);
+                        let meta = DirMeta {
+                            mode: 0o755,
+                            mtime: None,
+                            owner: None,
+                        };
+                        self.dirs.insert(path.clone(), meta);
+                        if let Some(l) = &mut self.layer {
+                            l.implicit_dirs.insert(path.clone());
+                            l.opaque_dirs.insert(path);
+                        }
+                        pending.push(c);
+                        continue;
+                    }
+                    if marker {
+                        return Err(Resolve::NotFound);
+                    }
                     if !sys::is_symlink(&st) {
                         return Err(Resolve::NotDir(join(&canon, &c)));
                     }

@@ -1,13 +1,60 @@
 //! Whiteouts: OCI `.wh.NAME` entries and opaque directories (`.wh..wh..opq`) remove what
-//! earlier layers put in the tree.
+//! earlier layers put in the tree; in a layer extracted alone they become the markers overlayfs
+//! reads (see [`Whiteouts`]).
 
 use super::remove::remove_all;
 use super::resolve::{cstring, join};
-use super::{ErrorKind, Extractor, MAX_DEPTH};
+use super::{ErrorKind, Extractor, Whiteouts, MAX_DEPTH};
+use crate::stack::{OPAQUE_XATTR, WHITEOUT_XATTR};
 use crate::sys::fs as sys;
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
+
+/// Whether `name` in `dir` (lstat `st`) is a whiteout marker of the form `form`. In a layer
+/// tree every such object is ours: an image's own `user.overlay.*` xattrs are never set.
+pub(super) fn is_marker(
+    form: Whiteouts,
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    st: &libc::stat,
+) -> bool {
+    match form {
+        Whiteouts::CharDev => sys::is_whiteout_dev(st),
+        Whiteouts::Xattr => {
+            st.st_mode & libc::S_IFMT == libc::S_IFREG
+                && st.st_size == 0
+                && sys::openat(dir, name, sys::O_RDONLY | sys::O_NOFOLLOW, 0)
+                    .and_then(|f| sys::fgetxattr(f.as_fd(), WHITEOUT_XATTR, &mut []))
+                    .is_ok_and(|v| v.is_some())
+        }
+    }
+}
+
+/// Sets `user.overlay.opaque` of the directory `dir` (an `O_PATH` fd will do) to `value`.
+pub(super) fn mark_dir(dir: BorrowedFd<'_>, value: &[u8]) -> io::Result<()> {
+    let d = sys::openat(dir, c".", sys::O_RDONLY | sys::O_DIRECTORY, 0)?;
+    sys::fsetxattr(d.as_fd(), OPAQUE_XATTR, value)
+}
+
+/// Makes the whiteout `name` in `dir`, in the form `form`.
+pub fn make_whiteout(form: Whiteouts, dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
+    match form {
+        Whiteouts::CharDev => sys::mkwhiteoutat(dir, name),
+        Whiteouts::Xattr => {
+            let flags = sys::O_WRONLY | sys::O_CREAT | sys::O_EXCL | sys::O_NOFOLLOW;
+            let f = sys::openat(dir, name, flags, 0o600)?;
+            sys::fsetxattr(f.as_fd(), WHITEOUT_XATTR, b"")?;
+            // Overlayfs looks for these only in directories marked so.
+            mark_dir(dir, b"x")
+        }
+    }
+}
+
+/// Makes the directory `dir` opaque: the layers below it do not show through.
+pub fn make_opaque(dir: BorrowedFd<'_>) -> io::Result<()> {
+    mark_dir(dir, b"y")
+}
 
 impl Extractor {
     /// An OCI whiteout entry `name` in the directory `pfd` (canonical `pcanon`): `.wh..wh..opq`
@@ -24,6 +71,16 @@ impl Extractor {
             move |source: io::Error| ErrorKind::Io { entry, op, source }
         };
         let target = &name[4..];
+        if name == b".wh..wh..opq" && self.layer.is_some() {
+            make_opaque(pfd).map_err(io("opaque whiteout"))?;
+            if let Some(l) = &mut self.layer {
+                // Overlayfs stacks the roots of its layers whatever their markers say.
+                l.info.opaque_root |= pcanon.is_empty();
+                l.opaque_dirs.insert(pcanon.to_vec());
+            }
+            self.mark(pcanon);
+            return Ok(());
+        }
         if name == b".wh..wh..opq" {
             let dir = sys::openat(pfd, c".", sys::O_RDONLY | sys::O_DIRECTORY, 0)
                 .map_err(io("openat"))?;
@@ -40,8 +97,18 @@ impl Extractor {
             return Err(ErrorKind::BadWhiteout(shown.to_string()));
         }
         let removed = join(pcanon, target);
-        self.remove(pfd, &cstring(target), &removed)
-            .map_err(io("whiteout"))
+        let ctarget = cstring(target);
+        self.remove(pfd, &ctarget, &removed)
+            .map_err(io("whiteout"))?;
+        let Some(l) = &mut self.layer else {
+            return Ok(());
+        };
+        // In an opaque directory nothing below shows anyway.
+        if !l.opaque_dirs.contains(pcanon) {
+            make_whiteout(l.form, pfd, &ctarget).map_err(io("whiteout"))?;
+            l.whiteout_dirs.insert(pcanon.to_vec());
+        }
+        Ok(())
     }
 
     /// Removes `name` (canonical path `canon`) and forgets the directories that went with it.

@@ -49,8 +49,8 @@ pub struct HostFacts {
     pub env: Vec<(OsString, OsString)>,
     /// Contents of each `--env-file`, in flag order: `(path, bytes)`.
     pub env_files: Vec<(OsString, Vec<u8>)>,
-    /// The extracted image (overlay lower, read-only).
-    pub rootfs: PathBuf,
+    /// The extracted image (overlay lowers, read-only): a merged tree or its layers.
+    pub rootfs: crate::stack::Stack,
     /// An empty directory for the per-run tmpfs.
     pub scratch: PathBuf,
     /// The container's host name: `--hostname`, else a random one.
@@ -148,13 +148,14 @@ pub enum Step {
         path: PathBuf,
         mode: u32,
     },
-    /// Mount an overlay of `lower` with a writable `upper`; if overlayfs is unavailable, copy
-    /// `lower` into `target` (which must then be on a tmpfs) and bind it onto itself. With
+    /// Mount an overlay of `lower` (one tree or the image's layers) with a writable `upper`; if
+    /// overlayfs is unavailable, copy the tree `lower` shows into `target` (which must then be on
+    /// a tmpfs) and bind it onto itself. With
     /// `ram` (upper and work on the tmpfs), an `upper` on disk that overlayfs refuses is
     /// replaced by those, with a warning; without it, that refusal stops the start. A `ram`
     /// fallback also marks `upper` as thrown away at exit: it is mounted `volatile`.
     Overlay {
-        lower: PathBuf,
+        lower: crate::stack::Stack,
         upper: PathBuf,
         work: PathBuf,
         target: PathBuf,

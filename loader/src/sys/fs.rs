@@ -96,6 +96,18 @@ pub fn mkfifoat(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
     cvt(unsafe { libc::mknodat(dir.as_raw_fd(), name.as_ptr(), mode, 0) }).map(drop)
 }
 
+/// Creates an overlayfs whiteout: a character device with device number 0/0, the one device
+/// node the kernel lets an unprivileged process make (Linux 5.8 and later).
+pub fn mkwhiteoutat(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
+    // SAFETY: valid fd and NUL-terminated name for the duration of the call.
+    cvt(unsafe { libc::mknodat(dir.as_raw_fd(), name.as_ptr(), libc::S_IFCHR, 0) }).map(drop)
+}
+
+/// Whether `st` is an overlayfs whiteout device (character device 0/0).
+pub fn is_whiteout_dev(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0
+}
+
 /// Creates a symlink holding `target` verbatim.
 pub fn symlinkat(target: &CStr, dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
     // SAFETY: both strings are NUL-terminated and outlive the call; `dir` is open.
@@ -211,6 +223,67 @@ pub fn fsetxattr(fd: BorrowedFd<'_>, name: &CStr, value: &[u8]) -> io::Result<()
         )
     })
     .map(drop)
+}
+
+/// Up to `buf.len()` bytes of the extended attribute `name` of the open file `fd`: its length,
+/// or `None` when it has none (or the file system keeps none).
+pub fn fgetxattr(fd: BorrowedFd<'_>, name: &CStr, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    // SAFETY: valid fd, NUL-terminated name, and `buf` writable for `buf.len()` bytes.
+    let n = unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    xattr_len(n)
+}
+
+/// [`fgetxattr`] of a path, not following a symlink at its end.
+pub fn lgetxattr(path: &CStr, name: &CStr, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    // SAFETY: NUL-terminated path and name, and `buf` writable for `buf.len()` bytes.
+    let n = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    xattr_len(n)
+}
+
+/// The names of the extended attributes of a path (not followed), NUL-terminated one after
+/// another.
+pub fn llistxattr(path: &CStr) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: NUL-terminated path, and `buf` writable for `buf.len()` bytes.
+        let n = unsafe { libc::llistxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        match xattr_len(n) {
+            Ok(Some(n)) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Ok(None) => return Ok(Vec::new()),
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) && buf.len() < 1 << 16 => {
+                buf.resize(buf.len() * 4, 0)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn xattr_len(n: libc::ssize_t) -> io::Result<Option<usize>> {
+    if n >= 0 {
+        return Ok(Some(n as usize));
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENODATA) | Some(libc::EOPNOTSUPP) => Ok(None),
+        _ => Err(e),
+    }
 }
 
 fn timespecs(sec: i64, nsec: u32) -> [libc::timespec; 2] {
@@ -387,6 +460,19 @@ pub fn getrandom(buf: &mut [u8]) -> io::Result<()> {
         done += n as usize;
     }
     Ok(())
+}
+
+/// How many CPUs this process may run on (1 if the kernel will not say).
+pub fn cpus() -> usize {
+    // SAFETY: cpu_set_t is plain old data; all-zero is a valid (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a writable cpu_set_t of the size passed; pid 0 is the calling thread.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if r != 0 {
+        return 1;
+    }
+    // SAFETY: `set` was filled by the kernel above.
+    (unsafe { libc::CPU_COUNT(&set) } as usize).max(1)
 }
 
 /// The calling process's effective uid (for lock ownership messages and tests).

@@ -69,6 +69,38 @@ fn hold(meta: &Path) -> File {
 }
 
 #[test]
+fn stacked_entries_are_current_listed_held_and_removed_like_merged_ones() {
+    let fx = Fixture::new();
+    let e = fx.entry(&key(7), cachedir::STACK_SUFFIX, &["debian:12"]);
+    let layer = fx
+        .root()
+        .join(cachedir::LAYERS)
+        .join(cachedir::layer_name(&key(8)));
+    std::fs::create_dir_all(layer.join("tree")).unwrap();
+    let meta = fx.root().join(META).join(cachedir::stack_name(&key(7)));
+    let run = hold(&meta);
+    let rows = fx.cache.list().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].state, &rows[0].images[..]),
+        (State::InUse, &["debian:12".to_string()][..])
+    );
+    let (out, _) = fx.cache.prune(&Prune::default()).unwrap();
+    assert!(out.is_empty(), "a current entry is no old format: {out:?}");
+    assert!(matches!(
+        fx.cache.rm(&[key(7)]).unwrap()[..],
+        [Outcome::Failed(..)]
+    ));
+    drop(run);
+    assert!(matches!(
+        fx.cache.rm(&[key(7)]).unwrap()[..],
+        [Outcome::Removed(..)]
+    ));
+    assert!(!e.exists() && !meta.exists());
+    assert!(layer.join("tree").is_dir(), "layers stay");
+}
+
+#[test]
 fn ls_reports_images_size_last_use_and_state() {
     let fx = Fixture::new();
     fx.entry(
