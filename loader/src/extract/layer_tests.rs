@@ -101,7 +101,10 @@ fn both(
         }
         describe(&Stack(dirs))
     });
-    (describe(&Stack::from(merged)), stacked.map_err(String::from))
+    (
+        describe(&Stack::from(merged)),
+        stacked.map_err(String::from),
+    )
 }
 
 #[track_caller]
