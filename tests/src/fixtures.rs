@@ -222,12 +222,7 @@ pub fn debian_plus_layer_bin() -> &'static Path {
         let src = debian();
         let tmp = crate::world_tempdir();
         let dst = tmp.path().join("layout");
-        std::fs::create_dir_all(dst.join("blobs/sha256")).unwrap();
-        for e in std::fs::read_dir(src.join("blobs/sha256")).unwrap() {
-            let e = e.unwrap();
-            std::os::unix::fs::symlink(e.path(), dst.join("blobs/sha256").join(e.file_name()))
-                .unwrap();
-        }
+        link_blobs(src, &dst);
         for f in ["oci-layout", "index.json"] {
             std::fs::copy(src.join(f), dst.join(f)).unwrap();
         }
@@ -274,12 +269,7 @@ pub fn debian_without_zstd_bin() -> &'static Path {
         let src = debian();
         let tmp = tempfile::tempdir().unwrap();
         let dst = tmp.path().join("layout");
-        std::fs::create_dir_all(dst.join("blobs/sha256")).unwrap();
-        for e in std::fs::read_dir(src.join("blobs/sha256")).unwrap() {
-            let e = e.unwrap();
-            std::os::unix::fs::symlink(e.path(), dst.join("blobs/sha256").join(e.file_name()))
-                .unwrap();
-        }
+        link_blobs(src, &dst);
         std::fs::copy(src.join("oci-layout"), dst.join("oci-layout")).unwrap();
         let blob = |d: &str| std::fs::read(src.join("blobs/sha256").join(&d[7..])).unwrap();
         let put = |b: &[u8]| {
@@ -317,4 +307,14 @@ pub fn debian_without_zstd_bin() -> &'static Path {
         out
     })
     .1
+}
+
+/// A new layout at `dst` whose blobs are symlinks to those of layout `src` (variants of a
+/// fixture share its blobs rather than copy them).
+fn link_blobs(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst.join("blobs/sha256")).unwrap();
+    for e in std::fs::read_dir(src.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        std::os::unix::fs::symlink(e.path(), dst.join("blobs/sha256").join(e.file_name())).unwrap();
+    }
 }

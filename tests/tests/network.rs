@@ -436,15 +436,18 @@ fn publish_reaches_a_server_inside_through_slirp_and_pasta() {
     }
 }
 
+/// Whether the host's `redis-cli` can ask the redis fixture for PONG.
+fn redis_cli_usable() -> bool {
+    e2e::require(
+        e2e::have("redis-cli"),
+        "redis-cli is not installed (redis-tools)",
+    )
+}
+
 #[test]
 fn redis_answers_pong_through_published_ports() {
     for (net, helper) in [("slirp", "slirp4netns"), ("pasta", "pasta")] {
-        if !helper_usable(helper)
-            || !e2e::require(
-                e2e::have("redis-cli"),
-                "redis-cli is not installed (redis-tools)",
-            )
-        {
+        if !helper_usable(helper) || !redis_cli_usable() {
             return;
         }
         let r = Runner::new();
@@ -725,12 +728,7 @@ fn net_and_ipc_container_name_join_a_running_named_container_and_refuse_others()
 #[test]
 fn publish_without_a_host_port_picks_a_free_one_that_port_and_ps_show() {
     for (net, helper) in [("slirp", "slirp4netns"), ("pasta", "pasta")] {
-        if !helper_usable(helper)
-            || !e2e::require(
-                e2e::have("redis-cli"),
-                "redis-cli is not installed (redis-tools)",
-            )
-        {
+        if !helper_usable(helper) || !redis_cli_usable() {
             return;
         }
         let r = Runner::new();
