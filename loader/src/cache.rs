@@ -487,7 +487,7 @@ impl<'a> Cache<'a> {
         }
         let catch = sig::catch().ok();
         let layers = self.layer_dirs(rt);
-        self.extract_layers(exe, rt, &layers, form)?;
+        let layer_locks = self.extract_layers(exe, rt, &layers, form)?;
         let infos: Vec<Option<LayerInfo>> = layers
             .iter()
             .map(|l| {
@@ -528,6 +528,7 @@ impl<'a> Cache<'a> {
             made.map_err(Cold::Failed)?;
         }
         drop(lock);
+        drop(layer_locks);
         drop(catch);
         if let Some(s) = sig::pending() {
             return Err(Cold::Failed(CacheError::Interrupted(s)));
@@ -546,42 +547,53 @@ impl<'a> Cache<'a> {
 
     /// Extracts the layers the store lacks: those no one else is extracting at once, in parallel,
     /// then those another process was extracting, once it is done, if it did not finish them.
+    ///
+    /// Returns a lock on every layer (shared on one found ready, exclusive on one extracted or
+    /// waited for), to hold until the entry that names them is published: `oci2bin cache prune`
+    /// removes a layer no entry names only under its exclusive lock.
     fn extract_layers(
         &self,
         exe: &File,
         rt: &Runtime,
         layers: &[LayerDir<'_>],
         form: Whiteouts,
-    ) -> Result<(), Cold> {
-        let mut mine = Vec::new();
-        let mut theirs = Vec::new();
+    ) -> Result<Vec<File>, Cold> {
+        let (mut mine, mut theirs, mut held) = (Vec::new(), Vec::new(), Vec::new());
         for l in layers {
-            match self.state(&l.dir, "layer") {
-                EntryState::Ready => continue,
-                EntryState::Bad(why) => return Err(Cold::Fallback(why)),
-                EntryState::Missing => {}
-            }
             let (lock, path) = self.open_lock(&l.key)?;
+            if sys::flock(lock.as_fd(), false, true).map_err(fallback("flock", &path))? {
+                match self.state(&l.dir, "layer") {
+                    EntryState::Ready => {
+                        held.push(lock);
+                        continue;
+                    }
+                    EntryState::Bad(why) => return Err(Cold::Fallback(why)),
+                    // Exclusive now, or another extractor's waiting: theirs.
+                    EntryState::Missing => {}
+                }
+            }
             if !sys::flock(lock.as_fd(), true, true).map_err(fallback("flock", &path))? {
                 theirs.push((l, lock, path));
                 continue;
             }
             match self.state(&l.dir, "layer") {
-                EntryState::Ready => {}
+                EntryState::Ready => held.push(lock),
                 EntryState::Bad(why) => return Err(Cold::Fallback(why)),
                 EntryState::Missing => mine.push((l, lock)),
             }
         }
-        self.extract_locked(exe, mine, form)?;
+        held.extend(self.extract_locked(exe, mine, form)?);
         for (l, lock, path) in theirs {
             self.wait(&lock, &path, &l.dir, rt)?;
             match self.state(&l.dir, "layer") {
-                EntryState::Ready => {}
+                EntryState::Ready => held.push(lock),
                 EntryState::Bad(why) => return Err(Cold::Fallback(why)),
-                EntryState::Missing => self.extract_locked(exe, vec![(l, lock)], form)?,
+                EntryState::Missing => {
+                    held.extend(self.extract_locked(exe, vec![(l, lock)], form)?)
+                }
             }
         }
-        Ok(())
+        Ok(held)
     }
 
     /// Extracts layers whose locks we hold, each alone into a staging directory, up to one at a
@@ -592,9 +604,9 @@ impl<'a> Cache<'a> {
         exe: &File,
         jobs: Vec<(&LayerDir<'_>, File)>,
         form: Whiteouts,
-    ) -> Result<(), Cold> {
+    ) -> Result<Vec<File>, Cold> {
         if jobs.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let keys: Vec<&str> = jobs.iter().map(|(l, _)| l.key.as_str()).collect();
         clean_stale(self.root, &keys);
@@ -627,9 +639,9 @@ impl<'a> Cache<'a> {
                 let _ = extract::remove_tree(staging);
             }
         }
-        // The locks go with `jobs`, after the layers are published.
-        drop(jobs);
-        result.map_err(Cold::Failed)
+        // The locks are the caller's to drop, after the entry is published.
+        result.map_err(Cold::Failed)?;
+        Ok(jobs.into_iter().map(|(_, lock)| lock).collect())
     }
 
     /// Runs [`Cache::extract_one`] for each job in a child process of its own, `workers` at a
