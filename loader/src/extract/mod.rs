@@ -46,6 +46,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 mod entry;
+mod pipe;
 mod remove;
 mod resolve;
 mod stream;
@@ -354,6 +355,17 @@ impl Extractor {
     /// Reads the layer blob from `exe` by offset, unpacks it and checks its sha256.
     pub fn apply_layer(&mut self, exe: &File, layer: &LayerRef) -> Result<(), ExtractError> {
         let id = layer_id(layer);
+        // A big compressed layer is decompressed by a child on another CPU (see [`pipe`]).
+        if layer.compression != Compression::None && layer.size >= pipe::MIN_SIZE && sys::cpus() > 1
+        {
+            if let Ok(mut child) = pipe::spawn(exe, layer) {
+                let r = self.apply_stream(&mut child.data);
+                return child.finish(r).map_err(|kind| ExtractError {
+                    layer: Some(id),
+                    kind,
+                });
+            }
+        }
         let raw = LayerBytes {
             file: exe,
             pos: layer.offset,
