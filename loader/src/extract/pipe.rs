@@ -24,7 +24,7 @@ use std::io::{self, BufReader, Read, Write};
 #[cfg(not(test))]
 pub(super) const MIN_SIZE: u64 = 1 << 20;
 #[cfg(test)]
-pub(super) const MIN_SIZE: u64 = 0;
+pub(super) const MIN_SIZE: u64 = 1;
 
 /// The child decompressing a layer: its output, and where its verdict comes.
 pub(super) struct Decompressor {
