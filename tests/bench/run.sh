@@ -51,25 +51,71 @@ echo "== oci2bin benchmarks ($(date -u +%F), $(nproc) cores, kernel $(uname -r),
 [ -n "$loader" ] && [ -f "$loader" ] && echo "loader size: $(stat -c %s "$loader") bytes ($(( $(stat -c %s "$loader") / 1024 )) KiB, static)"
 
 docker_ok=0; docker info >/dev/null 2>&1 && docker_ok=1
-for img in busybox debian; do
-  case $img in
-    busybox) layout=$top/target/e2e-fixtures/busybox-v3 ;;
-    debian) layout=$cache/debian-layout-v3 ;;
-  esac
+owner=-; [ "$(id -u)" != 0 ] || owner=$u
+# The layouts, copied where the unprivileged user can read them (GNU tar runs as that user), and
+# the one-layer image: the Debian fixture's 63 MB gzip base alone.
+cp -r "$top/target/e2e-fixtures/busybox-v3" "$work/busybox-layout"
+cp -r "$cache/debian-layout-v3" "$work/debian-layout"
+python3 "$here/first_layer.py" "$work/debian-layout" "$work/debian1-layout"
+chmod -R a+rX "$work"/*-layout
+layout_of() { echo "$work/$1-layout"; }
+for img in busybox debian debian1; do
   f=$work/$img
-  "$OCI2BIN" -q "oci:$layout:latest" "$f" --tag "o2bbench/$img:latest" >/dev/null
+  "$OCI2BIN" -q "oci:$(layout_of $img):latest" "$f" --tag "o2bbench/$img:latest" >/dev/null
   chmod 755 "$f"
+done
+
+# Cold starts first, before anything below deletes trees (see cold.py), each run into an empty
+# cache (ours) or directory (tar), ours and GNU tar's in turn, all as the same unprivileged user:
+# tar then restores no owners either, as ours with one uid; the subordinate range row also
+# gives every file its image owner.
+env0="env -i PATH=/usr/bin:/bin HOME=$work/home"
+for img in busybox debian debian1; do
+  f=$work/$img
+  case $img in
+    busybox) what="busybox (1 layer)" ;;
+    debian) what="Debian (4 layers: 63 MB gzip, 2 small, 1 zstd)" ;;
+    debian1) what="Debian's base alone (1 layer, 63 MB gzip)" ;;
+  esac
+  bash "$here/extract_layers.sh" "$(layout_of $img)" >"$work/$img-tar.sh"
+  echo
+  echo "-- cold start, $what: median of $COLD_RUNS runs each, in turn"
+  python3 "$here/cold.py" "$work" "$COLD_RUNS" "$owner" \
+    "$img-coldsingle|oci2bin cold start (--userns=single)|${userq}$env0 XDG_CACHE_HOME={dir} $f --userns=single /bin/true" \
+    "$img-cold|oci2bin cold start (subuid range)|${userq}$env0 XDG_CACHE_HOME={dir} $f /bin/true" \
+    "$img-tar|GNU tar -x of the same layers|${userq}$env0 sh $work/$img-tar.sh {dir}"
+  python3 - "$work" "$img" <<'PY'
+import json, os, sys
+w, img = sys.argv[1:3]
+def med(n):
+    try:
+        return json.load(open(os.path.join(w, f"{img}-{n}.json")))["results"][0]["median"]
+    except Exception:
+        return None
+tar = med("tar")
+for n, label in [("coldsingle", "one uid"), ("cold", "subuid ")]:
+    o = med(n)
+    if o and tar:
+        print(f"  cold start ({label}) vs GNU tar   : {o / tar:6.2f}x the time (goal <= 0.5x)")
+PY
+done
+
+echo
+echo "-- layer store: ten images on the Debian base (the fixture, and nine with one small layer each), one uid"
+python3 "$here/store.py" "$OCI2BIN" "$work/debian-layout" "$work" "$owner" "${as_user[@]}"
+
+for img in busybox debian; do
+  layout=$(layout_of $img)
+  f=$work/$img
   read -r size overhead <<<"$(python3 "$here/overhead.py" "$f")"
   echo
   echo "-- $img: file $((size / 1024)) KiB, polyglot overhead $overhead bytes (file minus image archive)"
-  # Cold: empty cache every run (extraction included).
-  printf '  %-34s' "oci2bin cold start"; hf "$img-cold" "$COLD_RUNS" "rm -rf $work/home/.cache/oci2bin" "${userq}$user_env $f /bin/true"
   run_user "$f" /bin/true
-  printf '  %-34s' "GNU tar -x of the same layers"
-  hf "$img-tar" "$COLD_RUNS" "rm -rf $work/tarx" "bash $here/extract_layers.sh $layout $work/tarx"
+  stack=$(cat "$(ls -d "$work"/home/.cache/oci2bin/rootfs/*-s1 | head -1)/layers" 2>/dev/null | wc -l)
+  echo "  (our root: an overlay of $stack stored layers; the peers' below: the merged tree)"
   # Warm start both ways: the default maps the user's /etc/subuid range through the setuid
   # newuidmap/newgidmap (as rootless podman does), and `--userns=single` maps one uid (the work
-  # bwrap, ch-run and unshare -r do, so that row is the one to hold against them). Both run as
+  # bwrap, ch-run and unshare do, so that row is the one to hold against them). Both run as
   # every run does by default: Docker's capability set and Docker's default seccomp filter
   # (compiled into the file), the writable layer on disk in the cache's run area; the third row
   # leaves the filter out to show its cost, the fourth keeps the writes in RAM (the old default).
@@ -78,7 +124,12 @@ for img in busybox debian; do
   printf '  %-34s' "oci2bin warm (single; seccomp+caps)"; hf "$img-single" "$RUNS" "" "${userq}$user_env $f --userns=single /bin/true"
   printf '  %-34s' "oci2bin warm (single; --no-seccomp)"; hf "$img-noseccomp" "$RUNS" "" "${userq}$user_env $f --userns=single --no-seccomp /bin/true"
   printf '  %-34s' "oci2bin warm (single; --tmpfs-upper)"; hf "$img-tmpfsupper" "$RUNS" "" "${userq}$user_env $f --userns=single --tmpfs-upper /bin/true"
-  rootfs=$(ls -d "$work"/home/.cache/oci2bin/rootfs/* | head -1)
+  # The peers get the merged tree (one directory, as they need), made by our merged mode.
+  peers=$work/peers-$img
+  mkdir -p "$peers"
+  [ "$(id -u)" != 0 ] || chown "${u}:" "$peers"
+  run_user env OCI2BIN_ROOTFS=merged XDG_CACHE_HOME="$peers" "$f" --userns=single /bin/true
+  rootfs=$(ls -d "$peers"/oci2bin/rootfs/*-x2 | head -1)
   printf '  %-34s' "bwrap (extracted rootfs)"
   hf "$img-bwrap" "$RUNS" "" "${userq}$user_env bwrap --unshare-user --unshare-pid --unshare-uts --unshare-ipc --uid 0 --gid 0 --bind $rootfs / --proc /proc --dev /dev /bin/true"
   printf '  %-34s' "unshare -r chroot (extracted)"
