@@ -48,9 +48,18 @@ pub(crate) const STALE_AFTER: Duration = Duration::from_secs(3600);
 /// Waiting this long for another extractor, a start says what it waits for.
 const SAY_WAIT_AFTER: Duration = Duration::from_secs(2);
 
-/// The longest `lowerdir=` value a stacked entry may need: legacy mount(2) takes one page of
-/// options, which also hold the upper and work directories.
+/// The longest `lowerdir=` value a stacked entry may need where the kernel lacks `lowerdir+`:
+/// legacy mount(2) takes one page of options, which also hold the upper and work directories.
 const MAX_LOWERDIR: usize = 3000;
+/// Most lower layers one overlay takes (overlayfs's `OVL_MAX_STACK`), through `lowerdir+`.
+const MAX_LOWERS: usize = 500;
+
+/// Whether the kernel takes overlay lowers one by one (`lowerdir+`, Linux 6.8), so an entry's
+/// layers are bounded by [`MAX_LOWERS`] rather than by one page of mount options.
+pub(crate) fn lowerdir_plus() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    crate::seccomp::kernel_version(release.trim()).is_some_and(|v| v >= (6, 8))
+}
 
 /// A root filesystem ready for a run.
 #[derive(Debug)]
@@ -496,7 +505,7 @@ impl<'a> Cache<'a> {
             })
             .collect();
         let trees = Stack(layers.iter().map(LayerDir::tree).collect());
-        let Ok(fixes) = stackable(&trees, &infos, form) else {
+        let Ok(fixes) = stackable(&trees, &infos, form, lowerdir_plus()) else {
             return Ok(None);
         };
         // The entry: the names of its layers, bottom first, under the entry's lock (so no
@@ -817,7 +826,7 @@ pub struct Fix {
 /// It cannot when a layer links to a file it lacks, makes an opaque root above another layer,
 /// or made a directory without an entry where the layers below have a non-directory (the
 /// merged extraction would go through a symlink there, or fail), or when the layers are too
-/// many for one mount. The fix layer gives the right attributes to directories whose topmost
+/// many for one mount (`lowerdir_plus`: the kernel takes them one by one). The fix layer gives the right attributes to directories whose topmost
 /// copy a layer made without an entry (the merged tree keeps those of the layer below that
 /// described it), and merges with directories holding whiteouts that no other layer has
 /// (overlayfs would list the whiteouts there; with xattr whiteouts, which it lists in the lowest
@@ -826,6 +835,7 @@ pub fn stackable(
     trees: &Stack,
     infos: &[Option<LayerInfo>],
     form: Whiteouts,
+    lowerdir_plus: bool,
 ) -> Result<Vec<Fix>, &'static str> {
     let dirs = trees.dirs();
     let Some(infos) = infos.iter().map(Option::as_ref).collect::<Option<Vec<_>>>() else {
@@ -848,7 +858,11 @@ pub fn stackable(
         }
     }
     // Fixing attributes needs a fix layer: one more lower.
-    if trees.lowerdir().len() + 128 > MAX_LOWERDIR {
+    let fits = match lowerdir_plus {
+        true => trees.0.len() < MAX_LOWERS,
+        false => trees.lowerdir().len() + 128 <= MAX_LOWERDIR,
+    };
+    if !fits {
         return Err("too many layers for one mount");
     }
     // Directories each layer made without describing them.

@@ -604,13 +604,23 @@ fn overlay(
         overlay_escape(upper),
         overlay_escape(work)
     );
-    let Err(e) = ns::mount(
-        Some(Path::new("overlay")),
-        target,
-        Some("overlay"),
-        0,
-        Some(&opts),
-    ) else {
+    // Past one page of options (~30 layers), the lowers go one by one (see ns::mount_overlay).
+    let mounted = if opts.len() < 4096 {
+        ns::mount(
+            Some(Path::new("overlay")),
+            target,
+            Some("overlay"),
+            0,
+            Some(&opts),
+        )
+    } else {
+        let flags: &[&std::ffi::CStr] = match ram {
+            Some(_) => &[c"userxattr", c"volatile"],
+            None => &[c"userxattr"],
+        };
+        ns::mount_overlay(&lower.0, upper, work, flags, target)
+    };
+    let Err(e) = mounted else {
         return Ok(());
     };
     if let Some((u, w)) = ram {

@@ -429,3 +429,82 @@ fn layers_that_would_stack_differently_get_the_merged_tree_without_a_word() {
         "usr/lib\n"
     );
 }
+
+#[test]
+fn sixty_layers_stack_past_one_page_of_mount_options_with_their_whiteouts() {
+    if !e2e::runner::userns() {
+        return;
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let v = loader::seccomp::kernel_version(release.trim()).unwrap_or((0, 0));
+    if !e2e::require(
+        v >= (6, 8),
+        "overlayfs takes lowers one by one (lowerdir+) from Linux 6.8",
+    ) {
+        return;
+    }
+    // Each layer adds a file; the last ones delete two of the first ones' and make one
+    // directory opaque, so the answer depends on every layer being in the stack, in order.
+    let mut layers: Vec<(Vec<u8>, bool)> = (1..=57)
+        .map(|i| {
+            let t = RawTar::default()
+                .dir("many/")
+                .file(&format!("many/{i:02}"), format!("{i}\n").as_bytes());
+            (t.finish(), i % 2 == 0)
+        })
+        .collect();
+    layers.push((RawTar::default().file("many/.wh.01", b"").finish(), true));
+    layers.push((RawTar::default().file("many/.wh.57", b"").finish(), false));
+    layers.push((
+        RawTar::default()
+            .dir("many/")
+            .file("many/.wh..wh..opq", b"")
+            .file("many/only", b"the opaque top\n")
+            .finish(),
+        true,
+    ));
+    let work = e2e::world_tempdir();
+    layout(&work.path().join("layout"), &layers);
+    let bin = work.path().join("sixty");
+    e2e::build(
+        &format!("oci:{}", work.path().join("layout").display()),
+        &bin,
+        &[],
+    );
+    assert_eq!(e2e::layer_refs(&bin).len(), 61);
+    let r = single();
+    let ls = ["--userns=single", "busybox", "ls", "/many"];
+    // Cold, then warm: both mount the overlay of all 61 layers.
+    for _ in 0..2 {
+        assert_eq!(r.ok(&bin, &ls), "only\n");
+    }
+    let entry = r
+        .cache()
+        .join("rootfs")
+        .join(loader::cachedir::stack_name(&key_of(&bin)));
+    let list = std::fs::read_to_string(entry.join("layers")).unwrap();
+    assert_eq!(list.lines().count(), 61, "{list}");
+    let lowerdir: usize = (0..61)
+        .map(|i| layer_dir(&r, &bin, i).join("tree").as_os_str().len() + 1)
+        .sum();
+    assert!(
+        lowerdir > 4096,
+        "the test must pass one page of options ({lowerdir} bytes)"
+    );
+    // Without the opaque top: the whiteouts of two layers and the files of the other 55.
+    let under = work.path().join("under");
+    layers.pop();
+    std::fs::remove_dir_all(work.path().join("layout")).unwrap();
+    layout(&work.path().join("layout"), &layers);
+    e2e::build(
+        &format!("oci:{}", work.path().join("layout").display()),
+        &under,
+        &[],
+    );
+    let seen = r.ok(&under, &ls);
+    let want: Vec<String> = (2..=56).map(|i| format!("{i:02}")).collect();
+    assert_eq!(seen.lines().collect::<Vec<_>>(), want);
+    assert!(names(&r.cache().join("rootfs"))
+        .iter()
+        .all(|n| n.ends_with("-s1")));
+}

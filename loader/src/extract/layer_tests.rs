@@ -92,7 +92,7 @@ fn both(
         dirs.push(d);
     }
     let s = Stack(dirs);
-    let stacked = crate::cache::stackable(&s, &infos, form).map(|fixes| {
+    let stacked = crate::cache::stackable(&s, &infos, form, false).map(|fixes| {
         let mut dirs = s.dirs().to_vec();
         if !fixes.is_empty() {
             let fix = t.path().join("fix");
@@ -412,8 +412,13 @@ fn a_fix_layer_gives_undescribed_directories_the_merged_trees_attributes() {
         Some(layer(&u, &l2, Whiteouts::CharDev).unwrap()),
         Some(layer(&b, &base, Whiteouts::CharDev).unwrap()),
     ];
-    let fixes =
-        crate::cache::stackable(&Stack(vec![u, b.clone()]), &infos, Whiteouts::CharDev).unwrap();
+    let fixes = crate::cache::stackable(
+        &Stack(vec![u, b.clone()]),
+        &infos,
+        Whiteouts::CharDev,
+        false,
+    )
+    .unwrap();
     let mut got: Vec<(String, PathBuf)> = fixes
         .into_iter()
         .map(|f| (f.rel.display().to_string(), f.from))
@@ -431,7 +436,7 @@ fn a_fix_layer_gives_undescribed_directories_the_merged_trees_attributes() {
 }
 
 #[test]
-fn more_layers_than_one_mount_option_page_takes_are_not_stacked() {
+fn more_layers_than_one_mount_option_page_takes_are_stacked_only_with_lowerdir_plus() {
     let t = tempfile::tempdir().unwrap();
     let tar = TarBuilder::new().file("f", 0o644, b"f").finish();
     let mut dirs = Vec::new();
@@ -441,8 +446,21 @@ fn more_layers_than_one_mount_option_page_takes_are_not_stacked() {
         infos.push(Some(layer(&d, &tar, Whiteouts::CharDev).unwrap()));
         dirs.push(d);
     }
-    let e = crate::cache::stackable(&Stack(dirs.clone()), &infos, Whiteouts::CharDev).unwrap_err();
-    assert_eq!(e, "too many layers for one mount");
-    let few = Stack(dirs[..10].to_vec());
-    assert!(crate::cache::stackable(&few, &infos[..10], Whiteouts::CharDev).is_ok());
+    let stack = |n: usize, plus: bool| {
+        let dirs = Stack(dirs.iter().cycle().take(n).cloned().collect());
+        let infos: Vec<_> = infos.iter().cycle().take(n).cloned().collect();
+        crate::cache::stackable(&dirs, &infos, Whiteouts::CharDev, plus)
+    };
+    assert_eq!(
+        stack(40, false).unwrap_err(),
+        "too many layers for one mount"
+    );
+    assert!(stack(10, false).is_ok());
+    // One by one, up to overlayfs's own limit (500 lowers, the fix layer one of them).
+    assert!(stack(40, true).is_ok());
+    assert!(stack(499, true).is_ok());
+    assert_eq!(
+        stack(500, true).unwrap_err(),
+        "too many layers for one mount"
+    );
 }

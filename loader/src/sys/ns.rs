@@ -239,6 +239,73 @@ pub fn bind_tree(source: &Path, target: BorrowedFd<'_>, flags: u64) -> io::Resul
     check(r as libc::c_int)
 }
 
+/// Mounts an overlay of `lowers` (topmost first) with `upper` and `work` on `target` through the
+/// mount API, one `lowerdir+` per layer (Linux 6.8+): legacy mount(2) takes one page of options,
+/// which holds ~30 layer paths; this takes overlayfs's own limit (500). `flags`: overlay flag
+/// options such as `userxattr`, `volatile`.
+pub fn mount_overlay(
+    lowers: &[std::path::PathBuf],
+    upper: &Path,
+    work: &Path,
+    flags: &[&CStr],
+    target: &Path,
+) -> io::Result<()> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    // SAFETY: the name is a valid C string; fsopen takes no other pointer.
+    let fs = unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) };
+    check(fs as libc::c_int)?;
+    // SAFETY: fsopen returned a new descriptor that nothing else owns.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as libc::c_int) };
+    let config = |cmd: libc::c_uint, key: Option<&CStr>, value: Option<&CStr>| {
+        let ptr = |s: Option<&CStr>| s.map_or(std::ptr::null(), |s| s.as_ptr());
+        // SAFETY: fs is open; key and value are valid C strings or null, as cmd requires; the
+        // kernel only reads them.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                cmd,
+                ptr(key),
+                ptr(value),
+                0,
+            )
+        };
+        check(r as libc::c_int).map(drop)
+    };
+    for l in lowers {
+        config(FSCONFIG_SET_STRING, Some(c"lowerdir+"), Some(&cpath(l)?))?;
+    }
+    config(FSCONFIG_SET_STRING, Some(c"upperdir"), Some(&cpath(upper)?))?;
+    config(FSCONFIG_SET_STRING, Some(c"workdir"), Some(&cpath(work)?))?;
+    for f in flags {
+        config(FSCONFIG_SET_FLAG, Some(f), None)?;
+    }
+    config(FSCONFIG_CMD_CREATE, None, None)?;
+    // SAFETY: fs is an open, created filesystem context; fsmount takes no pointer.
+    let m = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) };
+    check(m as libc::c_int)?;
+    // SAFETY: fsmount returned a new descriptor that nothing else owns.
+    let m = unsafe { OwnedFd::from_raw_fd(m as libc::c_int) };
+    let target = cpath(target)?;
+    // SAFETY: m is open, the from path is an empty C string (MOVE_MOUNT_F_EMPTY_PATH), target a
+    // valid C string relative to the cwd or absolute.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            m.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    check(r as libc::c_int).map(drop)
+}
+
 /// The `MS_*` flags a mount carries now (from statvfs), to keep locked flags on a remount.
 pub fn mount_flags(path: &Path) -> io::Result<u64> {
     let path = cpath(path)?;
