@@ -267,20 +267,25 @@ pub struct CacheArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
-    /// List entries: key, images that used them, size, last use, state
+    /// List entries (key, images that used them, size, last use, state), then the layers
+    /// stacked entries share (images and entries using each, size, state). A stacked entry's
+    /// SIZE counts its layers; SHARED is the part of them other entries use too
+    #[command(visible_alias = "list")]
     Ls {
         /// Print JSON (full keys, sizes in bytes, last use in seconds since the epoch)
         #[arg(long)]
         json: bool,
     },
-    /// Remove entries (refused while a container runs from them)
+    /// Remove entries (refused while a container runs from them), and the layers of theirs no
+    /// other entry uses
     Rm {
         /// A key, a unique key prefix (4+ hex digits), or the entry's path
         #[arg(value_name = "ENTRY", required = true)]
         entries: Vec<String>,
     },
-    /// Remove what no run will use: dead staging trees, old-format and broken entries, meta
-    /// files without an entry; more with --older-than or --all (entries in use are skipped)
+    /// Remove what no run will use: dead staging trees, old-format and broken entries, layers
+    /// no entry uses, meta files without an entry; more with --older-than or --all (entries in
+    /// use, and layers being extracted, are skipped)
     Prune {
         /// Also every entry not in use
         #[arg(long)]
@@ -639,12 +644,15 @@ fn report(outcomes: &[Outcome], dry_run: bool) -> Result<()> {
                 let what = if r.is_staging() { " (incomplete)" } else { "" };
                 let verb = if dry_run { "would remove" } else { "removed" };
                 println!(
-                    "{verb} {}{what} {}",
+                    "{verb} {}{}{what} {}",
+                    layer_word(r),
                     r.short_key(),
                     cache::human_size(r.size)
                 );
             }
-            Outcome::Skipped(r, why) => println!("skipped {}: {why}", r.short_key()),
+            Outcome::Skipped(r, why) => {
+                println!("skipped {}{}: {why}", layer_word(r), r.short_key())
+            }
             Outcome::Failed(_, why) => failed.push(why.clone()),
         }
     }
@@ -653,6 +661,14 @@ fn report(outcomes: &[Outcome], dry_run: bool) -> Result<()> {
     match failed.is_empty() {
         true => Ok(()),
         false => anyhow::bail!("{}", failed.join("; ")),
+    }
+}
+
+/// `layer ` before a layer's key in `rm` and `prune` reports (entries go without a word).
+fn layer_word(r: &cache::Row) -> &'static str {
+    match r.kind {
+        cache::Kind::Layer => "layer ",
+        _ => "",
     }
 }
 

@@ -218,39 +218,49 @@ pub fn redis_bin() -> &'static Path {
 /// shared with the full layout.
 pub fn debian_plus_layer_bin() -> &'static Path {
     static P: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &P.get_or_init(|| {
-        let src = debian();
-        let tmp = crate::world_tempdir();
-        let dst = tmp.path().join("layout");
-        link_blobs(src, &dst);
-        for f in ["oci-layout", "index.json"] {
-            std::fs::copy(src.join(f), dst.join(f)).unwrap();
-        }
-        let l = tmp.path().join("l5");
-        std::fs::create_dir_all(l.join("opt/second")).unwrap();
-        std::fs::write(l.join("opt/second/hello"), "the second image\n").unwrap();
-        let tar = tmp.path().join("l5.tar");
-        let run = |c: &mut Command| {
-            let o = c.output().unwrap();
-            assert!(o.status.success(), "{c:?}: {}", crate::text(&o.stderr));
-        };
-        run(Command::new("tar")
-            .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
-            .arg(&l)
-            .arg("-cf")
-            .arg(&tar)
-            .arg("opt"));
-        run(Command::new("python3")
-            .arg(crate::workspace().join("tests/fixtures/add_layer.py"))
-            .arg(&dst)
-            .arg("latest")
-            .arg(&tar)
-            .arg("gzip"));
-        let out = tmp.path().join("debian-plus");
-        crate::build(&format!("oci:{}:latest", dst.display()), &out, &[]);
-        (tmp, out)
-    })
-    .1
+    &P.get_or_init(|| plus_layer(debian(), "debian-plus", &[])).1
+}
+
+/// The busybox image with the same one more layer as [`debian_plus_layer_bin`], tagged
+/// `busybox-plus:1`: two images sharing both busybox layers.
+pub fn busybox_plus_layer_bin() -> &'static Path {
+    static P: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &P.get_or_init(|| plus_layer(busybox(), "busybox-plus", &["--tag", "busybox-plus:1"]))
+        .1
+}
+
+/// The image of `src` with one more small layer (`/opt/second/hello`), packaged as `name` with
+/// `extra` packager flags.
+fn plus_layer(src: &Path, name: &str, extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let tmp = crate::world_tempdir();
+    let dst = tmp.path().join("layout");
+    link_blobs(src, &dst);
+    for f in ["oci-layout", "index.json"] {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+    let l = tmp.path().join("l5");
+    std::fs::create_dir_all(l.join("opt/second")).unwrap();
+    std::fs::write(l.join("opt/second/hello"), "the second image\n").unwrap();
+    let tar = tmp.path().join("l5.tar");
+    let run = |c: &mut Command| {
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{c:?}: {}", crate::text(&o.stderr));
+    };
+    run(Command::new("tar")
+        .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
+        .arg(&l)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("opt"));
+    run(Command::new("python3")
+        .arg(crate::workspace().join("tests/fixtures/add_layer.py"))
+        .arg(&dst)
+        .arg("latest")
+        .arg(&tar)
+        .arg("gzip"));
+    let out = tmp.path().join(name);
+    crate::build(&format!("oci:{}:latest", dst.display()), &out, extra);
+    (tmp, out)
 }
 
 /// Packages an OCI layout into a fresh world-readable dir.

@@ -1,9 +1,11 @@
 //! The root filesystem cache from the outside, with real files run as the unprivileged test
 //! user: a root run never touches the user's cache, foreign or broken entries are reported and
 //! not used, signals during extraction leave nothing behind, `oci2bin cache ls|rm|prune` on real
-//! entries, stacked and merged (also while a container runs from them), config-only rebuilds
-//! share a tree, and a start waiting for another extractor says so. The layer store itself:
-//! `tests/layers.rs`.
+//! entries, stacked and merged (also while a container runs from them), and on the layers of
+//! stacked ones (listed with the images sharing them, removed when no entry names them, never
+//! while a container runs from them or a start holds them), config-only rebuilds share a tree,
+//! and a start waiting for another extractor says so. The layer store itself: `tests/layers.rs`;
+//! mapped layers: `tests/userns.rs`.
 
 use e2e::{fixtures, text, Runner};
 use std::fs::File;
@@ -74,6 +76,22 @@ fn cache_ok(r: &Runner, args: &[&str]) -> String {
     text(&o.stdout)
 }
 
+/// `cache ls --json`.
+fn ls_json(r: &Runner) -> serde_json::Value {
+    serde_json::from_str(&cache_ok(r, &["cache", "ls", "--json"])).unwrap()
+}
+
+/// The rows of `cache ls --json` of one kind (`entry`, `staging`, `layer`).
+fn kind<'a>(json: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
+    let rows = json.as_array().unwrap().iter();
+    rows.filter(|v| v["kind"] == kind).collect()
+}
+
+/// The entries table of `cache ls` (the layers table follows a blank line).
+fn entries_table(ls: &str) -> &str {
+    ls.split("\n\n").next().unwrap()
+}
+
 /// A directory the test user owns.
 fn user_dir(r: &Runner, name: &str) -> PathBuf {
     let d = r.home().join(name);
@@ -139,7 +157,7 @@ fn a_root_run_with_the_users_cache_writes_nothing_there_and_the_user_still_works
     // The user's own runs are unaffected.
     assert_eq!(r.ok(bb(), &["echo", "as user"]), "as user\n");
     let ls = cache_ok(&r, &["cache", "ls"]);
-    assert_eq!(ls.lines().count(), 2, "one entry:\n{ls}");
+    assert_eq!(entries_table(&ls).lines().count(), 2, "one entry:\n{ls}");
     assert!(
         ls.contains(&key_of(bb())[..12]) && ls.contains("ready"),
         "{ls}"
@@ -319,9 +337,8 @@ fn a_config_only_rebuild_reuses_the_cached_tree() {
         "the edited image extracted its own tree"
     );
     assert_eq!(r.files_under_cache("rootfs").len(), 1);
-    let json: serde_json::Value =
-        serde_json::from_str(&cache_ok(&r, &["cache", "ls", "--json"])).unwrap();
-    let rows = json.as_array().unwrap();
+    let json = ls_json(&r);
+    let rows = kind(&json, "entry");
     assert_eq!(rows.len(), 1, "{json}");
     let images: Vec<&str> = rows[0]["images"]
         .as_array()
@@ -396,7 +413,7 @@ fn cache_rm_and_prune_remove_real_trees_but_not_one_in_use() {
 }
 
 #[test]
-fn cache_rm_and_prune_remove_a_stacked_entry_but_not_one_in_use_and_leave_its_layers() {
+fn cache_rm_and_prune_remove_a_stacked_entry_and_its_layers_but_not_one_in_use() {
     if !e2e::runner::userns() {
         return;
     }
@@ -405,8 +422,16 @@ fn cache_rm_and_prune_remove_a_stacked_entry_but_not_one_in_use_and_leave_its_la
     let key = key_of(bb());
     let entry = entry_of(&r, bb());
     assert!(entry.is_dir());
+    let n = e2e::layer_refs(bb()).len();
     let mut running = r.command(bb(), &["sleep", "60"]).spawn().unwrap();
     wait_in_use(&r, &mut running);
+    let ls = cache_ok(&r, &["cache", "ls"]);
+    let (_, layers) = ls.split_once("\n\n").expect(&ls);
+    assert_eq!(
+        layers.lines().filter(|l| l.ends_with("in use")).count(),
+        n,
+        "{ls}"
+    );
     let o = cache_cmd(&r, &["cache", "rm", &key[..8]]);
     e2e::assert_one_line_error(&o, &format!("entry {key} is in use by a running container"));
     let out = cache_ok(&r, &["cache", "prune", "--all"]);
@@ -414,21 +439,157 @@ fn cache_rm_and_prune_remove_a_stacked_entry_but_not_one_in_use_and_leave_its_la
         out.contains(&format!("skipped {}: in use", &key[..12])),
         "{out}"
     );
+    assert!(!out.contains("removed layer"), "{out}");
+    assert_eq!(r.files_under_cache("layers").len(), n);
     running.kill().unwrap();
     running.wait().unwrap();
     let out = cache_ok(&r, &["cache", "rm", &key[..8]]);
     assert!(out.starts_with(&format!("removed {}", &key[..12])), "{out}");
+    // Its layers go with it: no other entry names them.
+    for i in 0..n {
+        let (dir, lkey) = layer_of(&r, bb(), i);
+        assert!(
+            out.contains(&format!("removed layer {} ", &lkey[..12])),
+            "{out}"
+        );
+        assert!(!dir.exists());
+    }
     assert!(!entry.exists());
-    for sub in ["rootfs", "meta", "tmp"] {
+    for sub in ["rootfs", "meta", "tmp", "layers"] {
         assert!(r.files_under_cache(sub).is_empty(), "{sub} not empty");
     }
-    // The layers stay (pruning them is for later): the next start extracts nothing.
-    assert_eq!(
-        r.files_under_cache("layers").len(),
-        e2e::layer_refs(bb()).len()
-    );
+    // The next start extracts them again.
     assert_eq!(r.ok(bb(), &["cat", "/etc/issue"]), "busybox fixture\n");
     assert!(entry.is_dir());
+    assert_eq!(r.files_under_cache("layers").len(), n);
+}
+
+#[test]
+fn images_sharing_base_layers_share_them_in_the_cache_until_the_last_one_goes() {
+    if !e2e::runner::userns() {
+        return;
+    }
+    let r = runner();
+    let plus = fixtures::busybox_plus_layer_bin();
+    r.ok(bb(), &["true"]);
+    assert_eq!(
+        r.ok(plus, &["cat", "/opt/second/hello"]),
+        "the second image\n"
+    );
+    let (bkey, pkey) = (key_of(bb()), key_of(plus));
+    let n = e2e::layer_refs(bb()).len();
+    let top = layer_of(&r, plus, n);
+
+    // ls --json: the busybox layers are named by both entries, the top one by its own.
+    let json = ls_json(&r);
+    let entries = kind(&json, "entry");
+    let layers = kind(&json, "layer");
+    assert_eq!((entries.len(), layers.len()), (2, n + 1), "{json}");
+    let entry = |k: &str| *entries.iter().find(|e| e["key"] == k).unwrap();
+    let layer = |k: &str| *layers.iter().find(|l| l["key"] == k).unwrap();
+    let bb_name = entry(&bkey)["images"][0].as_str().unwrap().to_string();
+    assert_eq!(
+        entry(&pkey)["images"],
+        serde_json::json!(["busybox-plus:1"])
+    );
+    assert_eq!(entry(&pkey)["layers"].as_array().unwrap().len(), n + 1);
+    let mut shared = 0;
+    for i in 0..n {
+        let (dir, lkey) = layer_of(&r, bb(), i);
+        let l = layer(&lkey);
+        assert_eq!(l["entries"].as_array().unwrap().len(), 2, "{l}");
+        let images = l["images"].as_array().unwrap();
+        assert!(
+            images.contains(&bb_name.as_str().into()) && images.contains(&"busybox-plus:1".into()),
+            "{l}"
+        );
+        assert_eq!(l["path"], dir.to_str().unwrap());
+        assert_eq!(l["state"], "used");
+        shared += l["size"].as_u64().unwrap();
+    }
+    let own = layer(&top.1);
+    assert_eq!(own["entries"], serde_json::json!([entry(&pkey)["entry"]]));
+    assert_eq!(own["images"], serde_json::json!(["busybox-plus:1"]));
+    let p = entry(&pkey);
+    assert_eq!(p["shared_size"].as_u64(), Some(shared));
+    assert_eq!(
+        p["size"].as_u64().unwrap(),
+        p["own_size"].as_u64().unwrap() + shared + own["size"].as_u64().unwrap()
+    );
+    // The table says the same.
+    let ls = cache_ok(&r, &["cache", "ls"]);
+    let base = ls
+        .lines()
+        .find(|l| l.starts_with(&layer_of(&r, bb(), 0).1[..12]))
+        .expect(&ls);
+    assert!(
+        base.contains(&bb_name) && base.contains("busybox-plus:1") && base.ends_with("used"),
+        "{ls}"
+    );
+    assert!(ls.contains(&format!("\nlayers: {}, ", n + 1)), "{ls}");
+    assert!(ls.trim_end().ends_with("used by 2 entries"), "{ls}");
+
+    // rm of the derived image, while a start of it holds its own layer (as a start does until
+    // its entry is published): the shared layers stay, its own is skipped, not taken.
+    let locks = r.cache().join("locks");
+    let held = File::open(locks.join(format!("{}.lock", top.1))).unwrap();
+    // SAFETY: flock on a file we opened; released when `held` is dropped.
+    assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_SH) }, 0);
+    let out = cache_ok(&r, &["cache", "rm", &pkey[..8]]);
+    assert!(
+        out.starts_with(&format!("removed {}", &pkey[..12])),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("skipped layer {}: being extracted", &top.1[..12])),
+        "{out}"
+    );
+    assert!(!out.contains("removed layer"), "{out}");
+    assert!(top.0.exists());
+    for i in 0..n {
+        assert!(layer_of(&r, bb(), i).0.exists());
+    }
+    drop(held);
+    // Nothing names it now: prune removes it (a dry run first says so).
+    let ls = cache_ok(&r, &["cache", "ls"]);
+    assert!(ls.contains("1 unused"), "{ls}");
+    let out = cache_ok(&r, &["cache", "prune", "--dry-run"]);
+    assert!(
+        out.contains(&format!("would remove layer {}", &top.1[..12])),
+        "{out}"
+    );
+    assert!(top.0.exists());
+    let out = cache_ok(&r, &["cache", "prune"]);
+    assert!(
+        out.contains(&format!("removed layer {}", &top.1[..12])),
+        "{out}"
+    );
+    assert!(!out.contains("freed 0 B"), "{out}");
+    assert!(!top.0.exists());
+    assert_eq!(r.files_under_cache("layers").len(), n);
+    assert_eq!(r.ok(bb(), &["cat", "/etc/issue"]), "busybox fixture\n");
+
+    // The layers of a running container's entry are never removed.
+    let mut running = r.command(bb(), &["sleep", "60"]).spawn().unwrap();
+    wait_in_use(&r, &mut running);
+    let out = cache_ok(&r, &["cache", "prune", "--all"]);
+    assert!(
+        out.contains(&format!("skipped {}: in use", &bkey[..12])),
+        "{out}"
+    );
+    assert!(!out.contains("removed"), "{out}");
+    assert_eq!(r.files_under_cache("layers").len(), n);
+    running.kill().unwrap();
+    running.wait().unwrap();
+    // Then prune --all removes the entry, then its layers: the cache is empty.
+    let out = cache_ok(&r, &["cache", "prune", "--all"]);
+    assert!(out.contains(&format!("removed {}", &bkey[..12])), "{out}");
+    assert_eq!(out.matches("removed layer ").count(), n, "{out}");
+    for sub in ["rootfs", "meta", "tmp", "layers"] {
+        assert!(r.files_under_cache(sub).is_empty(), "{sub} not empty");
+    }
+    let ls = cache_ok(&r, &["cache", "ls"]);
+    assert_eq!(ls.lines().count(), 1, "header only:\n{ls}");
 }
 
 #[test]

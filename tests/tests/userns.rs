@@ -287,3 +287,53 @@ fn cache_rm_and_prune_remove_mapped_entries_as_the_user() {
     assert_eq!(entries(&r), Vec::<std::path::PathBuf>::new());
     assert_eq!(r.files_under_cache("tmp"), Vec::<std::path::PathBuf>::new());
 }
+
+/// The layers of a mapped run's stacked entry hold the files of subordinate ids (their keys
+/// include the map): `oci2bin cache rm` and `prune --all` remove them too, as the user, through
+/// the mapped remover.
+#[test]
+fn cache_rm_and_prune_remove_mapped_layers_as_the_user() {
+    let r = Runner::new();
+    if mapped_ready(&r).is_none() {
+        return;
+    }
+    let d = fixtures::debian_bin();
+    let oci2bin = e2e::oci2bin();
+    r.ok(d, &["true"]);
+    let entries = r.files_under_cache("rootfs");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let name = entries[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    if !e2e::require(
+        name.ends_with("-s1"),
+        "the kernel cannot stack this mapped image: no layers to remove",
+    ) {
+        return;
+    }
+    // A layer holds a directory the host user does not own (`_apt`'s, mapped).
+    use std::os::unix::fs::MetadataExt;
+    let layers = || r.files_under_cache("layers");
+    let foreign = layers().into_iter().any(|l| {
+        std::fs::metadata(l.join("tree/var/cache/apt/archives/partial"))
+            .is_ok_and(|m| m.uid() != r.uid())
+    });
+    assert!(foreign, "no layer with a subordinate owner: {:?}", layers());
+    let n = layers().len();
+    let out = r.run(&oci2bin, &["cache", "rm", &name[..12]]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).matches("removed layer ").count(), n);
+    for sub in ["rootfs", "layers", "tmp"] {
+        assert_eq!(r.files_under_cache(sub), Vec::<std::path::PathBuf>::new());
+    }
+    // Again, with prune --all.
+    r.ok(d, &["true"]);
+    assert_eq!(layers().len(), n);
+    let out = r.run(&oci2bin, &["cache", "prune", "--all"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for sub in ["rootfs", "layers", "tmp"] {
+        assert_eq!(r.files_under_cache(sub), Vec::<std::path::PathBuf>::new());
+    }
+}
