@@ -2,6 +2,9 @@
 //! runtime flags, gets the image's root filesystem from the cache, plans the run and executes it,
 //! and exits with the container's status (125 for a failure of its own).
 
+#[cfg(target_env = "musl")]
+mod nounwind;
+
 use loader::format::{FORMAT_MAJOR, FORMAT_MINOR};
 use loader::{args, cache, exec, extract, host, lifecycle, plan, selfexe, shim, storage, sys};
 use std::error::Error;
