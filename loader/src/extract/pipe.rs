@@ -181,11 +181,15 @@ impl Verdict {
         if !self.digest_ok {
             return Err(ErrorKind::Digest);
         }
+        // The stream the parent read ended where decompression failed: whichever read saw the
+        // end (a header's, an entry's data, the trailing drain) reports the failure itself.
         match (parent, self.decompress_error) {
             (Err(ErrorKind::Tar(_)), Some(e)) => {
                 Err(ErrorKind::Tar(TarError::Io(io::Error::other(e))))
             }
-            (Ok(()), Some(e)) => Err(ErrorKind::Read(io::Error::other(e))),
+            (Ok(()) | Err(ErrorKind::Read(_)), Some(e)) => {
+                Err(ErrorKind::Read(io::Error::other(e)))
+            }
             (r, _) => r,
         }
     }
@@ -233,6 +237,22 @@ mod tests {
         );
         let e = v(true, Some("gzip: trailer")).judge(Ok(()));
         assert_eq!(e.unwrap_err().to_string(), "reading layer: gzip: trailer");
+        // The stream ended inside a file's data.
+        let data = Err(ErrorKind::Read(io::Error::other(
+            "truncated tar: inside data",
+        )));
+        let e = v(true, Some("zstd: stream ends early (truncated)")).judge(data);
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "reading layer: zstd: stream ends early (truncated)"
+        );
+        // A hostile entry the parent refused before the stream broke stays the answer.
+        let refused = Err(ErrorKind::Absolute("/etc".into()));
+        let e = v(true, Some("gzip: corrupt")).judge(refused);
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "entry /etc has an absolute path"
+        );
         assert!(v(true, None).judge(Ok(())).is_ok());
     }
 }
