@@ -496,7 +496,19 @@ impl<'a> Cache<'a> {
         }
         let catch = sig::catch().ok();
         let layers = self.layer_dirs(rt);
-        let layer_locks = self.extract_layers(exe, rt, &layers, form)?;
+        let mut tries = 0;
+        let layer_locks = loop {
+            self.extract_layers(exe, rt, &layers, form)?;
+            if let Some(held) = self.hold_layers(rt, &layers)? {
+                break held;
+            }
+            tries += 1;
+            if tries == 3 {
+                return Err(Cold::Fallback(
+                    "the image's layers keep being removed from the cache; not used".into(),
+                ));
+            }
+        };
         let infos: Vec<Option<LayerInfo>> = layers
             .iter()
             .map(|l| {
@@ -556,53 +568,65 @@ impl<'a> Cache<'a> {
 
     /// Extracts the layers the store lacks: those no one else is extracting at once, in parallel,
     /// then those another process was extracting, once it is done, if it did not finish them.
-    ///
-    /// Returns a lock on every layer (shared on one found ready, exclusive on one extracted or
-    /// waited for), to hold until the entry that names them is published: `oci2bin cache prune`
-    /// removes a layer no entry names only under its exclusive lock.
     fn extract_layers(
         &self,
         exe: &File,
         rt: &Runtime,
         layers: &[LayerDir<'_>],
         form: Whiteouts,
-    ) -> Result<Vec<File>, Cold> {
-        let (mut mine, mut theirs, mut held) = (Vec::new(), Vec::new(), Vec::new());
+    ) -> Result<(), Cold> {
+        let mut mine = Vec::new();
+        let mut theirs = Vec::new();
         for l in layers {
-            let (lock, path) = self.open_lock(&l.key)?;
-            if sys::flock(lock.as_fd(), false, true).map_err(fallback("flock", &path))? {
-                match self.state(&l.dir, "layer") {
-                    EntryState::Ready => {
-                        held.push(lock);
-                        continue;
-                    }
-                    EntryState::Bad(why) => return Err(Cold::Fallback(why)),
-                    // Exclusive now, or another extractor's waiting: theirs.
-                    EntryState::Missing => {}
-                }
+            match self.state(&l.dir, "layer") {
+                EntryState::Ready => continue,
+                EntryState::Bad(why) => return Err(Cold::Fallback(why)),
+                EntryState::Missing => {}
             }
+            let (lock, path) = self.open_lock(&l.key)?;
             if !sys::flock(lock.as_fd(), true, true).map_err(fallback("flock", &path))? {
                 theirs.push((l, lock, path));
                 continue;
             }
             match self.state(&l.dir, "layer") {
-                EntryState::Ready => held.push(lock),
+                EntryState::Ready => {}
                 EntryState::Bad(why) => return Err(Cold::Fallback(why)),
                 EntryState::Missing => mine.push((l, lock)),
             }
         }
-        held.extend(self.extract_locked(exe, mine, form)?);
+        self.extract_locked(exe, mine, form)?;
         for (l, lock, path) in theirs {
-            self.wait(&lock, &path, &l.dir, rt)?;
+            self.wait(&lock, true, &path, &l.dir, rt)?;
+            match self.state(&l.dir, "layer") {
+                EntryState::Ready => {}
+                EntryState::Bad(why) => return Err(Cold::Fallback(why)),
+                EntryState::Missing => self.extract_locked(exe, vec![(l, lock)], form)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a shared lock on every layer of the entry, to hold until the entry that names them
+    /// is published: `oci2bin cache prune` removes a layer no entry names only under its
+    /// exclusive lock. `None` when one was removed meanwhile (extract again). Waits only for
+    /// exclusive holders, which never wait for a lock themselves (an extractor, a prune), so
+    /// starts sharing layers cannot deadlock.
+    fn hold_layers(
+        &self,
+        rt: &Runtime,
+        layers: &[LayerDir<'_>],
+    ) -> Result<Option<Vec<File>>, Cold> {
+        let mut held = Vec::with_capacity(layers.len());
+        for l in layers {
+            let (lock, path) = self.open_lock(&l.key)?;
+            self.wait(&lock, false, &path, &l.dir, rt)?;
             match self.state(&l.dir, "layer") {
                 EntryState::Ready => held.push(lock),
                 EntryState::Bad(why) => return Err(Cold::Fallback(why)),
-                EntryState::Missing => {
-                    held.extend(self.extract_locked(exe, vec![(l, lock)], form)?)
-                }
+                EntryState::Missing => return Ok(None),
             }
         }
-        Ok(held)
+        Ok(Some(held))
     }
 
     /// Extracts layers whose locks we hold, each alone into a staging directory, up to one at a
@@ -613,9 +637,9 @@ impl<'a> Cache<'a> {
         exe: &File,
         jobs: Vec<(&LayerDir<'_>, File)>,
         form: Whiteouts,
-    ) -> Result<Vec<File>, Cold> {
+    ) -> Result<(), Cold> {
         if jobs.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let keys: Vec<&str> = jobs.iter().map(|(l, _)| l.key.as_str()).collect();
         clean_stale(self.root, &keys);
@@ -648,9 +672,9 @@ impl<'a> Cache<'a> {
                 let _ = extract::remove_tree(staging);
             }
         }
-        // The locks are the caller's to drop, after the entry is published.
-        result.map_err(Cold::Failed)?;
-        Ok(jobs.into_iter().map(|(_, lock)| lock).collect())
+        // The locks go with `jobs`, after the layers are published.
+        drop(jobs);
+        result.map_err(Cold::Failed)
     }
 
     /// Runs [`Cache::extract_one`] for each job in a child process of its own, `workers` at a
@@ -776,17 +800,24 @@ impl<'a> Cache<'a> {
     /// Takes the entry's extraction lock, saying after [`SAY_WAIT_AFTER`] what it waits for.
     fn lock(&self, rt: &Runtime) -> Result<File, Cold> {
         let (lock, path) = self.open_lock(self.key)?;
-        self.wait(&lock, &path, &self.entry, rt)?;
+        self.wait(&lock, true, &path, &self.entry, rt)?;
         Ok(lock)
     }
 
-    /// Takes `lock` (at `path`, guarding the extraction into `into`), saying after
+    /// Takes `lock`, exclusive or shared (at `path`, guarding the extraction into `into`), saying after
     /// [`SAY_WAIT_AFTER`] what it waits for. Polls rather than blocks, so a stop signal ends the
     /// wait.
-    fn wait(&self, lock: &File, path: &Path, into: &Path, rt: &Runtime) -> Result<(), Cold> {
+    fn wait(
+        &self,
+        lock: &File,
+        exclusive: bool,
+        path: &Path,
+        into: &Path,
+        rt: &Runtime,
+    ) -> Result<(), Cold> {
         let start = Instant::now();
         let (mut nap, mut said) = (Duration::from_millis(10), false);
-        while !sys::flock(lock.as_fd(), true, true).map_err(fallback("flock", path))? {
+        while !sys::flock(lock.as_fd(), exclusive, true).map_err(fallback("flock", path))? {
             if let Some(s) = sig::pending() {
                 return Err(Cold::Failed(CacheError::Interrupted(s)));
             }
