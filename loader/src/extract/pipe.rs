@@ -18,6 +18,7 @@ use crate::tar::TarError;
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
+use std::os::fd::AsFd;
 
 /// Layers smaller than this are decompressed inline: a fork costs more than it saves. (Unit
 /// tests pipe every compressed layer; the e2e suites' small layers take the inline path.)
@@ -36,6 +37,8 @@ pub(super) struct Decompressor {
 /// Starts the child for `layer` (compressed), or says why not (the caller decompresses inline).
 pub(super) fn spawn(exe: &File, layer: &LayerRef) -> io::Result<Decompressor> {
     let (data_r, data_w) = ns::pipe()?;
+    // 64 KiB by default: the child would wait for the reader every quarter of a read chunk.
+    ns::grow_pipe(data_w.as_fd(), 1 << 20);
     let (verdict_r, verdict_w) = ns::pipe()?;
     match ns::fork()? {
         ns::Forked::Child => {

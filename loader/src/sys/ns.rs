@@ -471,6 +471,13 @@ pub fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
     })
 }
 
+/// Grows a pipe's buffer to `bytes` (at most `/proc/sys/fs/pipe-max-size` unprivileged), so a
+/// producer can run further ahead of its consumer; best effort.
+pub fn grow_pipe(fd: std::os::fd::BorrowedFd<'_>, bytes: usize) {
+    // SAFETY: F_SETPIPE_SZ takes an integer and no pointer.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, bytes as libc::c_int) };
+}
+
 /// Makes descriptor `to` a copy of `fd` (dup2), without close-on-exec.
 pub fn dup_to(fd: std::os::fd::BorrowedFd<'_>, to: i32) -> io::Result<()> {
     use std::os::fd::AsRawFd;
