@@ -36,11 +36,10 @@ use crate::gzip::GzipMembers;
 use crate::sys::fs as sys;
 use crate::sys::sig;
 use crate::tar::{self, TarError};
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::rc::Rc;
@@ -366,13 +365,7 @@ impl Extractor {
                 });
             }
         }
-        let raw = LayerBytes {
-            file: exe,
-            pos: layer.offset,
-            end: layer.offset.saturating_add(layer.size),
-            hasher: Sha256::new(),
-        };
-        let mut src = BufReader::with_capacity(READ_CHUNK, raw);
+        let mut src = LayerBytes::open(exe, layer);
         // One `dyn Read` boundary keeps a single copy of the tar and entry code in the binary.
         let result = match layer.compression {
             Compression::None => self.apply_stream(&mut src),
@@ -398,11 +391,9 @@ impl Extractor {
                 kind,
             });
         }
-        // Hash whatever the decompressor left unread, so the digest covers the whole blob; a
-        // corrupt blob is reported as such even when it first broke the tar or the decompressor.
-        let drained = io::copy(&mut src, &mut io::sink());
-        let raw = src.into_inner();
-        let digest_ok = raw.pos == raw.end && raw.hasher.finalize()[..] == layer.sha256;
+        // A corrupt blob is reported as such even when it first broke the tar or the
+        // decompressor.
+        let (drained, digest_ok) = LayerBytes::drain(src, layer);
         let kind = match (result, drained) {
             (_, Err(e)) => ErrorKind::Read(e),
             _ if !digest_ok => ErrorKind::Digest,

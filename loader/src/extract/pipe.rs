@@ -15,9 +15,8 @@ use crate::format::{Compression, LayerRef};
 use crate::gzip::GzipMembers;
 use crate::sys::ns;
 use crate::tar::TarError;
-use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 
 /// Layers smaller than this are decompressed inline: a fork costs more than it saves. (Unit
@@ -59,13 +58,7 @@ pub(super) fn spawn(exe: &File, layer: &LayerRef) -> io::Result<Decompressor> {
 
 /// The child's side: the blob decompressed into `out`, then the rest of it hashed.
 fn decompress(exe: &File, layer: &LayerRef, mut out: File) -> Verdict {
-    let raw = LayerBytes {
-        file: exe,
-        pos: layer.offset,
-        end: layer.offset.saturating_add(layer.size),
-        hasher: Sha256::new(),
-    };
-    let mut src = BufReader::with_capacity(READ_CHUNK, raw);
+    let mut src = LayerBytes::open(exe, layer);
     let mut dec: Box<dyn Read + '_> = match layer.compression {
         Compression::Zstd => Box::new(Named {
             what: "zstd",
@@ -95,11 +88,10 @@ fn decompress(exe: &File, layer: &LayerRef, mut out: File) -> Verdict {
         }
     }
     drop((out, dec));
-    let drained = io::copy(&mut src, &mut io::sink());
-    let raw = src.into_inner();
+    let (drained, digest_ok) = LayerBytes::drain(src, layer);
     Verdict {
         read_error: drained.err().map(|e| e.to_string()),
-        digest_ok: raw.pos == raw.end && raw.hasher.finalize()[..] == layer.sha256,
+        digest_ok,
         decompress_error: failed,
     }
 }

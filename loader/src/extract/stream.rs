@@ -1,9 +1,11 @@
 //! A layer blob as a byte stream: read by offset from the oci2bin file, hashed on the way,
 //! decompressed (gzip members, zstd frames) with errors that name the format.
 
+use super::READ_CHUNK;
+use crate::format::LayerRef;
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::FileExt;
 
 /// The stored bytes of one layer, read with `pread` from the oci2bin file and hashed on the way.
@@ -12,6 +14,31 @@ pub(super) struct LayerBytes<'a> {
     pub(super) pos: u64,
     pub(super) end: u64,
     pub(super) hasher: Sha256,
+}
+
+impl<'a> LayerBytes<'a> {
+    /// The stored bytes of `layer` in `file`, buffered for a decompressor.
+    pub(super) fn open(file: &'a File, layer: &LayerRef) -> BufReader<LayerBytes<'a>> {
+        let raw = LayerBytes {
+            file,
+            pos: layer.offset,
+            end: layer.offset.saturating_add(layer.size),
+            hasher: Sha256::new(),
+        };
+        BufReader::with_capacity(READ_CHUNK, raw)
+    }
+
+    /// Reads and hashes what the decompressor left unread, so the digest covers the whole blob:
+    /// how that read went, and whether all of it was read and its sha256 is `layer`'s.
+    pub(super) fn drain(
+        mut src: BufReader<LayerBytes<'_>>,
+        layer: &LayerRef,
+    ) -> (io::Result<u64>, bool) {
+        let drained = io::copy(&mut src, &mut io::sink());
+        let raw = src.into_inner();
+        let ok = raw.pos == raw.end && raw.hasher.finalize()[..] == layer.sha256;
+        (drained, ok)
+    }
 }
 
 impl Read for LayerBytes<'_> {

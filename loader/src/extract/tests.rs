@@ -5,6 +5,7 @@ use super::resolve::{split_entry, BadPath};
 use super::*;
 use crate::format::Compression;
 use crate::tar::testutil::TarBuilder;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
