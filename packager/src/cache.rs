@@ -211,6 +211,20 @@ impl Cache {
         self.root.join(s)
     }
 
+    /// Why the loader would not use an entry or layer directory with metadata `m`, if it would
+    /// not: a symlink, not a directory, or another user's.
+    fn unusable(&self, m: &Metadata) -> Option<State> {
+        if m.file_type().is_symlink() {
+            Some(State::Symlink)
+        } else if !m.is_dir() {
+            Some(State::NotDir)
+        } else if m.uid() != self.euid {
+            Some(State::Foreign(m.uid()))
+        } else {
+            None
+        }
+    }
+
     /// Entries, sorted by name, then staging trees, then layers.
     pub fn list(&self) -> Result<Vec<Row>> {
         let mut rows = Vec::new();
@@ -223,12 +237,8 @@ impl Cache {
                 continue;
             };
             let meta_path = self.sub(META).join(&name);
-            let state = if m.file_type().is_symlink() {
-                State::Symlink
-            } else if !m.is_dir() {
-                State::NotDir
-            } else if m.uid() != self.euid {
-                State::Foreign(m.uid())
+            let state = if let Some(bad) = self.unusable(&m) {
+                bad
             } else if !cachedir::is_current_suffix(suffix) {
                 State::OldFormat
             } else if busy(&meta_path) {
@@ -292,12 +302,8 @@ impl Cache {
                 .iter()
                 .filter(|r| r.kind == Kind::Entry && r.layers.contains(&name))
                 .collect();
-            let state = if m.file_type().is_symlink() {
-                State::Symlink
-            } else if !m.is_dir() {
-                State::NotDir
-            } else if m.uid() != self.euid {
-                State::Foreign(m.uid())
+            let state = if let Some(bad) = self.unusable(&m) {
+                bad
             } else if suffix != cachedir::LAYER_SUFFIX {
                 State::OldFormat
             } else if users.iter().any(|r| r.state == State::InUse) {
