@@ -31,6 +31,7 @@ use crate::format::{LayerRef, Runtime};
 use crate::stack::{Found, Stack};
 use crate::sys::fs as sys;
 use crate::sys::{ns, sig};
+use std::cell::RefCell;
 use std::ffi::{CString, OsStr};
 use std::fs::{DirBuilder, File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
@@ -183,7 +184,9 @@ pub fn prepare_in(
     if let Some(p) = c.warm(rt) {
         return Ok(p);
     }
-    match c.cold(loc, exe, rt) {
+    let cold = c.cold(loc, exe, rt);
+    durable::flush_later(c.unsynced.take());
+    match cold {
         Ok(p) => Ok(p),
         Err(Cold::Fallback(why)) => private(loc, exe, &rt.layers, &key, &why, owners),
         Err(Cold::Failed(e)) => Err(e),
@@ -214,6 +217,9 @@ enum EntryState {
     /// A directory of ours: use it.
     Ready,
     Missing,
+    /// Published by an earlier boot and maybe not all on disk ([`durable`]): under its lock, move
+    /// it aside and make it again.
+    Stale,
     /// Something else is there: the warning saying what, and how to fix it.
     Bad(String),
 }
@@ -248,6 +254,8 @@ struct Cache<'a> {
     map: Option<&'a str>,
     /// Try a stacked entry first ([`Locations::layers`]).
     layers: bool,
+    /// Directories this start published marked as not flushed yet: flushed when it is done.
+    unsynced: RefCell<Vec<PathBuf>>,
 }
 
 impl<'a> Cache<'a> {
@@ -266,6 +274,7 @@ impl<'a> Cache<'a> {
             owners: false,
             map: None,
             layers: false,
+            unsynced: RefCell::default(),
         }
     }
 
@@ -348,7 +357,9 @@ impl<'a> Cache<'a> {
         }
         for l in self.layer_dirs(rt) {
             let tree = l.tree();
-            if !std::fs::symlink_metadata(&tree).is_ok_and(|m| self.ours(&m)) {
+            if !std::fs::symlink_metadata(&tree).is_ok_and(|m| self.ours(&m))
+                || durable::stale(&l.dir)
+            {
                 return None;
             }
             trees.push(tree);
@@ -388,9 +399,35 @@ impl<'a> Cache<'a> {
                  oci2bin cache --cache-dir {root} rm {key}`)",
                 m.uid()
             ))
+        } else if path != self.entry && durable::stale(path) {
+            // A merged entry is a root file system: it carries no mark, it was flushed.
+            EntryState::Stale
         } else {
             EntryState::Ready
         }
+    }
+
+    /// Publishes a stacked entry's staging tree marked as not flushed yet ([`durable`]), or
+    /// flushed first where the boot is unknown.
+    fn publish_marked(&self, staging: &Path, entry: &Path) -> Result<(), CacheError> {
+        if !durable::mark(staging).map_err(io_err("write", staging))? {
+            return publish(staging, entry);
+        }
+        rename_into(staging, entry)?;
+        self.unsynced.borrow_mut().push(entry.to_path_buf());
+        Ok(())
+    }
+
+    /// Moves a stale directory (see [`EntryState::Stale`]) aside, under its lock, where
+    /// [`clean_stale`] removes it as a crashed staging tree of `key`.
+    fn discard(&self, dir: &Path, key: &str) -> Result<(), Cold> {
+        let aside = self
+            .root
+            .join(TMP)
+            .join(format!("{key}-{}", random_suffix()));
+        std::fs::rename(dir, &aside).map_err(fallback("rename", dir))?;
+        clean_stale(self.root, &[key]);
+        Ok(())
     }
 
     /// The cold path: makes the cache's directories (refusing a cache that is not ours), then
@@ -423,7 +460,7 @@ impl<'a> Cache<'a> {
         match self.entry_state() {
             EntryState::Ready => return Ok(self.used(meta, rt)),
             EntryState::Bad(why) => return Err(Cold::Fallback(why)),
-            EntryState::Missing => {}
+            EntryState::Missing | EntryState::Stale => {}
         }
         // From here on a stop signal removes what we wrote, then kills us as it would have.
         let catch = sig::catch().ok();
@@ -432,7 +469,7 @@ impl<'a> Cache<'a> {
             // Published by the process we waited for.
             EntryState::Ready => return Ok(self.used(meta, rt)),
             EntryState::Bad(why) => return Err(Cold::Fallback(why)),
-            EntryState::Missing => {}
+            EntryState::Missing | EntryState::Stale => {}
         }
         clean_stale(self.root, &[self.key]);
         sweep_private(&loc.tmp);
@@ -464,7 +501,7 @@ impl<'a> Cache<'a> {
         match self.entry_state() {
             EntryState::Ready => Ok(self.used(meta, rt)),
             EntryState::Bad(why) => Err(Cold::Fallback(why)),
-            EntryState::Missing => Err(Cold::Fallback(format!(
+            EntryState::Missing | EntryState::Stale => Err(Cold::Fallback(format!(
                 "cache entry {} vanished after publishing; not used",
                 self.entry.display()
             ))),
@@ -486,7 +523,7 @@ impl<'a> Cache<'a> {
         // Looked at before anything is written for it.
         match self.state(&self.stack, "entry") {
             EntryState::Bad(why) => return Err(Cold::Fallback(why)),
-            EntryState::Ready | EntryState::Missing => {}
+            EntryState::Ready | EntryState::Missing | EntryState::Stale => {}
         }
         let meta =
             open_meta(&self.stack_meta, self.euid).map_err(fallback("open", &self.stack_meta))?;
@@ -523,7 +560,11 @@ impl<'a> Cache<'a> {
         // The entry: the names of its layers, bottom first, under the entry's lock (so no
         // cleaner takes its staging directory for a crashed one's).
         let lock = self.lock(rt)?;
-        if !matches!(self.state(&self.stack, "entry"), EntryState::Ready) {
+        let state = self.state(&self.stack, "entry");
+        if matches!(state, EntryState::Stale) {
+            self.discard(&self.stack, self.key)?;
+        }
+        if !matches!(state, EntryState::Ready) {
             let staging = self
                 .root
                 .join(TMP)
@@ -542,7 +583,7 @@ impl<'a> Cache<'a> {
                     false => make_fix(&staging.join(STACK_FIX), &fixes),
                 })
                 .map_err(io_err("write", &staging))
-                .and_then(|()| publish(&staging, &self.stack));
+                .and_then(|()| self.publish_marked(&staging, &self.stack));
             if made.is_err() {
                 let _ = extract::remove_tree(&staging);
             }
@@ -581,7 +622,7 @@ impl<'a> Cache<'a> {
             match self.state(&l.dir, "layer") {
                 EntryState::Ready => continue,
                 EntryState::Bad(why) => return Err(Cold::Fallback(why)),
-                EntryState::Missing => {}
+                EntryState::Missing | EntryState::Stale => {}
             }
             let (lock, path) = self.open_lock(&l.key)?;
             if !sys::flock(lock.as_fd(), true, true).map_err(fallback("flock", &path))? {
@@ -591,6 +632,10 @@ impl<'a> Cache<'a> {
             match self.state(&l.dir, "layer") {
                 EntryState::Ready => {}
                 EntryState::Bad(why) => return Err(Cold::Fallback(why)),
+                EntryState::Stale => {
+                    self.discard(&l.dir, &l.key)?;
+                    mine.push((l, lock))
+                }
                 EntryState::Missing => mine.push((l, lock)),
             }
         }
@@ -600,6 +645,10 @@ impl<'a> Cache<'a> {
             match self.state(&l.dir, "layer") {
                 EntryState::Ready => {}
                 EntryState::Bad(why) => return Err(Cold::Fallback(why)),
+                EntryState::Stale => {
+                    self.discard(&l.dir, &l.key)?;
+                    self.extract_locked(exe, vec![(l, lock)], form)?
+                }
                 EntryState::Missing => self.extract_locked(exe, vec![(l, lock)], form)?,
             }
         }
@@ -623,7 +672,7 @@ impl<'a> Cache<'a> {
             match self.state(&l.dir, "layer") {
                 EntryState::Ready => held.push(lock),
                 EntryState::Bad(why) => return Err(Cold::Fallback(why)),
-                EntryState::Missing => return Ok(None),
+                EntryState::Missing | EntryState::Stale => return Ok(None),
             }
         }
         Ok(Some(held))
@@ -649,6 +698,7 @@ impl<'a> Cache<'a> {
             .map(|(l, _)| tmp.join(format!("{}-{}", l.key, random_suffix())))
             .collect();
         let workers = sys::cpus().min(jobs.len());
+        let mut marked = false;
         let mut result = if workers > 1 {
             self.extract_forked(exe, &jobs, &stagings, form, workers)
         } else {
@@ -658,15 +708,15 @@ impl<'a> Cache<'a> {
         if result.is_ok() {
             result = match sig::pending() {
                 Some(s) => Err(CacheError::Interrupted(s)),
-                // One flush for all the layers: later runs trust a published one unseen.
-                None => File::open(&tmp)
-                    .and_then(|d| sys::syncfs(d.as_fd()))
-                    .map_err(io_err("sync", &tmp)),
+                None => mark_or_flush(&stagings, &tmp).map(|m| marked = m),
             };
         }
         for ((l, _), staging) in jobs.iter().zip(&stagings) {
             if result.is_ok() {
                 result = rename_into(staging, &l.dir);
+                if result.is_ok() && marked {
+                    self.unsynced.borrow_mut().push(l.dir.clone());
+                }
             }
             if result.is_err() {
                 let _ = extract::remove_tree(staging);
@@ -1090,7 +1140,22 @@ fn publish(staging: &Path, entry: &Path) -> Result<(), CacheError> {
     rename_into(staging, entry)
 }
 
-/// The rename of [`publish`], for a tree already flushed to disk.
+/// Marks the layers' staging trees as not flushed yet ([`durable`]); where the boot is unknown,
+/// flushes them now instead (one syncfs for all) and says so with `false`.
+fn mark_or_flush(stagings: &[PathBuf], tmp: &Path) -> Result<bool, CacheError> {
+    let mut marked = true;
+    for s in stagings {
+        marked &= durable::mark(s).map_err(io_err("write", s))?;
+    }
+    if !marked {
+        File::open(tmp)
+            .and_then(|d| sys::syncfs(d.as_fd()))
+            .map_err(io_err("sync", tmp))?;
+    }
+    Ok(marked)
+}
+
+/// The rename of [`publish`], for a tree already flushed to disk (or marked, see [`durable`]).
 fn rename_into(staging: &Path, entry: &Path) -> Result<(), CacheError> {
     let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("path without NUL");
     let (from, to) = (c(staging), c(entry));
@@ -1280,6 +1345,7 @@ pub(crate) fn random_suffix() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+mod durable;
 mod probe;
 
 #[cfg(test)]

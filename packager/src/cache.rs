@@ -900,7 +900,11 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
             )?;
         }
         for e in std::fs::read_dir(p)? {
-            open_up(&e?.path())?;
+            // Gone meanwhile (a start's background flush takes its mark away): fine.
+            match open_up(&e?.path()) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                r => r?,
+            }
         }
         Ok(())
     }

@@ -955,3 +955,53 @@ fn parallel_first_starts_of_images_sharing_a_base_extract_it_once() {
     assert_eq!(layer_names(&env).len(), 3);
     assert!(names(&env.cache().join("tmp")).is_empty());
 }
+
+/// Waits (up to 5 s) for the background flush of a cold start to take `dirs`' marks away.
+fn flushed(dirs: &[&Path]) -> bool {
+    for _ in 0..500 {
+        if dirs.iter().all(|d| !d.join(durable::UNSYNCED).exists()) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+#[test]
+fn a_cold_start_publishes_before_the_flush_and_what_a_crash_may_have_cut_short_is_made_again() {
+    let env = Env::layered();
+    let (a, rt) = env.stacked_image("a", &[("base", 20), ("a", 3)]);
+    let p = prepare_at(&env.loc(), &a, &rt).unwrap();
+    let base = p.rootfs.dirs()[1].parent().unwrap().to_path_buf();
+    let top = p.rootfs.dirs()[0].parent().unwrap().to_path_buf();
+    let stack =
+        entry_of(&env, &rt).with_file_name(cachedir::stack_name(&cachedir::key(&rt.layers)));
+    assert!(flushed(&[&base, &top, &stack]), "marks left by the flush");
+    drop(p);
+    // A mark of this boot: in use as it is (its files are in the page cache).
+    std::fs::write(base.join("tree/kept"), b"").unwrap();
+    assert!(durable::mark(&base).unwrap());
+    let q = prepare_at(&env.loc(), &a, &rt).unwrap();
+    assert!(base.join("tree/kept").exists());
+    drop(q);
+    // Marks of another boot: the base and the entry were published, then the machine went
+    // down before they reached the disk.
+    for d in [&base, &stack] {
+        std::fs::write(
+            d.join(durable::UNSYNCED),
+            b"00000000-0000-0000-0000-000000000000",
+        )
+        .unwrap();
+    }
+    let r = prepare_at(&env.loc(), &a, &rt).unwrap();
+    assert!(!base.join("tree/kept").exists(), "a stale layer was used");
+    assert_eq!(r.rootfs.dirs()[1], base.join("tree"));
+    assert!(r.rootfs.lookup("usr/share/base/f19").metadata().is_some());
+    assert!(stack.join("layers").exists());
+    assert_eq!(layer_names(&env).len(), 2);
+    assert!(
+        names(&env.cache().join("tmp")).is_empty(),
+        "the stale trees were left"
+    );
+    assert!(flushed(&[&base, &top, &stack]));
+}
