@@ -295,6 +295,8 @@ pub struct Extractor {
     use_openat2: bool,
     buf: Vec<u8>,
     owners: bool,
+    /// The umask: a file whose mode it leaves whole is created with that mode (no fchmod).
+    umask: u32,
     /// Set when extracting one layer alone ([`Extractor::for_layer`]).
     layer: Option<Layer>,
 }
@@ -322,6 +324,7 @@ impl Extractor {
             use_openat2: true,
             buf: Vec::new(),
             owners: false,
+            umask: sys::umask(),
             layer: None,
         })
     }

@@ -379,6 +379,23 @@ fn fifos_are_made_with_their_mode() {
 }
 
 #[test]
+fn files_get_their_exact_modes_whether_or_not_the_umask_would_cut_them() {
+    let fx = Fixture::new();
+    let modes = [
+        0o644, 0o755, 0o666, 0o777, 0o664, 0o000, 0o444, 0o2755, 0o1755, 0o6711,
+    ];
+    let mut b = TarBuilder::new();
+    for m in modes {
+        b.file(&format!("f{m:o}"), m, b"x");
+    }
+    run(&fx, &[b.finish()]).unwrap();
+    for m in modes {
+        assert_eq!(mode(fx.path(&format!("f{m:o}"))), m, "{m:o}");
+    }
+    remove_tree(&fx.root).unwrap();
+}
+
+#[test]
 fn modes_keep_setuid_sticky_and_readonly_dirs_are_filled_before_their_mode_applies() {
     let fx = Fixture::new();
     let l1 = TarBuilder::new()

@@ -182,6 +182,15 @@ pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
     cvt(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) }).map(drop)
 }
 
+/// The process's umask (set and put back: the call cannot only read it).
+pub fn umask() -> u32 {
+    // SAFETY: umask takes and returns plain integers.
+    let old = unsafe { libc::umask(0o077) };
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    old as u32
+}
+
 /// `fchmodat(2)` with flags 0: only call it on names just created as non-symlinks.
 pub fn fchmodat(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
     // SAFETY: valid fd and NUL-terminated name for the duration of the call.
