@@ -10,7 +10,7 @@ small layer of its own (the first is the fixture itself).
 usage: store.py OCI2BIN LAYOUT WORK OWNER AS_USER...
 AS_USER is the command prefix that runs as the unprivileged user (empty when we are that user).
 """
-import os, shutil, statistics, subprocess, sys, tarfile, io, time
+import glob, os, shutil, statistics, subprocess, sys, tarfile, io, time
 
 oci2bin, layout, work, owner = sys.argv[1:5]
 as_user = sys.argv[5:]
@@ -55,7 +55,18 @@ def image(i):
     return f
 
 
+def flushed(p):
+    """Waits (up to 30 s) for the background flush of the last cold start to take the layers'
+    `unsynced` marks away: the store as it stays, not a moment of it."""
+    for _ in range(300):
+        marks = glob.glob(os.path.join(p, "*", "unsynced")) + glob.glob(os.path.join(p, "*", "*", "unsynced"))
+        if not marks:
+            return
+        time.sleep(0.1)
+
+
 def du(p):
+    flushed(p)
     out = subprocess.run(["du", "-s", "-B1", p], check=True, capture_output=True, text=True).stdout
     return int(out.split()[0])
 
