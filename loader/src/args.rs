@@ -18,6 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 enum Id {
     Entrypoint,
     Workdir,
+    VerifyKey,
     Env,
     EnvFile,
     User,
@@ -161,6 +162,14 @@ const OPTIONS: &[Opt] = &[
         value: Some("MODE"),
         id: Id::Net,
         help: "same as --net",
+    },
+    Opt {
+        long: "verify-key",
+        short: None,
+        value: Some("PUB.pem"),
+        id: Id::VerifyKey,
+        help: "check the file's signature with this public key before anything else; refuse \
+               to run (exit 125) an unsigned, changed or otherwise signed file",
     },
     Opt {
         long: "hostname",
@@ -488,6 +497,8 @@ pub struct Flags {
     /// `Some("")` clears the image's entrypoint.
     pub entrypoint: Option<OsString>,
     pub workdir: Option<OsString>,
+    /// `--verify-key`: the public key the file's signature must verify with.
+    pub verify_key: Option<OsString>,
     /// `-e` values in order: `K=V`, or a bare `K` to copy from the host.
     pub env: Vec<OsString>,
     /// `--env-file` paths in order.
@@ -909,6 +920,7 @@ fn apply(
     match (id, value) {
         (Id::Entrypoint, v) => flags.entrypoint = v,
         (Id::Workdir, v) => flags.workdir = v,
+        (Id::VerifyKey, v) => flags.verify_key = v,
         (Id::Env, v) => flags.env.extend(v),
         (Id::EnvFile, v) => flags.env_files.extend(v),
         (Id::User, Some(v)) => flags.user = Some(text(option, v, "UID[:GID] or NAME[:GROUP]")?),

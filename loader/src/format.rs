@@ -68,6 +68,8 @@
 use sha2::{Digest, Sha256};
 use std::fmt;
 
+pub mod signature;
+
 pub const FORMAT_MAJOR: u16 = 1;
 pub const FORMAT_MINOR: u16 = 0;
 pub const TRAILER_LEN: usize = 128;

@@ -43,6 +43,11 @@ pub mod sys;
 pub mod tar;
 #[cfg(feature = "runtime")]
 pub mod users;
+#[cfg(feature = "runtime")]
+pub mod verify;
+
+#[cfg(feature = "trust")]
+pub mod trust;
 
 pub mod cachedir;
 pub mod containers;

@@ -6,7 +6,9 @@
 mod nounwind;
 
 use loader::format::{FORMAT_MAJOR, FORMAT_MINOR};
-use loader::{args, cache, exec, extract, host, lifecycle, plan, selfexe, shim, storage, sys};
+use loader::{
+    args, cache, exec, extract, host, lifecycle, plan, selfexe, shim, storage, sys, verify,
+};
 use std::error::Error;
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -70,6 +72,10 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         }
         args::Parsed::Run(flags) => flags,
     };
+    // Before anything that reads the image, the cache among it.
+    if let Some(key) = &flags.verify_key {
+        verify::check(&me, key)?;
+    }
     lifecycle::check(&flags)?;
     // Before the cache's work: a container to join that is not running stops the start at once.
     let peers = lifecycle::peers(&flags)?;

@@ -14,6 +14,9 @@ pub struct SelfExe {
     pub file: File,
     pub trailer: Trailer,
     pub runtime: Runtime,
+    /// The metadata and runtime record as read (the trailer's `hashed()` span): what a
+    /// signature check covers.
+    pub record: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -74,6 +77,7 @@ pub fn open_path(path: &Path) -> Result<SelfExe, SelfExeError> {
         file,
         trailer,
         runtime,
+        record,
     })
 }
 

@@ -20,7 +20,7 @@ use crate::registry::transport::TlsOptions;
 use crate::sink::polyglot::{self, WriteOptions};
 use crate::source::registry::RegistryOptions;
 use crate::source::{self, SourceOptions};
-use crate::{cleanup, containers, inspect, loader_bin, volumes};
+use crate::{cleanup, containers, inspect, loader_bin, trust, volumes};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -76,6 +76,47 @@ pub enum Command {
     Port(containers::commands::PortArgs),
     /// Manage named volumes (-v NAME:/path): create, ls, inspect, rm, prune
     Volume(volumes::VolumeArgs),
+    /// Create an ECDSA P-256 key pair for `sign`: PREFIX.key (private, mode 0600) and PREFIX.pub
+    Keygen {
+        /// Where the keys go: PREFIX.key and PREFIX.pub
+        #[arg(value_name = "PREFIX", default_value = "oci2bin")]
+        prefix: PathBuf,
+    },
+    /// Sign a built file (ECDSA P-256 over every byte before the signature): replaces any
+    /// signature it has; `tar`, `docker load` and skopeo read it as before
+    Sign(SignArgs),
+    /// Check a file's signature: exit 0 valid, 1 not signed, 2 invalid (with the reason)
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The private key: PEM, PKCS#8 (also encrypted: the passphrase is asked for, or taken from
+    /// $OCI2BIN_KEY_PASSPHRASE) or SEC1 (`openssl ecparam -genkey`)
+    #[arg(long, value_name = "PRIV.pem")]
+    pub key: PathBuf,
+    /// The file to sign
+    #[arg(long = "in", value_name = "FILE")]
+    pub input: PathBuf,
+    /// Write the signed file here (default: replace FILE)
+    #[arg(long, value_name = "F")]
+    pub out: Option<PathBuf>,
+    /// Read the passphrase of an encrypted key from this file
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The signer's public key (PEM, `BEGIN PUBLIC KEY`)
+    #[arg(long, value_name = "PUB.pem")]
+    pub key: PathBuf,
+    /// The file to check
+    #[arg(long = "in", value_name = "FILE")]
+    pub input: PathBuf,
+    /// Print the verdict as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -375,6 +416,66 @@ pub fn run_with(cli: Cli, verifier: Option<LoginVerifier>) -> Result<()> {
         Some(Command::Rm(a)) => containers::commands::rm(a),
         Some(Command::Port(a)) => containers::commands::port(a),
         Some(Command::Volume(a)) => volumes::run(a),
+        Some(Command::Keygen { prefix }) => {
+            let with = |ext: &str| {
+                let mut p = prefix.clone().into_os_string();
+                p.push(ext);
+                PathBuf::from(p)
+            };
+            let (private, public) = (with(".key"), with(".pub"));
+            let id = trust::keygen(&private, &public)?;
+            eprintln!(
+                "wrote {} (private, mode 0600) and {} (public); key id {}",
+                private.display(),
+                public.display(),
+                hex::encode(id)
+            );
+            Ok(())
+        }
+        Some(Command::Sign(a)) => {
+            let pass = match a.passphrase_file {
+                Some(p) => trust::Passphrase::File(p),
+                None => trust::Passphrase::Ask,
+            };
+            let key = trust::load_private_key(&a.key, &pass)?;
+            let out = a.out.unwrap_or_else(|| a.input.clone());
+            let id = trust::sign(&a.input, &out, &key)
+                .with_context(|| format!("sign {}", a.input.display()))?;
+            eprintln!("signed {} with key id {}", out.display(), hex::encode(id));
+            Ok(())
+        }
+        Some(Command::Verify(a)) => {
+            let key = trust::load_public_key(&a.key, &trust::Passphrase::Ask);
+            let verdict = match key {
+                Ok(k) => trust::verify(&a.input, &k),
+                Err(e) => trust::Verdict::Invalid(format!("cannot use the key: {e}")),
+            };
+            let file = a.input.display();
+            let (status, line) = match &verdict {
+                trust::Verdict::Valid { key_id } => (
+                    "valid",
+                    format!("{file}: signature valid (key id {})", hex::encode(key_id)),
+                ),
+                trust::Verdict::NotSigned => ("unsigned", format!("{file}: not signed")),
+                trust::Verdict::Invalid(why) => {
+                    ("invalid", format!("{file}: signature invalid: {why}"))
+                }
+            };
+            if a.json {
+                let mut v = serde_json::json!({ "file": a.input, "status": status });
+                match &verdict {
+                    trust::Verdict::Valid { key_id } => v["key_id"] = hex::encode(key_id).into(),
+                    trust::Verdict::Invalid(why) => v["reason"] = why.clone().into(),
+                    trust::Verdict::NotSigned => {}
+                }
+                println!("{v}");
+            } else if verdict.code() == 0 {
+                println!("{line}");
+            } else {
+                eprintln!("{line}");
+            }
+            std::process::exit(verdict.code())
+        }
         Some(Command::Exec(a)) => {
             let code = containers::commands::exec(a)?;
             std::process::exit(code)

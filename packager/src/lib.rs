@@ -23,6 +23,7 @@ pub mod registry;
 pub mod registry_name;
 pub mod sink;
 pub mod source;
+pub mod trust;
 pub mod volumes;
 
 pub use error::{Error, Result};

@@ -435,7 +435,7 @@ fn default_seccomp() -> loader::format::SeccompRecord {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::tests_support::{fake_loader, tiny_image};
     use crate::model::{Descriptor, MemoryBlobs};
@@ -483,7 +483,7 @@ mod tests {
         assert!(!victim.exists());
     }
 
-    fn build(epoch: Option<u64>) -> (Vec<u8>, Written) {
+    pub(crate) fn build(epoch: Option<u64>) -> (Vec<u8>, Written) {
         let loader = fake_loader();
         let mut out = Vec::new();
         let w = write_to(
