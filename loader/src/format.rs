@@ -47,7 +47,8 @@
 //!   8  major u16, minor u16     4   a loader refuses an unknown major; it accepts a newer minor
 //!                                   of its major that sets no flag it does not know
 //!  12  flags u32                4   "must understand" bits: a loader refuses any bit it does
-//!                                   not know ([`KNOWN_FLAGS`]; v1.0 defines none)
+//!                                   not know ([`KNOWN_FLAGS`]): bit 0, signature required
+//!                                   ([`FLAG_SIGNATURE_REQUIRED`], since 1.1)
 //!  16  tar       offset,len     16  (u64, u64)
 //!  32  metadata  offset,len     16
 //!  48  runtime   offset,len     16
@@ -71,13 +72,16 @@ use std::fmt;
 pub mod signature;
 
 pub const FORMAT_MAJOR: u16 = 1;
-pub const FORMAT_MINOR: u16 = 0;
+pub const FORMAT_MINOR: u16 = 1;
 pub const TRAILER_LEN: usize = 128;
 pub const TRAILER_MAGIC: &[u8; 8] = b"OCI2BIN\0";
 pub const TRAILER_END_MAGIC: &[u8; 8] = b"OCI2BIN!";
 pub const BLOCK: usize = 512;
+/// Trailer flag: the file runs only when signed by a key its runtime record names (built with
+/// `--require-signature`); a loader that does not check signatures must refuse it.
+pub const FLAG_SIGNATURE_REQUIRED: u32 = 1;
 /// Trailer flag bits this loader understands; any other set bit makes it refuse the file.
-pub const KNOWN_FLAGS: u32 = 0;
+pub const KNOWN_FLAGS: u32 = FLAG_SIGNATURE_REQUIRED;
 /// Upper bound on the runtime record and metadata a loader will read: a guard against a
 /// trailer that points at gigabytes.
 pub const MAX_RECORD_LEN: u64 = 64 << 20;
@@ -373,6 +377,10 @@ pub struct Runtime {
     /// The default seccomp profile, compiled when the file was built (absent in files of
     /// older packagers: the loader then runs without a default filter, with a warning).
     pub seccomp: Option<SeccompRecord>,
+    /// Public keys (SEC1 points) one of which must have signed the file for it to run (since
+    /// 1.1; the trailer then sets [`FLAG_SIGNATURE_REQUIRED`]). Signed with the rest of the
+    /// record, so changing them needs signing again.
+    pub trusted_keys: Vec<Vec<u8>>,
 }
 
 /// The default seccomp filter as the packager compiled it, and what it assumed, so the loader
@@ -408,6 +416,7 @@ mod tag {
     pub const STOP_SIGNAL: u8 = 11;
     pub const DEFAULT_ARG: u8 = 12;
     pub const SECCOMP: u8 = 13;
+    pub const TRUSTED_KEY: u8 = 14;
 }
 
 const RECORD_MAGIC: &[u8; 4] = b"O2BR";
@@ -462,6 +471,9 @@ impl Runtime {
             v.extend_from_slice(&sc.profile);
             put(tag::SECCOMP, &v);
         }
+        for k in &self.trusted_keys {
+            put(tag::TRUSTED_KEY, k);
+        }
         out
     }
 
@@ -510,6 +522,12 @@ impl Runtime {
                 tag::STOP_SIGNAL => r.stop_signal = text(v)?,
                 tag::DEFAULT_ARG => r.default_args.push(text(v)?),
                 tag::SECCOMP => r.seccomp = Some(seccomp_item(v)?),
+                tag::TRUSTED_KEY => {
+                    if !matches!((v.len(), v.first()), (65, Some(4)) | (33, Some(2 | 3))) {
+                        return Err(FormatError::BadRecord("trusted key is not a SEC1 point"));
+                    }
+                    r.trusted_keys.push(v.to_vec())
+                }
                 _ => {}
             }
         }
@@ -737,7 +755,15 @@ mod tests {
                 bpf: vec![6, 0, 0, 0, 0, 0, 0xff, 0x7f],
                 profile: b"{}".to_vec(),
             }),
+            trusted_keys: vec![[&[4u8][..], &[9; 64]].concat()],
         }
+    }
+
+    #[test]
+    fn runtime_record_refuses_a_trusted_key_that_is_not_a_point() {
+        let mut r = sample_runtime();
+        r.trusted_keys[0].pop();
+        assert!(Runtime::decode(&r.encode()).is_err());
     }
 
     #[test]
@@ -870,10 +896,11 @@ mod tests {
             e.to_string(),
             "unknown trailer flags 0x00000004: this file needs a newer oci2bin loader"
         );
+        // Only the unknown bits are named; the known one (signature required) is not.
         t.flags = 0x8000_0001;
         assert_eq!(
             decode_err(&t, SAMPLE_FILE_LEN),
-            FormatError::UnknownFlags(0x8000_0001)
+            FormatError::UnknownFlags(0x8000_0000)
         );
         // A newer minor does not excuse a flag this loader does not know.
         t.minor = 1;

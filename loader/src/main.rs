@@ -73,6 +73,7 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         args::Parsed::Run(flags) => flags,
     };
     // Before anything that reads the image, the cache among it.
+    verify::check_required(&me)?;
     if let Some(key) = &flags.verify_key {
         verify::check(&me, key)?;
     }

@@ -12,6 +12,7 @@
 
 use crate::cache::Locations;
 use crate::format::signature::SIGNATURE_LEN;
+use crate::format::FLAG_SIGNATURE_REQUIRED;
 use crate::selfexe::SelfExe;
 use crate::trust::{self, PublicKey, TrustError};
 use sha2::{Digest, Sha256};
@@ -29,6 +30,34 @@ pub enum VerifyError {
     Key { path: String, why: String },
     #[error("signature check failed (--verify-key {path}): {source}")]
     Failed { path: String, source: TrustError },
+    #[error(
+        "this file runs only when signed by a key it names (built with --require-signature): \
+         {source}"
+    )]
+    Required { source: TrustError },
+}
+
+/// A file built with `--require-signature` (its record names keys, its trailer sets the flag)
+/// runs only when one of those keys signed it: checked with no flag at all.
+pub fn check_required(me: &SelfExe) -> Result<(), VerifyError> {
+    let keys = &me.runtime.trusted_keys;
+    if keys.is_empty() && me.trailer.flags & FLAG_SIGNATURE_REQUIRED == 0 {
+        return Ok(());
+    }
+    let fail = |source| VerifyError::Required { source };
+    let len = me.file.metadata().map_err(|e| fail(e.into()))?.len();
+    let block = trust::signature_block(&me.file, len, &me.trailer).map_err(fail)?;
+    let key = keys
+        .iter()
+        .filter_map(|k| PublicKey::from_sec1(k).ok())
+        .find(|k| k.id() == block.key_id)
+        .ok_or_else(|| {
+            fail(TrustError::Invalid(format!(
+                "signed by key id {}, which it does not name",
+                trust::short_id(&block.key_id)
+            )))
+        })?;
+    check_key(me, &key).map_err(fail)
 }
 
 /// Checks `me`'s signature against the PEM public key at `key_path`.

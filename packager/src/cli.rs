@@ -376,6 +376,10 @@ pub struct BuildArgs {
     /// Static loader ELF to put at the head of the file (default: the embedded one)
     #[arg(long, value_name = "PATH", env = "OCI2BIN_LOADER")]
     pub loader: Option<PathBuf>,
+    /// Build in this public key (PEM; repeatable: any of them will do): the file then runs only
+    /// once signed by it (`oci2bin sign`), with no flag; a changed or unsigned file exits 125
+    #[arg(long, value_name = "PUB.pem")]
+    pub require_signature: Vec<PathBuf>,
     /// Print nothing on success
     #[arg(short, long)]
     pub quiet: bool,
@@ -849,11 +853,17 @@ fn build(a: BuildArgs) -> Result<()> {
         Some(o) => o,
         None => Path::new(".").join(&opened.default_output),
     };
+    let trusted_keys = a
+        .require_signature
+        .iter()
+        .map(|p| trust::load_public_key(p, &trust::Passphrase::Ask).map(|k| k.sec1().to_vec()))
+        .collect::<crate::Result<Vec<_>>>()?;
     let written = polyglot::write_file(
         &image,
         &WriteOptions {
             loader: &loader,
             source_date_epoch: epoch,
+            trusted_keys,
         },
         &output,
     )

@@ -339,3 +339,36 @@ fn verify_json_says_the_status_for_scripts() {
     flip(&f, 5000);
     assert_eq!(json(&f), (Some(2), "invalid".into()));
 }
+
+#[test]
+fn a_file_built_with_require_signature_runs_only_once_signed_by_its_key() {
+    let k = Keys::new();
+    let (private, public) = k.keygen("k");
+    let (other, _) = k.keygen("other");
+    let f = k.path("req");
+    e2e::build(
+        &format!("oci:{}:latest", fixtures::busybox().display()),
+        &f,
+        &["--require-signature", public.to_str().unwrap()],
+    );
+    let r = Runner::new();
+    let o = r.run(&f, &["echo", "ran"]);
+    e2e::assert_one_line_error(&o, "not signed");
+    assert_eq!(o.status.code(), Some(125));
+    assert!(r.files_under_cache("rootfs").is_empty());
+    assert!(sign(&private, &f, &[]).status.success());
+    assert_eq!(r.ok(&f, &["echo", "ran"]), "ran\n");
+    // Signed by a key it does not name; then changed after signing.
+    let by_other = k.path("by-other");
+    std::fs::copy(&f, &by_other).unwrap();
+    assert!(sign(&other, &by_other, &[]).status.success());
+    let o = r.run(&by_other, &["echo", "ran"]);
+    e2e::assert_one_line_error(&o, "which it does not name");
+    assert_eq!(o.status.code(), Some(125));
+    let changed = k.path("changed");
+    std::fs::copy(&f, &changed).unwrap();
+    flip(&changed, 1000);
+    let o = r.run(&changed, &["echo", "ran"]);
+    e2e::assert_one_line_error(&o, "does not match");
+    assert_eq!(o.status.code(), Some(125));
+}

@@ -38,6 +38,8 @@ pub struct WriteOptions<'a> {
     /// SOURCE_DATE_EPOCH: tar entry mtimes and the recorded build time. Without it, entries get
     /// mtime 0 and the build time is the clock's.
     pub source_date_epoch: Option<u64>,
+    /// `--require-signature`: public keys (SEC1 points), one of which must sign the file.
+    pub trusted_keys: Vec<Vec<u8>>,
 }
 
 /// What was written.
@@ -226,6 +228,7 @@ pub fn write_to<W: Write>(image: &Image, opts: &WriteOptions, out: W) -> Result<
         stop_signal: rc.stop_signal.clone(),
         default_args: Vec::new(),
         seccomp: Some(default_seccomp()),
+        trusted_keys: opts.trusted_keys.clone(),
     };
     let meta = Metadata {
         format_version: format!("{FORMAT_MAJOR}.{FORMAT_MINOR}"),
@@ -266,7 +269,10 @@ pub fn write_to<W: Write>(image: &Image, opts: &WriteOptions, out: W) -> Result<
     let trailer = Trailer {
         major: FORMAT_MAJOR,
         minor: FORMAT_MINOR,
-        flags: 0,
+        flags: match opts.trusted_keys.is_empty() {
+            true => 0,
+            false => format::FLAG_SIGNATURE_REQUIRED,
+        },
         tar: Span::new(0, tar_end),
         metadata: Span::new(meta_at, meta_bytes.len() as u64),
         runtime: Span::new(meta_at + meta_bytes.len() as u64, record.len() as u64),
@@ -467,6 +473,7 @@ pub(crate) mod tests {
         let opts = WriteOptions {
             loader: &loader,
             source_date_epoch: Some(1),
+            trusted_keys: Vec::new(),
         };
         let (direct, cached) = (t.path().join("direct"), t.path().join("cached"));
         write_file(&image, &opts, &direct).unwrap();
@@ -491,6 +498,7 @@ pub(crate) mod tests {
             &WriteOptions {
                 loader: &loader,
                 source_date_epoch: epoch,
+                trusted_keys: Vec::new(),
             },
             &mut out,
         )
@@ -598,7 +606,7 @@ pub(crate) mod tests {
             assert_eq!(m.digest, d.digest.to_string());
         }
         assert_eq!(meta.manifest_digest, image.manifest.digest.to_string());
-        assert_eq!(meta.format_version, "1.0");
+        assert_eq!(meta.format_version, "1.1");
         assert_eq!(meta.loader.size, fake_loader().len() as u64);
         assert_eq!(&file[meta.loader.offset as usize..][..4], b"\x7fELF");
         assert_eq!(
@@ -629,6 +637,7 @@ pub(crate) mod tests {
             &WriteOptions {
                 loader: &loader,
                 source_date_epoch: Some(0),
+                trusted_keys: Vec::new(),
             },
             &mut out,
         )
@@ -660,6 +669,7 @@ pub(crate) mod tests {
             &WriteOptions {
                 loader: &loader,
                 source_date_epoch: None,
+                trusted_keys: Vec::new(),
             },
             &out,
         )
@@ -690,6 +700,7 @@ pub(crate) mod tests {
             &WriteOptions {
                 loader: &loader,
                 source_date_epoch: None,
+                trusted_keys: Vec::new(),
             },
             io::sink(),
         )
@@ -710,6 +721,7 @@ pub(crate) mod tests {
             &WriteOptions {
                 loader: &loader,
                 source_date_epoch: Some(5),
+                trusted_keys: Vec::new(),
             },
             &out,
         )

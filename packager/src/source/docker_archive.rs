@@ -275,6 +275,7 @@ mod tests {
             &WriteOptions {
                 loader: &loader,
                 source_date_epoch: Some(0),
+                trusted_keys: Vec::new(),
             },
             &mut out,
         )
@@ -340,6 +341,7 @@ mod tests {
             &WriteOptions {
                 loader: &loader,
                 source_date_epoch: None,
+                trusted_keys: Vec::new(),
             },
             std::io::sink(),
         )
