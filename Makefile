@@ -25,7 +25,7 @@ LOADER_LINK := --config "target.$(MUSL).rustflags=['-C','link-arg=-fuse-ld=lld',
 LOADER_STD := -Zbuild-std=std,panic_abort -Zbuild-std-features=
 export OCI2BIN_EMBED_LOADER := $(LOADER)
 
-.PHONY: all deps loader packager test test-unit test-e2e bench demo install clean kernel lint
+.PHONY: all deps loader packager test test-unit test-e2e bench demo install clean kernel lint fuzz
 
 # The entry points first install what is missing (`deps`, which may add the musl target), then do
 # their work in a second make. That one reads this file afresh, so LOADER_TRIPLE sees the target
@@ -106,6 +106,14 @@ test-unit:
 test-e2e:
 	@tests/setup-test-user.sh
 	OCI2BIN=$(OCI2BIN) $(CARGO) test --release -p e2e -- --test-threads=2
+
+# Fuzzing (cargo-fuzz, libFuzzer; tests/fuzz): every parser of untrusted bytes, each target for
+# FUZZ_SECONDS, seeded from the fixtures; CI runs a short smoke (FUZZ_SECONDS=10).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := trailer_record tar_layer compressed_layer reference manifest keys_and_signatures loader_args
+fuzz: all
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	OCI2BIN=$(OCI2BIN) tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 lint:
 	$(CARGO) fmt --all -- --check

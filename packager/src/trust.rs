@@ -68,32 +68,37 @@ fn pem_block<'t>(text: &'t str, label: &str) -> Option<&'t str> {
 /// SEC1 (`BEGIN EC PRIVATE KEY`, as `openssl ecparam -genkey` writes it).
 pub fn load_private_key(path: &Path, pass: &Passphrase) -> Result<SigningKey> {
     let text = fs::read_to_string(path).map_err(Error::io("cannot read key", path))?;
-    let bad = |why: String| Error::Invalid(format!("key {}: {why}", path.display()));
-    if let Some(pem) = pem_block(&text, "ENCRYPTED PRIVATE KEY") {
-        let pass = pass.get(path)?;
-        return SigningKey::from_pkcs8_encrypted_pem(pem, pass.as_bytes()).map_err(|e| {
-            bad(format!(
-                "cannot decrypt it (wrong passphrase, or not a P-256 key): {e}"
-            ))
-        });
+    let pass = match pem_block(&text, "ENCRYPTED PRIVATE KEY") {
+        Some(_) => pass.get(path)?,
+        None => String::new(),
+    };
+    parse_private_key(&text, pass.as_bytes())
+        .map_err(|why| Error::Invalid(format!("key {}: {why}", path.display())))
+}
+
+/// [`load_private_key`] on the key's text, with the passphrase of an encrypted one.
+pub fn parse_private_key(text: &str, pass: &[u8]) -> std::result::Result<SigningKey, String> {
+    if let Some(pem) = pem_block(text, "ENCRYPTED PRIVATE KEY") {
+        return SigningKey::from_pkcs8_encrypted_pem(pem, pass)
+            .map_err(|e| format!("cannot decrypt it (wrong passphrase, or not a P-256 key): {e}"));
     }
-    if let Some(pem) = pem_block(&text, "PRIVATE KEY") {
+    if let Some(pem) = pem_block(text, "PRIVATE KEY") {
         return SigningKey::from_pkcs8_pem(pem)
-            .map_err(|e| bad(format!("not an ECDSA P-256 private key in PKCS#8: {e}")));
+            .map_err(|e| format!("not an ECDSA P-256 private key in PKCS#8: {e}"));
     }
-    if let Some(pem) = pem_block(&text, "EC PRIVATE KEY") {
+    if let Some(pem) = pem_block(text, "EC PRIVATE KEY") {
         use p256::elliptic_curve::SecretKey;
         return SecretKey::<p256::NistP256>::from_sec1_pem(pem)
             .map(SigningKey::from)
-            .map_err(|e| bad(format!("not an ECDSA P-256 private key in SEC1: {e}")));
+            .map_err(|e| format!("not an ECDSA P-256 private key in SEC1: {e}"));
     }
     if text.contains("-----BEGIN PUBLIC KEY-----") {
-        return Err(bad("a public key; signing needs the private one".into()));
+        return Err("a public key; signing needs the private one".into());
     }
-    Err(bad(
+    Err(
         "no PEM private key in it (BEGIN PRIVATE KEY, ENCRYPTED PRIVATE KEY or EC PRIVATE KEY)"
             .into(),
-    ))
+    )
 }
 
 /// A P-256 public key in PEM (`BEGIN PUBLIC KEY`); a private key gives its public half.
