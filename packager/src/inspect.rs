@@ -13,10 +13,15 @@ pub struct Inspection {
     pub file_size: u64,
     /// Layer count in the runtime record (must equal the metadata's).
     pub runtime_layers: usize,
+    /// The key id (hex) its signature block names, unchecked (`oci2bin verify` checks it);
+    /// `None` when unsigned.
+    pub signed_by: Option<String>,
+    /// Key ids (hex) one of which must have signed it (`--require-signature`).
+    pub required_keys: Vec<String>,
 }
 
 pub fn inspect(path: &Path) -> Result<Inspection> {
-    let (_, metadata, runtime, file_size) = read_back(path)?;
+    let (trailer, metadata, runtime, file_size) = read_back(path)?;
     if runtime.layers.len() != metadata.layers.len() || runtime.image_id != metadata.manifest_digest
     {
         return Err(Error::Invalid(format!(
@@ -24,10 +29,22 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
             path.display()
         )));
     }
+    let signed_by = std::fs::File::open(path)
+        .ok()
+        .and_then(|f| loader::trust::signature_block(&f, file_size, &trailer).ok())
+        .map(|b| hex::encode(b.key_id));
+    let required_keys = runtime
+        .trusted_keys
+        .iter()
+        .filter_map(|k| loader::trust::PublicKey::from_sec1(k).ok())
+        .map(|k| hex::encode(k.id()))
+        .collect();
     Ok(Inspection {
         metadata,
         file_size,
         runtime_layers: runtime.layers.len(),
+        signed_by,
+        required_keys,
     })
 }
 
@@ -87,5 +104,19 @@ pub fn render(i: &Inspection) -> String {
         m.loader.size, m.loader.sha256
     );
     let _ = writeln!(s, "  file size:  {} bytes", i.file_size);
+    match &i.signed_by {
+        Some(id) => writeln!(
+            s,
+            "signature:    by key id {id} (unchecked: `oci2bin verify --key PUB --in FILE`)"
+        ),
+        None => writeln!(s, "signature:    none"),
+    }
+    .expect("a String takes writes");
+    for id in &i.required_keys {
+        let _ = writeln!(
+            s,
+            "runs only if signed by key id {id} (--require-signature)"
+        );
+    }
     s
 }

@@ -195,6 +195,10 @@ fn a_signed_file_stays_an_image_archive_and_runs() {
     let (private, public) = k.keygen("k");
     let f = copy_of(k.dir.path(), "signed");
     assert!(sign(&private, &f, &[]).status.success());
+    let shown = text(&e2e::oci2bin_cmd(&["inspect", f.to_str().unwrap()]).stdout);
+    assert!(shown.contains("signature:    by key id "), "{shown}");
+    let unsigned = e2e::oci2bin_cmd(&["inspect", fixtures::busybox_bin().to_str().unwrap()]);
+    assert!(text(&unsigned.stdout).contains("signature:    none"));
     let tar = Command::new("tar").arg("tf").arg(&f).output().unwrap();
     assert!(tar.status.success(), "{}", text(&tar.stderr));
     assert!(text(&tar.stdout).contains("manifest.json"));
