@@ -117,6 +117,17 @@ pub fn verify_with(
     record: Option<&[u8]>,
 ) -> Result<(), TrustError> {
     let block = signature_block(file, len, t)?;
+    verify_block(file, t, key, &block, record)
+}
+
+/// [`verify_with`] for the file's signature block as [`signature_block`] read it.
+pub fn verify_block(
+    file: &File,
+    t: &Trailer,
+    key: &PublicKey,
+    block: &SignatureBlock,
+    record: Option<&[u8]>,
+) -> Result<(), TrustError> {
     if block.key_id != key.id {
         return Err(TrustError::Invalid(format!(
             "signed by another key (id {}), not by this one (id {})",

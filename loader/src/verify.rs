@@ -11,14 +11,14 @@
 //! under a directory that must be theirs: whoever can write there can already change what runs.
 
 use crate::cache::Locations;
-use crate::format::signature::SIGNATURE_LEN;
+use crate::format::signature::SignatureBlock;
 use crate::format::FLAG_SIGNATURE_REQUIRED;
 use crate::selfexe::SelfExe;
 use crate::trust::{self, PublicKey, TrustError};
 use sha2::{Digest, Sha256};
 use std::ffi::OsStr;
-use std::fs::{DirBuilder, File};
-use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt};
+use std::fs::{DirBuilder, File, Metadata};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// The marks' directory under the cache root.
@@ -45,8 +45,8 @@ pub fn check_required(me: &SelfExe) -> Result<(), VerifyError> {
         return Ok(());
     }
     let fail = |source| VerifyError::Required { source };
-    let len = me.file.metadata().map_err(|e| fail(e.into()))?.len();
-    let block = trust::signature_block(&me.file, len, &me.trailer).map_err(fail)?;
+    let st = me.file.metadata().map_err(|e| fail(e.into()))?;
+    let block = trust::signature_block(&me.file, st.len(), &me.trailer).map_err(fail)?;
     let key = keys
         .iter()
         .filter_map(|k| PublicKey::from_sec1(k).ok())
@@ -57,7 +57,7 @@ pub fn check_required(me: &SelfExe) -> Result<(), VerifyError> {
                 trust::short_id(&block.key_id)
             )))
         })?;
-    check_key(me, &key).map_err(fail)
+    check_block(me, &st, &key, &block).map_err(fail)
 }
 
 /// Checks `me`'s signature against the PEM public key at `key_path`.
@@ -76,12 +76,23 @@ pub fn check(me: &SelfExe, key_path: &OsStr) -> Result<(), VerifyError> {
 
 /// Checks `me`'s signature against `key`, or finds the mark of an earlier check.
 pub fn check_key(me: &SelfExe, key: &PublicKey) -> Result<(), TrustError> {
-    let len = me.file.metadata()?.len();
-    let mark = mark_path(me, key, len);
+    let st = me.file.metadata()?;
+    let block = trust::signature_block(&me.file, st.len(), &me.trailer)?;
+    check_block(me, &st, key, &block)
+}
+
+/// [`check_key`] with the file's metadata and signature block as read.
+fn check_block(
+    me: &SelfExe,
+    st: &Metadata,
+    key: &PublicKey,
+    block: &SignatureBlock,
+) -> Result<(), TrustError> {
+    let mark = mark_path(me, st, key, block);
     if mark.as_ref().is_some_and(|m| m.exists()) {
         return Ok(());
     }
-    trust::verify_with(&me.file, len, &me.trailer, key, Some(&me.record))?;
+    trust::verify_block(&me.file, &me.trailer, key, block, Some(&me.record))?;
     if let Some(m) = mark {
         // Best effort: without a mark the next start reads the file again.
         let _ = File::create(m);
@@ -91,7 +102,12 @@ pub fn check_key(me: &SelfExe, key: &PublicKey) -> Result<(), TrustError> {
 
 /// Where the mark of `me` verified by `key` lives, when the cache has a marks directory of
 /// ours (made if missing).
-fn mark_path(me: &SelfExe, key: &PublicKey, len: u64) -> Option<PathBuf> {
+fn mark_path(
+    me: &SelfExe,
+    st: &Metadata,
+    key: &PublicKey,
+    block: &SignatureBlock,
+) -> Option<PathBuf> {
     let dir = Locations::from_env().cache?.join(VERIFIED);
     let m = match std::fs::symlink_metadata(&dir) {
         Ok(m) => m,
@@ -107,20 +123,16 @@ fn mark_path(me: &SelfExe, key: &PublicKey, len: u64) -> Option<PathBuf> {
     if !m.is_dir() || m.uid() != crate::sys::fs::geteuid() || m.mode() & 0o022 != 0 {
         return None;
     }
-    let st = me.file.metadata().ok()?;
-    let mut block = [0u8; SIGNATURE_LEN];
-    me.file
-        .read_exact_at(&mut block, me.trailer.signature.offset)
-        .ok()?;
     let mut h = Sha256::new();
     h.update(b"oci2bin verified v1\0");
     h.update(key.id());
-    h.update(block);
+    // The block's bytes as in the file (it decoded, so it encodes back to them).
+    h.update(block.encode());
     h.update(me.trailer.metadata_sha256);
     for v in [
         st.dev(),
         st.ino(),
-        len,
+        st.len(),
         st.mtime() as u64,
         st.mtime_nsec() as u64,
         st.ctime() as u64,

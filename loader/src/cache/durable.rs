@@ -14,6 +14,7 @@
 
 use crate::sys::fs as sys;
 use crate::sys::ns;
+use std::ffi::CStr;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsFd;
@@ -22,7 +23,11 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// The mark's name, beside a layer's `tree` and `info` or a stacked entry's `layers`.
-pub const UNSYNCED: &str = "unsynced";
+const UNSYNCED_C: &CStr = c"unsynced";
+pub const UNSYNCED: &str = match UNSYNCED_C.to_str() {
+    Ok(s) => s,
+    Err(_) => panic!("ASCII"),
+};
 
 /// This boot's id (`None` where /proc does not say: then directories are flushed before they
 /// are published, as before).
@@ -89,9 +94,8 @@ pub fn flush_later(dirs: Vec<PathBuf>) {
                 let opened: Vec<File> = dirs.iter().filter_map(|d| File::open(d).ok()).collect();
                 if let Some(first) = opened.first() {
                     if sys::syncfs(first.as_fd()).is_ok() {
-                        let name = c"unsynced";
                         for d in &opened {
-                            let _ = sys::unlinkat(d.as_fd(), name, false);
+                            let _ = sys::unlinkat(d.as_fd(), UNSYNCED_C, false);
                         }
                     }
                 }
@@ -100,6 +104,18 @@ pub fn flush_later(dirs: Vec<PathBuf>) {
         }
         Err(_) => {}
     }
+}
+
+/// Waits (up to 5 s) for a background flush to take `dirs`' marks away.
+#[cfg(test)]
+pub(super) fn flushed(dirs: &[&Path]) -> bool {
+    for _ in 0..500 {
+        if dirs.iter().all(|d| !d.join(UNSYNCED).exists()) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
 }
 
 #[cfg(test)]
@@ -131,13 +147,6 @@ mod tests {
             assert!(mark(p).unwrap());
         }
         flush_later(vec![a.clone(), b.clone()]);
-        let gone = || !a.join(UNSYNCED).exists() && !b.join(UNSYNCED).exists();
-        for _ in 0..500 {
-            if gone() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert!(gone(), "marks left after 5 s");
+        assert!(flushed(&[&a, &b]), "marks left after 5 s");
     }
 }

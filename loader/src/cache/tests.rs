@@ -956,16 +956,7 @@ fn parallel_first_starts_of_images_sharing_a_base_extract_it_once() {
     assert!(names(&env.cache().join("tmp")).is_empty());
 }
 
-/// Waits (up to 5 s) for the background flush of a cold start to take `dirs`' marks away.
-fn flushed(dirs: &[&Path]) -> bool {
-    for _ in 0..500 {
-        if dirs.iter().all(|d| !d.join(durable::UNSYNCED).exists()) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
-}
+use durable::flushed;
 
 #[test]
 fn a_cold_start_publishes_before_the_flush_and_what_a_crash_may_have_cut_short_is_made_again() {
