@@ -87,6 +87,9 @@ pub enum Command {
     Sign(SignArgs),
     /// Check a file's signature: exit 0 valid, 1 not signed, 2 invalid (with the reason)
     Verify(VerifyArgs),
+    /// List the packages an image holds (dpkg, apk, rpm databases) as SPDX 2.3 or CycloneDX 1.5
+    /// JSON, read straight from its layers
+    Sbom(crate::sbom::SbomArgs),
 }
 
 #[derive(Debug, Args)]
@@ -380,6 +383,8 @@ pub struct BuildArgs {
     /// once signed by it (`oci2bin sign`), with no flag; a changed or unsigned file exits 125
     #[arg(long, value_name = "PUB.pem")]
     pub require_signature: Vec<PathBuf>,
+    #[command(flatten)]
+    pub cosign: crate::cosign::CosignArgs,
     /// Print nothing on success
     #[arg(short, long)]
     pub quiet: bool,
@@ -448,6 +453,7 @@ pub fn run_with(cli: Cli, verifier: Option<LoginVerifier>) -> Result<()> {
             eprintln!("signed {} with key id {}", out.display(), hex::encode(id));
             Ok(())
         }
+        Some(Command::Sbom(a)) => crate::sbom::command(a),
         Some(Command::Verify(a)) => {
             let key = trust::load_public_key(&a.key, &trust::Passphrase::Ask);
             let verdict = match key {
@@ -843,6 +849,7 @@ fn build(a: BuildArgs) -> Result<()> {
     };
     let opened =
         source::open(&reference, &opts).with_context(|| format!("cannot read {reference}"))?;
+    crate::cosign::check_source(&a.cosign, &reference, &opened.image, &a.registry, &warn)?;
     let mut image = mutate::edit_config(opened.image, &edits)?;
     if let Some(n) = name {
         image = mutate::set_name(image, n);
