@@ -1,11 +1,486 @@
 //! S4: the packages an image holds, as SPDX 2.3 or CycloneDX 1.5 JSON.
+//!
+//! The layers are streamed in order, keeping only package databases, Debian copyright files and
+//! os-release ([`layers`]); whiteouts apply as in the container, so a package a later layer
+//! removed is not listed. Each package is attributed to the layer since which it has been
+//! installed at its current version (not merely the last layer that rewrote the database).
 
-use anyhow::Result;
-use clap::Args;
+pub mod apk;
+pub mod control;
+pub mod cyclonedx;
+pub mod dpkg;
+pub mod layers;
+pub mod license;
+pub mod rpm;
+pub mod spdx;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, BufReader, Read, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use sha2::{Digest as _, Sha256};
+
+use crate::cli::RegistryArgs;
+use crate::model::{Digest, Image};
+use crate::registry::pull::Quiet;
+use crate::source::registry::RegistryOptions;
+use crate::source::{self, SourceOptions};
+
+use layers::View;
 
 #[derive(Debug, Args)]
-pub struct SbomArgs {}
+pub struct SbomArgs {
+    /// A file built by oci2bin, or any SOURCE the build takes (oci:DIR, docker-archive:FILE,
+    /// a registry reference, ...)
+    #[arg(value_name = "FILE|SOURCE")]
+    pub source: String,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Spdx)]
+    pub format: Format,
+    /// Write the document here instead of stdout
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Platform to pick from a multi-arch index (default: this host's)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Print nothing on stderr on success
+    #[arg(short, long)]
+    pub quiet: bool,
+}
 
-pub fn command(_a: SbomArgs) -> Result<()> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// SPDX 2.3 JSON
+    Spdx,
+    /// CycloneDX 1.5 JSON
+    Cyclonedx,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("layer {digest}: {source}")]
+    Layer { digest: String, source: io::Error },
+    #[error("layer {digest}: its bytes do not match the digest ({got} read)")]
+    Digest { digest: String, got: String },
+    #[error("{path} is {size} bytes, more than the {limit} an sbom reads")]
+    TooBig { path: String, size: u64, limit: u64 },
+    #[error("rpm database {db}: {reason}")]
+    Rpm { db: String, reason: String },
+    #[error(
+        "rpm database {db} found but `{rpm}` is not installed to read it: install rpm \
+         (apt-get install rpm, dnf install rpm)"
+    )]
+    RpmMissing { db: String, rpm: String },
+}
+
+/// Which package manager's database listed a package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Deb,
+    Apk,
+    Rpm,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Deb, Kind::Apk, Kind::Rpm];
+
+    /// The purl type.
+    pub fn purl_type(self) -> &'static str {
+        match self {
+            Kind::Deb => "deb",
+            Kind::Apk => "apk",
+            Kind::Rpm => "rpm",
+        }
+    }
+
+    fn touches(self, path: &str) -> bool {
+        match self {
+            Kind::Deb => dpkg::touches(path),
+            Kind::Apk => apk::touches(path),
+            Kind::Rpm => rpm::touches(path),
+        }
+    }
+
+    fn packages(self, view: &View) -> Result<Vec<Package>, Error> {
+        Ok(match self {
+            Kind::Deb => dpkg::packages(view),
+            Kind::Apk => apk::packages(view),
+            Kind::Rpm => rpm::packages(view)?,
+        })
+    }
+}
+
+/// One installed package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    pub kind: Kind,
+    pub name: String,
+    /// As the database writes it (dpkg's and rpm's with their epoch, `E:V-R`).
+    pub version: String,
+    pub arch: Option<String>,
+    /// The source package (dpkg's `Source`, apk's origin, rpm's source rpm).
+    pub source_name: Option<String>,
+    pub source_version: Option<String>,
+    /// Licenses as stated (DEP-5 short names, apk's and rpm's expressions); all apply.
+    pub licenses: Vec<String>,
+    /// Texts of licenses the copyright file spells out, by stated name.
+    pub license_texts: BTreeMap<String, String>,
+    pub supplier: Option<String>,
+    /// The database that lists it, e.g. `/var/lib/dpkg/status`.
+    pub db: String,
+    /// Index of the layer since which it has been installed at this version.
+    pub layer: usize,
+}
+
+/// The fields of os-release that name the distribution.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OsRelease {
+    pub id: Option<String>,
+    pub version_id: Option<String>,
+    pub pretty_name: Option<String>,
+}
+
+impl OsRelease {
+    pub fn parse(text: &str) -> OsRelease {
+        let mut os = OsRelease::default();
+        for line in text.lines() {
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            let v = v.trim().trim_matches(|c| c == '"' || c == '\'').to_string();
+            match k.trim() {
+                "ID" => os.id = Some(v),
+                "VERSION_ID" => os.version_id = Some(v),
+                "PRETTY_NAME" => os.pretty_name = Some(v),
+                _ => {}
+            }
+        }
+        os
+    }
+
+    /// purl's `distro` qualifier, as syft writes it: `debian-12`, `alpine-3.19.1`.
+    pub fn distro(&self) -> Option<String> {
+        Some(format!("{}-{}", self.id.as_ref()?, self.version_id.as_ref()?))
+    }
+}
+
+/// What an SBOM describes.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// The image's name (`familiar` form) and manifest digest.
+    pub name: String,
+    pub repository: String,
+    pub tag: String,
+    pub digest: Digest,
+    pub layers: Vec<Digest>,
+    pub os: OsRelease,
+    /// Sorted by kind, name, architecture.
+    pub packages: Vec<Package>,
+}
+
+/// Whether a change at `changed` (a write at it, or the removal of it and all below) can touch
+/// `path`.
+pub fn related(changed: &str, path: &str) -> bool {
+    changed.is_empty()
+        || changed == path
+        || path
+            .strip_prefix(changed)
+            .is_some_and(|r| r.starts_with('/'))
+        || changed
+            .strip_prefix(path)
+            .is_some_and(|r| r.starts_with('/'))
+}
+
+/// A reader that hashes what passes through, to check a layer's digest once it is read.
+struct Hashing<R> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Reads the image's layers and lists its packages.
+pub fn scan(image: &Image) -> Result<Inventory, Error> {
+    let mut view = View::default();
+    // (kind, name, arch) → (version, layer since which it has been installed at it).
+    let mut since: HashMap<(Kind, String, Option<String>), (String, usize)> = HashMap::new();
+    for (i, desc) in image.layers.iter().enumerate() {
+        let digest = desc.digest.to_string();
+        let layer_err = |e: io::Error| Error::Layer {
+            digest: digest.clone(),
+            source: e,
+        };
+        let blob = image.blobs.open(desc).map_err(|e| Error::Layer {
+            digest: digest.clone(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        let mut raw = Hashing {
+            inner: blob,
+            hash: Sha256::new(),
+        };
+        let changed = {
+            let mut tar = layers::decompress(BufReader::with_capacity(1 << 16, &mut raw))
+                .map_err(layer_err)?;
+            let changed = layers::apply(&mut view, i, &mut tar, &digest)?;
+            // Read to the end, so every byte is hashed.
+            io::copy(&mut tar, &mut io::sink()).map_err(layer_err)?;
+            changed
+        };
+        io::copy(&mut raw, &mut io::sink()).map_err(layer_err)?;
+        let got = Digest(raw.hash.finalize().into());
+        if got != desc.digest {
+            return Err(Error::Digest {
+                digest,
+                got: got.to_string(),
+            });
+        }
+        for kind in Kind::ALL {
+            if !changed.iter().any(|c| kind.touches(c)) {
+                continue;
+            }
+            let now = kind.packages(&view)?;
+            let mut before: HashMap<_, _> = HashMap::new();
+            since.retain(|k, v| {
+                if k.0 == kind {
+                    before.insert(k.clone(), v.clone());
+                }
+                k.0 != kind
+            });
+            for p in now {
+                let key = (kind, p.name, p.arch);
+                // A package still at the same version keeps the layer that installed it.
+                let layer = match before.get(&key) {
+                    Some((v, l)) if *v == p.version => *l,
+                    _ => i,
+                };
+                since.insert(key, (p.version, layer));
+            }
+        }
+    }
+    let os = view
+        .file("etc/os-release")
+        .or_else(|| view.file("usr/lib/os-release"))
+        .map(|d| OsRelease::parse(&String::from_utf8_lossy(d)))
+        .unwrap_or_default();
+    let mut packages = Vec::new();
+    for kind in Kind::ALL {
+        for mut p in kind.packages(&view)? {
+            if let Some((_, layer)) = since.get(&(kind, p.name.clone(), p.arch.clone())) {
+                p.layer = *layer;
+            }
+            if kind == Kind::Deb {
+                (p.licenses, p.license_texts) = dpkg::licenses(&view, &p.name);
+            }
+            packages.push(p);
+        }
+    }
+    packages.sort_by(|a, b| (a.kind, &a.name, &a.arch).cmp(&(b.kind, &b.name, &b.arch)));
+    Ok(Inventory {
+        name: image.name.familiar(),
+        repository: image.name.repository.clone(),
+        tag: image.name.tag.clone(),
+        digest: image.manifest.digest,
+        layers: image.layers.iter().map(|l| l.digest).collect(),
+        os,
+        packages,
+    })
+}
+
+/// Percent-encodes a purl component: all but the unreserved characters.
+fn purl_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The package URL: `pkg:deb/debian/libc6@2.36-9?arch=amd64&distro=debian-12&upstream=glibc`.
+pub fn purl(p: &Package, os: &OsRelease) -> String {
+    let namespace = os.id.clone().unwrap_or_else(|| {
+        match p.kind {
+            Kind::Deb => "debian",
+            Kind::Apk => "alpine",
+            Kind::Rpm => "redhat",
+        }
+        .to_string()
+    });
+    // rpm's purl carries the epoch as a qualifier, not in the version.
+    let (epoch, version) = match p.kind {
+        Kind::Rpm => match p.version.split_once(':') {
+            Some((e, v)) => (Some(e.to_string()), v.to_string()),
+            None => (None, p.version.clone()),
+        },
+        _ => (None, p.version.clone()),
+    };
+    let upstream = p.source_name.as_ref().map(|s| match &p.source_version {
+        Some(v) => format!("{s}@{v}"),
+        None => s.clone(),
+    });
+    // Qualifiers sorted by key, as the purl spec asks.
+    let qualifiers: Vec<String> = [
+        ("arch", p.arch.clone()),
+        ("distro", os.distro()),
+        ("epoch", epoch),
+        ("upstream", upstream),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| format!("{k}={}", purl_encode(&v))))
+    .collect();
+    let mut s = format!(
+        "pkg:{}/{}/{}@{}",
+        p.kind.purl_type(),
+        purl_encode(&namespace.to_ascii_lowercase()),
+        purl_encode(&p.name),
+        purl_encode(&version)
+    );
+    if !qualifiers.is_empty() {
+        s.push('?');
+        s.push_str(&qualifiers.join("&"));
+    }
+    s
+}
+
+/// The image's package URL: `pkg:oci/debian@sha256%3A…?repository_url=…&tag=12`.
+pub fn image_purl(inv: &Inventory) -> String {
+    let last = inv.repository.rsplit('/').next().unwrap_or(&inv.repository);
+    format!(
+        "pkg:oci/{}@{}?repository_url={}&tag={}",
+        purl_encode(&last.to_ascii_lowercase()),
+        purl_encode(&inv.digest.to_string()),
+        purl_encode(&inv.repository),
+        purl_encode(&inv.tag)
+    )
+}
+
+/// A short stable id for a package, unique within a document.
+pub fn package_key(p: &Package) -> String {
+    let h = Sha256::digest(
+        format!(
+            "{}\0{}\0{}\0{}",
+            p.kind.purl_type(),
+            p.name,
+            p.arch.as_deref().unwrap_or(""),
+            p.db
+        )
+        .as_bytes(),
+    );
+    hex::encode(&h[..6])
+}
+
+/// A name-based UUID (RFC 4122 layout, version 5 bits) from some bytes.
+pub fn uuid_from(bytes: &[u8]) -> String {
+    let mut h: [u8; 32] = Sha256::digest(bytes).into();
+    h[6] = (h[6] & 0x0f) | 0x50;
+    h[8] = (h[8] & 0x3f) | 0x80;
+    let x = hex::encode(&h[..16]);
+    format!("{}-{}-{}-{}-{}", &x[..8], &x[8..12], &x[12..16], &x[16..20], &x[20..32])
+}
+
+/// The document's time: SOURCE_DATE_EPOCH when set (reproducible documents), else now.
+fn created() -> String {
+    let secs = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(crate::metadata::now);
+    crate::metadata::rfc3339(secs)
+}
+
+/// `oci2bin sbom`.
+pub fn command(a: SbomArgs) -> Result<()> {
+    let platform = a
+        .platform
+        .as_deref()
+        .map(crate::platform::Platform::parse)
+        .transpose()
+        .context("--platform")?;
+    // A file built by oci2bin is an OCI archive too.
+    let reference = if std::path::Path::new(&a.source).is_file() {
+        format!("oci-archive:{}", a.source)
+    } else {
+        a.source.clone()
+    };
+    let warn = |m: &str| eprintln!("oci2bin: warning: {m}");
+    let opts = SourceOptions {
+        platform,
+        source_date_epoch: None,
+        warn: &warn,
+        registry: RegistryOptions {
+            tls: a.registry.tls(),
+            credentials: a.registry.cred_options()?,
+            short_names: a.registry.short_names(),
+            timeouts: a.registry.timeouts(),
+            ..Default::default()
+        },
+        progress: &Quiet,
+    };
+    let opened =
+        source::open(&reference, &opts).with_context(|| format!("cannot read {}", a.source))?;
+    let inv = scan(&opened.image).with_context(|| format!("cannot read {}", a.source))?;
+    let when = created();
+    let doc = match a.format {
+        Format::Spdx => serde_json::to_vec_pretty(&spdx::document(&inv, &when))?,
+        Format::Cyclonedx => serde_json::to_vec_pretty(&cyclonedx::document(&inv, &when))?,
+    };
+    match &a.output {
+        Some(path) => {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            tmp.write_all(&doc)?;
+            tmp.write_all(b"\n")?;
+            tmp.persist(path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        None => {
+            let mut out = io::stdout().lock();
+            out.write_all(&doc)?;
+            out.write_all(b"\n")?;
+            out.flush()?;
+        }
+    }
+    if !a.quiet {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for p in &inv.packages {
+            *counts.entry(p.kind.purl_type()).or_default() += 1;
+        }
+        let by: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        let to = a
+            .output
+            .as_ref()
+            .map(|p| format!(" to {}", p.display()))
+            .unwrap_or_default();
+        eprintln!(
+            "oci2bin: sbom: {} packages ({}) in {}@{}{to}",
+            inv.packages.len(),
+            if by.is_empty() {
+                "none found".to_string()
+            } else {
+                by.join(", ")
+            },
+            inv.name,
+            inv.digest
+        );
+    }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
