@@ -8,7 +8,7 @@ PREFIX ?= /usr/local
 # Debian packages the build, the tests and the benchmarks use (see ../shared/TESTING.md).
 APT_PACKAGES := musl-tools busybox-static skopeo umoci mmdebstrap podman runc uidmap zstd \
   docker-registry apache2-utils openssl slirp4netns passt hyperfine bubblewrap charliecloud \
-  python3 util-linux tar redis-tools openssh-client
+  python3 util-linux tar redis-tools openssh-client rpm
 # The loader: static musl when the target can be added, else static glibc (crt-static). Computed
 # when make reads this file, so it reflects the toolchain as it was then: see ENTRY_POINTS below.
 LOADER_TRIPLE := $(shell rustup target list --installed 2>/dev/null | grep -qx $(MUSL) && echo $(MUSL) || echo x86_64-unknown-linux-gnu)
@@ -64,6 +64,8 @@ deps:
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt 2>&1 | \
+	  grep -v 'Running pip as the .root. user' || true
 	@rustup target list --installed 2>/dev/null | grep -qx $(MUSL) || rustup target add $(MUSL) || \
 	  echo "warning: cannot add $(MUSL); the loader will be a static glibc build"
 	@rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src || \

@@ -263,6 +263,33 @@ fn plus_layer(src: &Path, name: &str, extra: &[&str]) -> (tempfile::TempDir, Pat
     (tmp, out)
 }
 
+/// A copy of the layout `src` (tag `latest`, blobs linked) with one gzip layer appended per
+/// directory in `layers`, each holding that directory's tree as it is (whiteout files included).
+pub fn with_layers(src: &Path, layers: &[&Path]) -> (tempfile::TempDir, PathBuf) {
+    let tmp = crate::world_tempdir();
+    let dst = tmp.path().join("layout");
+    link_blobs(src, &dst);
+    for f in ["oci-layout", "index.json"] {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+    for (i, l) in layers.iter().enumerate() {
+        let tar = tmp.path().join(format!("layer{i}.tar"));
+        run(Command::new("tar")
+            .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
+            .arg(l)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."));
+        run(Command::new("python3")
+            .arg(crate::workspace().join("tests/fixtures/add_layer.py"))
+            .arg(&dst)
+            .arg("latest")
+            .arg(&tar)
+            .arg("gzip"));
+    }
+    (tmp, dst)
+}
+
 /// Packages an OCI layout into a fresh world-readable dir.
 pub fn package(layout: &Path, name: &str, extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
     let dir = crate::world_tempdir();
@@ -327,4 +354,10 @@ fn link_blobs(src: &Path, dst: &Path) {
         let e = e.unwrap();
         std::os::unix::fs::symlink(e.path(), dst.join("blobs/sha256").join(e.file_name())).unwrap();
     }
+}
+
+/// Runs a fixture-building command; its failure fails the test with its stderr.
+fn run(c: &mut Command) {
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{c:?}: {}", crate::text(&o.stderr));
 }

@@ -300,7 +300,8 @@ pub fn scan(image: &Image) -> Result<Inventory, Error> {
 fn purl_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+        // `:` stays, as syft and the reference libraries write an epoch (`1:2.38`).
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));

@@ -95,6 +95,13 @@ fn query(view: &View, dir: &str, backend: &str) -> Result<Vec<Package>, Error> {
         Err(e) => return Err(failed(format!("cannot run rpm: {e}"))),
     };
     let stderr = String::from_utf8_lossy(&output.stderr);
+    // An rpm built without this backend warns, reads an empty dummy database and exits 0.
+    if stderr.contains("invalid %_db_backend") || stderr.contains("dummy database") {
+        return Err(failed(format!(
+            "this rpm ({}) cannot read {backend} databases",
+            Path::new(&rpm).display()
+        )));
+    }
     if !output.status.success() {
         let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
         return Err(failed(format!(
