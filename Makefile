@@ -112,7 +112,7 @@ test-e2e:
 # Fuzzing (cargo-fuzz, libFuzzer; tests/fuzz): every parser of untrusted bytes, each target for
 # FUZZ_SECONDS, seeded from the fixtures; CI runs a short smoke (FUZZ_SECONDS=10).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := trailer_record tar_layer compressed_layer reference manifest keys_and_signatures loader_args
+FUZZ_TARGETS := trailer_record tar_layer compressed_layer reference manifest keys_and_signatures loader_args sbom_databases
 fuzz: all
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	OCI2BIN=$(OCI2BIN) tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)

@@ -847,9 +847,18 @@ fn build(a: BuildArgs) -> Result<()> {
         },
         progress,
     };
+    // A build --require-cosign cannot satisfy fails before anything is downloaded.
+    crate::cosign::preflight(&a.cosign, &reference, &a.registry)?;
     let opened =
         source::open(&reference, &opts).with_context(|| format!("cannot read {reference}"))?;
-    crate::cosign::check_source(&a.cosign, &reference, &opened.image, &a.registry, &warn)?;
+    crate::cosign::check_source(
+        &a.cosign,
+        &reference,
+        &opened.image,
+        &a.registry,
+        &warn,
+        a.quiet,
+    )?;
     let mut image = mutate::edit_config(opened.image, &edits)?;
     if let Some(n) = name {
         image = mutate::set_name(image, n);

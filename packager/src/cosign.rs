@@ -112,6 +112,7 @@ pub fn check_source(
     image: &Image,
     registry: &RegistryArgs,
     warn: &dyn Fn(&str),
+    quiet: bool,
 ) -> Result<()> {
     check_with(
         args,
@@ -122,7 +123,7 @@ pub fn check_source(
         &Env::current(),
     )
     .map(|verified| {
-        if let Some(v) = verified {
+        if let (Some(v), false) = (verified, quiet) {
             eprintln!("oci2bin: cosign: {v}");
         }
     })

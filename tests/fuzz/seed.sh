@@ -7,7 +7,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 out=$1
-mkdir -p "$out"/{trailer_record,tar_layer,compressed_layer,reference,manifest,keys_and_signatures,loader_args}
+mkdir -p "$out"/{trailer_record,tar_layer,compressed_layer,reference,manifest,keys_and_signatures,loader_args,sbom_databases}
 layout=$top/target/e2e-fixtures/busybox-v3
 [ -f "$layout/index.json" ] || bash "$top/tests/fixtures/busybox.sh" "$layout" >&2
 python3 - "$out" <<'PY'
@@ -39,6 +39,23 @@ layers = {
     "escapes": tar([("a", "sym", "/etc"), ("a/passwd", "file", b"x"), ("../up", "file", b"x"),
                     ("b", "hard", "../../etc/passwd")]),
 }
+status = (b"Package: libc6\nStatus: install ok installed\nArchitecture: amd64\nSource: glibc\n"
+          b"Version: 2.36-9+deb12u4\nMaintainer: GNU Libc Maintainers <debian-glibc@lists.debian.org>\n"
+          b"Description: GNU C Library\n shared libraries\n .\n more\n\n")
+copyright = (b"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+             b"Files: *\nCopyright: 1999 me\nLicense: GPL-2+ or (BSD-3-clause and Expat)\n\n"
+             b"License: GPL-2+\n text\n .\n more\n")
+apk = (b"C:Q1abc=\nP:musl\nV:1.2.4-r4\nA:x86_64\nL:MIT AND (BSD-2-Clause OR GPL-2.0-or-later)\n"
+       b"o:musl\nm:N C <n@a.org>\nF:lib\nR:ld.so\n\n")
+layers["sbom"] = tar([("var/lib/dpkg/status", "file", status), ("var/lib/dpkg/status.d/x", "file", status),
+                      ("var/lib/dpkg/status.d/.wh.y", "file", b""), ("usr/share/doc/libc6/copyright", "file", copyright),
+                      ("usr/share/doc/libc-bin", "sym", "libc6"), ("lib/apk/db/installed", "file", apk),
+                      ("etc/os-release", "sym", "../usr/lib/os-release"),
+                      ("usr/lib/os-release", "file", b"ID=debian\nVERSION_ID=12\n")])
+for name, data in [("status", status), ("copyright", copyright), ("apk", apk),
+                   ("rpm", b"bash\t0\t5.2\t3.fc40\tx86_64\tbash-5.2-3.src.rpm\tGPL-3.0-or-later\tFedora\n"),
+                   ("layer", layers["sbom"]), ("layer.gz", gzip.compress(layers["sbom"], mtime=0))]:
+    open(os.path.join(out, "sbom_databases", name), "wb").write(data)
 for name, data in layers.items():
     open(os.path.join(out, "tar_layer", name), "wb").write(data)
     open(os.path.join(out, "compressed_layer", name + ".gz"), "wb").write(gzip.compress(data, mtime=0))

@@ -39,7 +39,11 @@ fn spdx_packages(doc: &Value) -> BTreeSet<(String, String)> {
 }
 
 fn validate_spdx(path: &Path) {
-    let o = Command::new("pyspdxtools").arg("-i").arg(path).output().unwrap();
+    let o = Command::new("pyspdxtools")
+        .arg("-i")
+        .arg(path)
+        .output()
+        .unwrap();
     let said = format!("{}{}", text(&o.stdout).trim(), text(&o.stderr).trim());
     eprintln!(
         "pyspdxtools -i {}: exit {}, {}",
@@ -66,8 +70,16 @@ fn validate_cyclonedx(path: &Path) {
         .arg(path)
         .output()
         .unwrap();
-    eprintln!("cyclonedx: {}{}", text(&o.stdout).trim(), text(&o.stderr).trim());
-    assert!(o.status.success(), "the CycloneDX schema rejects {}", path.display());
+    eprintln!(
+        "cyclonedx: {}{}",
+        text(&o.stdout).trim(),
+        text(&o.stderr).trim()
+    );
+    assert!(
+        o.status.success(),
+        "the CycloneDX schema rejects {}",
+        path.display()
+    );
 }
 
 /// (name, version) of the packages syft finds in `source` (`docker-archive:FILE`,
@@ -147,7 +159,10 @@ fn the_debian_fixture_lists_what_dpkg_query_and_syft_list_and_validates() {
             (f[2] == "installed").then(|| (f[0].to_string(), f[1].to_string()))
         })
         .collect();
-    let syft = syft(&format!("docker-archive:{}", file.display()), &tmp.path().join("syft.json"));
+    let syft = syft(
+        &format!("docker-archive:{}", file.display()),
+        &tmp.path().join("syft.json"),
+    );
     eprintln!(
         "packages: oci2bin {}, dpkg-query {}, syft {}",
         ours.len(),
@@ -163,13 +178,20 @@ fn the_debian_fixture_lists_what_dpkg_query_and_syft_list_and_validates() {
     let libc = comps.iter().find(|c| c["name"] == "libc6").unwrap();
     let purl = libc["purl"].as_str().unwrap();
     assert!(
-        purl.starts_with("pkg:deb/debian/libc6@") && purl.contains("arch=amd64&distro=debian-12&upstream=glibc"),
+        purl.starts_with("pkg:deb/debian/libc6@")
+            && purl.contains("arch=amd64&distro=debian-12&upstream=glibc"),
         "{purl}"
     );
     // Every package came with the base layer; the third layer's opaque /usr/share/doc took
     // every copyright file away, so no license is claimed.
     for p in spdx["packages"].as_array().unwrap().iter().skip(1) {
-        assert!(p["comment"].as_str().unwrap().starts_with("installed by layer 1 of 4"), "{p}");
+        assert!(
+            p["comment"]
+                .as_str()
+                .unwrap()
+                .starts_with("installed by layer 1 of 4"),
+            "{p}"
+        );
         assert_eq!(p["licenseDeclared"], "NOASSERTION", "{p}");
     }
 }
@@ -190,7 +212,10 @@ fn licenses_come_from_the_copyright_files_when_no_layer_hides_them() {
         .skip(1)
         .filter(|p| p["licenseDeclared"] != "NOASSERTION")
         .count();
-    eprintln!("{licensed} of {} packages with a declared license", pkgs.len() - 1);
+    eprintln!(
+        "{licensed} of {} packages with a declared license",
+        pkgs.len() - 1
+    );
     assert!(licensed * 10 >= (pkgs.len() - 1) * 9, "{licensed}");
     let declared = |name: &str| {
         pkgs.iter().find(|p| p["name"] == name).unwrap()["licenseDeclared"]
@@ -199,7 +224,11 @@ fn licenses_come_from_the_copyright_files_when_no_layer_hides_them() {
             .to_string()
     };
     // DEP-5 files (dpkg's) and free-form ones naming /usr/share/common-licenses (bash's).
-    assert!(declared("dpkg").contains("GPL-2.0-or-later"), "{}", declared("dpkg"));
+    assert!(
+        declared("dpkg").contains("GPL-2.0-or-later"),
+        "{}",
+        declared("dpkg")
+    );
     assert!(declared("bash").contains("GPL-3"), "{}", declared("bash"));
     let cdx = tmp.path().join("d.cdx.json");
     sbom(file.to_str().unwrap(), "cyclonedx", &cdx);
@@ -239,7 +268,10 @@ fn a_package_deleted_by_a_whiteout_is_gone_for_us_and_for_syft() {
     let (_t, layout) = layered(&[
         &[
             ("etc/os-release", "ID=debian\nVERSION_ID=\"12\"\n"),
-            ("var/lib/dpkg/status.d/tzdata", &stanza("tzdata", "2024a-0+deb12u1")),
+            (
+                "var/lib/dpkg/status.d/tzdata",
+                &stanza("tzdata", "2024a-0+deb12u1"),
+            ),
             ("var/lib/dpkg/status.d/netbase", &stanza("netbase", "6.4")),
         ],
         &[("var/lib/dpkg/status.d/.wh.tzdata", "")],
@@ -252,7 +284,13 @@ fn a_package_deleted_by_a_whiteout_is_gone_for_us_and_for_syft() {
     let ours = spdx_packages(&doc);
     let want: BTreeSet<_> = [("netbase".to_string(), "6.4".to_string())].into();
     assert_eq!(ours, want);
-    assert_eq!(syft(&format!("oci-dir:{}", layout.display()), &tmp.path().join("s.json")), want);
+    assert_eq!(
+        syft(
+            &format!("oci-dir:{}", layout.display()),
+            &tmp.path().join("s.json")
+        ),
+        want
+    );
 }
 
 #[test]
@@ -267,7 +305,10 @@ fn an_apk_database_is_read_and_matches_syft() {
         U:https://zlib.net/\nL:Zlib\no:zlib\nm:Natanael Copa <ncopa@alpinelinux.org>\nt:1705399393\nc:e0e6e2a1\n\
         F:lib\nR:libz.so.1.3.1\n\n";
     let (_t, layout) = layered(&[&[
-        ("etc/os-release", "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.1\n"),
+        (
+            "etc/os-release",
+            "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.1\n",
+        ),
         ("lib/apk/db/installed", installed),
     ]]);
     let tmp = tempfile::tempdir().unwrap();
@@ -291,7 +332,13 @@ fn an_apk_database_is_read_and_matches_syft() {
     let spdx_path = tmp.path().join("a.spdx.json");
     let ours = spdx_packages(&sbom(&source, "spdx", &spdx_path));
     validate_spdx(&spdx_path);
-    assert_eq!(ours, syft(&format!("oci-dir:{}", layout.display()), &tmp.path().join("s.json")));
+    assert_eq!(
+        ours,
+        syft(
+            &format!("oci-dir:{}", layout.display()),
+            &tmp.path().join("s.json")
+        )
+    );
 }
 
 #[test]
@@ -351,7 +398,10 @@ fn an_rpm_sqlite_database_is_read_through_rpm_and_matches_syft() {
         .collect();
     assert_eq!(ids, ["MIT", "BSD-2-Clause", "GPL-2.0-or-later"]);
     // syft reads rpmdb.sqlite with its own reader: the same package and version.
-    let s = syft(&format!("dir:{}", root.display()), &tmp.path().join("s.json"));
+    let s = syft(
+        &format!("dir:{}", root.display()),
+        &tmp.path().join("s.json"),
+    );
     assert_eq!(s, [("o2b-hello".to_string(), "1:1.2-3".to_string())].into());
 }
 

@@ -57,7 +57,9 @@ pub fn parse(text: &str, db: &str) -> Vec<Package> {
         let mut chars = line.chars();
         if let (Some(k), Some(':')) = (chars.next(), chars.next()) {
             // Per-file lines (F:, R:, Z:, a:, M:) repeat; the package's own fields come first.
-            fields.entry(k).or_insert_with(|| chars.as_str().to_string());
+            fields
+                .entry(k)
+                .or_insert_with(|| chars.as_str().to_string());
         }
     }
     flush(&mut fields);

@@ -172,8 +172,14 @@ mod tests {
     #[test]
     fn distroless_status_d_files_are_read_and_md5sums_skipped() {
         let v = view(&[
-            ("var/lib/dpkg/status.d/base-files", "Package: base-files\nVersion: 12.4\nArchitecture: amd64\n"),
-            ("var/lib/dpkg/status.d/base-files.md5sums", "abc  etc/issue\n"),
+            (
+                "var/lib/dpkg/status.d/base-files",
+                "Package: base-files\nVersion: 12.4\nArchitecture: amd64\n",
+            ),
+            (
+                "var/lib/dpkg/status.d/base-files.md5sums",
+                "abc  etc/issue\n",
+            ),
         ]);
         let p = packages(&v);
         assert_eq!(p.len(), 1);

@@ -225,7 +225,10 @@ mod tests {
         assert_eq!(spdx_id("GPL-2+").as_deref(), Some("GPL-2.0-or-later"));
         assert_eq!(spdx_id("GPL-2").as_deref(), Some("GPL-2.0-only"));
         assert_eq!(spdx_id("LGPL-2.1+").as_deref(), Some("LGPL-2.1-or-later"));
-        assert_eq!(spdx_id("GPL-3.0-or-later").as_deref(), Some("GPL-3.0-or-later"));
+        assert_eq!(
+            spdx_id("GPL-3.0-or-later").as_deref(),
+            Some("GPL-3.0-or-later")
+        );
         assert_eq!(spdx_id("Expat").as_deref(), Some("MIT"));
         assert_eq!(spdx_id("bsd-3-clause").as_deref(), Some("BSD-3-Clause"));
         assert_eq!(spdx_id("public-domain"), None);
@@ -234,7 +237,10 @@ mod tests {
 
     #[test]
     fn expressions_keep_their_operators_and_refs_for_unknown_names() {
-        assert_eq!(parse("GPL-2+ or Artistic").spdx(), "GPL-2.0-or-later OR Artistic-1.0");
+        assert_eq!(
+            parse("GPL-2+ or Artistic").spdx(),
+            "GPL-2.0-or-later OR Artistic-1.0"
+        );
         assert_eq!(
             parse("MIT AND (BSD-2-Clause OR public-domain)").spdx(),
             "MIT AND (BSD-2-Clause OR LicenseRef-public-domain)"
@@ -249,7 +255,10 @@ mod tests {
     fn what_does_not_parse_stays_one_name() {
         assert_eq!(parse("or MIT").spdx(), "LicenseRef-or-MIT");
         assert_eq!(parse("(MIT").spdx(), "LicenseRef--MIT");
-        assert_eq!(parse("GPL-2, BSD").spdx(), "GPL-2.0-only AND LicenseRef-BSD");
+        assert_eq!(
+            parse("GPL-2, BSD").spdx(),
+            "GPL-2.0-only AND LicenseRef-BSD"
+        );
     }
 
     #[test]

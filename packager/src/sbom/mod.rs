@@ -164,7 +164,11 @@ impl OsRelease {
 
     /// purl's `distro` qualifier, as syft writes it: `debian-12`, `alpine-3.19.1`.
     pub fn distro(&self) -> Option<String> {
-        Some(format!("{}-{}", self.id.as_ref()?, self.version_id.as_ref()?))
+        Some(format!(
+            "{}-{}",
+            self.id.as_ref()?,
+            self.version_id.as_ref()?
+        ))
     }
 }
 
@@ -389,7 +393,14 @@ pub fn uuid_from(bytes: &[u8]) -> String {
     h[6] = (h[6] & 0x0f) | 0x50;
     h[8] = (h[8] & 0x3f) | 0x80;
     let x = hex::encode(&h[..16]);
-    format!("{}-{}-{}-{}-{}", &x[..8], &x[8..12], &x[12..16], &x[16..20], &x[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..32]
+    )
 }
 
 /// The document's time: SOURCE_DATE_EPOCH when set (reproducible documents), else now.

@@ -81,7 +81,13 @@ const IMAGE_ID: &str = "SPDXRef-Image";
 /// SPDX ids allow letters, digits, `.` and `-`.
 fn id_part(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 

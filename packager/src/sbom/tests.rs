@@ -44,7 +44,8 @@ fn image(layers: Vec<Vec<u8>>) -> Image {
     img
 }
 
-const DEBIAN_OS: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n";
+const DEBIAN_OS: &str =
+    "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n";
 
 fn stanza(name: &str, version: &str) -> String {
     format!(
@@ -62,14 +63,19 @@ fn names(inv: &Inventory) -> Vec<(String, String, usize)> {
 #[test]
 fn each_package_is_attributed_to_the_layer_that_installed_its_version() {
     let status0 = stanza("base-files", "12.4") + &stanza("libc6", "2.36-9");
-    let status1 = stanza("base-files", "12.4") + &stanza("libc6", "2.36-9+deb12u4") + &stanza("curl", "7.88.1-10");
+    let status1 = stanza("base-files", "12.4")
+        + &stanza("libc6", "2.36-9+deb12u4")
+        + &stanza("curl", "7.88.1-10");
     let inv = scan(&image(vec![
         gzip(tar_layer(&[
             ("usr/lib/os-release", DEBIAN_OS),
             ("etc/os-release", "->../usr/lib/os-release"),
             ("var/lib/dpkg/status", &status0),
         ])),
-        gzip(tar_layer(&[("var/lib/dpkg/status", &status1), ("etc/motd", "hi")])),
+        gzip(tar_layer(&[
+            ("var/lib/dpkg/status", &status1),
+            ("etc/motd", "hi"),
+        ])),
         gzip(tar_layer(&[("etc/motd", "unrelated")])),
     ]))
     .unwrap();
@@ -92,7 +98,10 @@ fn each_package_is_attributed_to_the_layer_that_installed_its_version() {
 fn a_package_deleted_by_a_whiteout_is_not_listed() {
     let inv = scan(&image(vec![
         gzip(tar_layer(&[
-            ("var/lib/dpkg/status.d/tzdata", &stanza("tzdata", "2024a-0+deb12u1")),
+            (
+                "var/lib/dpkg/status.d/tzdata",
+                &stanza("tzdata", "2024a-0+deb12u1"),
+            ),
             ("var/lib/dpkg/status.d/netbase", &stanza("netbase", "6.4")),
             ("var/lib/dpkg/status.d/netbase.md5sums", "x  etc/services\n"),
         ])),
@@ -115,7 +124,8 @@ fn an_opaque_directory_drops_the_database_below_it() {
 
 #[test]
 fn licenses_come_from_the_packages_copyright_file() {
-    let copyright = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n\
+    let copyright =
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n\
                      Files: *\nCopyright: 1999 Jo\nLicense: GPL-2+\n\n\
                      Files: lib/*\nLicense: custom-thing\n\n\
                      License: custom-thing\n Do what you like.\n";
@@ -128,7 +138,10 @@ fn licenses_come_from_the_packages_copyright_file() {
     assert_eq!(p.licenses, ["GPL-2+", "custom-thing"]);
     let doc = serde_json::to_value(spdx::document(&inv, "2026-01-01T00:00:00Z")).unwrap();
     let pkg = &doc["packages"][1];
-    assert_eq!(pkg["licenseDeclared"], "GPL-2.0-or-later AND LicenseRef-custom-thing");
+    assert_eq!(
+        pkg["licenseDeclared"],
+        "GPL-2.0-or-later AND LicenseRef-custom-thing"
+    );
     assert_eq!(pkg["supplier"], "Person: Jo (jo@example.org)");
     let extracted = &doc["hasExtractedLicensingInfos"][0];
     assert_eq!(extracted["licenseId"], "LicenseRef-custom-thing");
@@ -158,10 +171,8 @@ fn apk_packages_get_alpine_purls() {
 #[test]
 fn zstd_and_plain_tar_layers_are_read() {
     let plain = tar_layer(&[("var/lib/dpkg/status", &stanza("a", "1"))]);
-    let zst = ruzstd::encoding::compress_to_vec(
-        &plain[..],
-        ruzstd::encoding::CompressionLevel::Fastest,
-    );
+    let zst =
+        ruzstd::encoding::compress_to_vec(&plain[..], ruzstd::encoding::CompressionLevel::Fastest);
     for layer in [plain.clone(), zst] {
         let mut img = image(vec![layer]);
         img.layers[0].media_type = MEDIA_OCI_LAYER.into();
@@ -202,7 +213,10 @@ fn a_huge_database_file_is_refused_not_read() {
 
 #[test]
 fn documents_are_reproducible_for_the_same_image_and_time() {
-    let img = image(vec![gzip(tar_layer(&[("var/lib/dpkg/status", &stanza("a", "1"))]))]);
+    let img = image(vec![gzip(tar_layer(&[(
+        "var/lib/dpkg/status",
+        &stanza("a", "1"),
+    )]))]);
     let one = serde_json::to_vec(&spdx::document(&scan(&img).unwrap(), "t")).unwrap();
     let two = serde_json::to_vec(&spdx::document(&scan(&img).unwrap(), "t")).unwrap();
     assert_eq!(one, two);
