@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use e2e::registry::{Auth, Registry};
 use e2e::{fixtures, have, require, text};
 use serde_json::Value;
 
