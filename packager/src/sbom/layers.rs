@@ -269,7 +269,8 @@ pub fn apply(
                     limit: MAX_FILE,
                 });
             }
-            let mut data = Vec::with_capacity(size as usize);
+            // The header's size is a claim: grow as bytes arrive, not on its word.
+            let mut data = Vec::with_capacity(size.min(1 << 20) as usize);
             entry.read_to_end(&mut data).map_err(bad)?;
             Node::File { data, layer }
         } else {

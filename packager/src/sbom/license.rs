@@ -2,6 +2,9 @@
 //! SPDX-like expressions) turned into SPDX: known names map to SPDX license ids, the rest become
 //! `LicenseRef-` ids that the document then defines.
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 /// The SPDX license list ids, as the CycloneDX 1.5 schema enumerates them.
 const SPDX_IDS: &str = include_str!("spdx_ids.txt");
 
@@ -47,10 +50,14 @@ pub fn spdx_id(name: &str) -> Option<String> {
 }
 
 fn lookup(id: &str) -> Option<String> {
-    SPDX_IDS
-        .lines()
-        .find(|l| l.eq_ignore_ascii_case(id))
-        .map(str::to_string)
+    static BY_LOWER: OnceLock<HashMap<String, &'static str>> = OnceLock::new();
+    let ids = BY_LOWER.get_or_init(|| {
+        SPDX_IDS
+            .lines()
+            .map(|l| (l.to_ascii_lowercase(), l))
+            .collect()
+    });
+    ids.get(&id.to_ascii_lowercase()).map(|s| s.to_string())
 }
 
 /// A name made into a `LicenseRef-` id (letters, digits, `.` and `-` only).

@@ -458,6 +458,13 @@ pub fn command(a: SbomArgs) -> Result<()> {
                 .with_context(|| format!("cannot write {}", path.display()))?;
             tmp.write_all(&doc)?;
             tmp.write_all(b"\n")?;
+            // A temporary file is 0600; a document is for sharing, as any file the shell makes.
+            use std::os::unix::fs::PermissionsExt;
+            let old = rustix::process::umask(rustix::fs::Mode::empty());
+            rustix::process::umask(old);
+            let mode = 0o666 & !old.bits();
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(mode))?;
             tmp.persist(path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
