@@ -340,6 +340,20 @@ fn an_apk_database_is_read_and_matches_syft() {
             &tmp.path().join("s.json")
         )
     );
+    // The same image pulled from a registry.
+    if require(
+        have("docker-registry") && have("skopeo"),
+        "docker-registry and skopeo",
+    ) {
+        let reg = Registry::start(Auth::Plain);
+        reg.push_layout(&layout, "latest", "apk:1");
+        let pulled = sbom(
+            &format!("http://{}/apk:1", reg.host()),
+            "spdx",
+            &tmp.path().join("r.spdx.json"),
+        );
+        assert_eq!(spdx_packages(&pulled), ours);
+    }
 }
 
 #[test]

@@ -219,6 +219,7 @@ impl BlobSource for CachedBlobs {
             hasher: Sha256::new(),
             want: desc.digest,
             path,
+            checked: false,
         }))
     }
 
@@ -238,10 +239,16 @@ struct Verifying {
     hasher: Sha256,
     want: Digest,
     path: PathBuf,
+    /// The end was reached and the digest held: reading on gives EOF again (a reader may ask
+    /// twice), not a digest of nothing.
+    checked: bool,
 }
 
 impl Read for Verifying {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.checked {
+            return Ok(0);
+        }
         let n = self.inner.read(buf)?;
         if n == 0 && !buf.is_empty() {
             let got = Digest(std::mem::take(&mut self.hasher).finalize().into());
@@ -252,6 +259,7 @@ impl Read for Verifying {
                     self.path.display()
                 )));
             }
+            self.checked = true;
         }
         self.hasher.update(&buf[..n]);
         Ok(n)
@@ -331,8 +339,12 @@ mod tests {
         let path = p.finish("h", "x").unwrap();
         let blobs = CachedBlobs(c.clone());
         let mut ok = Vec::new();
-        blobs.open(&d).unwrap().read_to_end(&mut ok).unwrap();
+        let mut r = blobs.open(&d).unwrap();
+        r.read_to_end(&mut ok).unwrap();
         assert_eq!(ok, b"original");
+        // Asking again at the end is EOF again, and the good blob stays.
+        assert_eq!(r.read(&mut [0u8; 16]).unwrap(), 0);
+        assert!(path.exists());
         fs::write(&path, b"0riginal").unwrap();
         let e = blobs
             .open(&d)
