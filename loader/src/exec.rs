@@ -88,6 +88,12 @@ fn run_steps(
     let mut tty = tty::Channel::default();
     // The container's cgroups: the supervisor removes them once it has ended.
     let mut cgroups = cgroup::Created::default();
+    // A supervised run blocks the signals it forwards before it creates anything to clean up:
+    // a SIGTERM between the cgroups' creation and the fork would otherwise kill us with them
+    // left behind. Pending, it reaches the supervisor, which forwards it.
+    if steps.iter().any(|s| matches!(s, Step::Fork(_))) {
+        ns::block_signals(&init::supervised_signals()).map_err(|e| fail("block signals", e))?;
+    }
     for step in steps {
         if let Step::Fork(stop) = step {
             match fork_supervised(*stop, &mut tty, started.take()) {
