@@ -25,7 +25,7 @@ LOADER_LINK := --config "target.$(MUSL).rustflags=['-C','link-arg=-fuse-ld=lld',
 LOADER_STD := -Zbuild-std=std,panic_abort -Zbuild-std-features=
 export OCI2BIN_EMBED_LOADER := $(LOADER)
 
-.PHONY: all deps loader packager test test-unit test-e2e bench demo install clean kernel lint fuzz
+.PHONY: all deps loader packager test test-unit test-e2e bench demo install clean kernel kernel-smoke lint fuzz
 
 # The entry points first install what is missing (`deps`, which may add the musl target), then do
 # their work in a second make. That one reads this file afresh, so LOADER_TRIPLE sees the target
@@ -130,6 +130,10 @@ kernel:
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	kernel/build.sh $(TARGET_DIR)/kernel/vmlinux
+
+# Boots that kernel to a busybox init under qemu -M microvm (KVM, else emulation).
+kernel-smoke: kernel
+	kernel/smoke.sh $(TARGET_DIR)/kernel/vmlinux
 
 clean:
 	$(CARGO) clean
