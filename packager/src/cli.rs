@@ -267,6 +267,17 @@ impl RegistryArgs {
             false => crate::registries_conf::ShortNames::DockerHub,
         }
     }
+
+    /// Everything a registry pull takes from these flags (asks for a `--creds` password now).
+    pub fn pull_options(&self) -> Result<RegistryOptions> {
+        Ok(RegistryOptions {
+            tls: self.tls(),
+            credentials: self.cred_options()?,
+            short_names: self.short_names(),
+            timeouts: self.timeouts(),
+            ..Default::default()
+        })
+    }
 }
 
 /// Checks credentials with a registry before `login` stores them: given the registry
@@ -563,7 +574,8 @@ fn login_command(a: LoginArgs, verifier: Option<LoginVerifier>) -> Result<()> {
 }
 
 /// The image to push: a file that exists is read as the OCI archive a built file is.
-fn push_source(s: &str) -> String {
+/// A built file given where a SOURCE may be: it is an OCI archive too.
+pub(crate) fn file_or_source(s: &str) -> String {
     if Path::new(s).is_file() {
         format!("oci-archive:{s}")
     } else {
@@ -586,7 +598,7 @@ fn push_command(a: PushArgs) -> Result<()> {
         anyhow::bail!("cannot push to {dest}: give a tag, not a digest (the registry computes it)");
     }
     let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
-    let credentials = a.registry.cred_options()?;
+    let registry = a.registry.pull_options()?;
     cleanup::install();
     let warn = |m: &str| eprintln!("oci2bin: warning: {m}");
     // Notes only where a person watches: a terminal, and not -q.
@@ -596,14 +608,7 @@ fn push_command(a: PushArgs) -> Result<()> {
             eprintln!("oci2bin: {m}")
         }
     };
-    let tls = a.registry.tls();
-    let registry = RegistryOptions {
-        tls: tls.clone(),
-        credentials,
-        short_names: a.registry.short_names(),
-        timeouts: a.registry.timeouts(),
-        ..Default::default()
-    };
+    let tls = registry.tls.clone();
     // The destination: the registry itself (mirrors are for pulls), with its stored credentials.
     let dest_opts = RegistryOptions {
         short_names: crate::registries_conf::ShortNames::DockerHub,
@@ -617,7 +622,7 @@ fn push_command(a: PushArgs) -> Result<()> {
         ep.host = format!("http://{}", ep.host_name());
     }
 
-    let source_ref = push_source(&a.source);
+    let source_ref = file_or_source(&a.source);
     let opts = SourceOptions {
         platform: None,
         source_date_epoch: None,
@@ -823,7 +828,7 @@ fn build(a: BuildArgs) -> Result<()> {
         .transpose()
         .context("--tag")?;
     let loader = loader_bin::resolve(a.loader.as_deref())?;
-    let credentials = a.registry.cred_options()?;
+    let registry = a.registry.pull_options()?;
     // Temporary files (the output, blobs being downloaded) go when ^C ends the build.
     cleanup::install();
 
@@ -838,13 +843,7 @@ fn build(a: BuildArgs) -> Result<()> {
         platform,
         source_date_epoch: epoch,
         warn: &warn,
-        registry: RegistryOptions {
-            tls: a.registry.tls(),
-            credentials,
-            short_names: a.registry.short_names(),
-            timeouts: a.registry.timeouts(),
-            ..Default::default()
-        },
+        registry,
         progress,
     };
     // A build --require-cosign cannot satisfy fails before anything is downloaded.
@@ -973,9 +972,9 @@ mod tests {
     fn push_reads_an_existing_file_as_an_oci_archive() {
         let f = tempfile::NamedTempFile::new().unwrap();
         let p = f.path().to_str().unwrap();
-        assert_eq!(push_source(p), format!("oci-archive:{p}"));
-        assert_eq!(push_source("oci:/nowhere:1"), "oci:/nowhere:1");
-        assert_eq!(push_source("docker://a/b:1"), "docker://a/b:1");
+        assert_eq!(file_or_source(p), format!("oci-archive:{p}"));
+        assert_eq!(file_or_source("oci:/nowhere:1"), "oci:/nowhere:1");
+        assert_eq!(file_or_source("docker://a/b:1"), "docker://a/b:1");
     }
 
     #[test]

@@ -234,33 +234,39 @@ pub fn busybox_plus_layer_bin() -> &'static Path {
 fn plus_layer(src: &Path, name: &str, extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
     let tmp = crate::world_tempdir();
     let dst = tmp.path().join("layout");
-    link_blobs(src, &dst);
-    for f in ["oci-layout", "index.json"] {
-        std::fs::copy(src.join(f), dst.join(f)).unwrap();
-    }
+    copy_layout(src, &dst);
     let l = tmp.path().join("l5");
     std::fs::create_dir_all(l.join("opt/second")).unwrap();
     std::fs::write(l.join("opt/second/hello"), "the second image\n").unwrap();
-    let tar = tmp.path().join("l5.tar");
-    let run = |c: &mut Command| {
-        let o = c.output().unwrap();
-        assert!(o.status.success(), "{c:?}: {}", crate::text(&o.stderr));
-    };
-    run(Command::new("tar")
-        .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
-        .arg(&l)
-        .arg("-cf")
-        .arg(&tar)
-        .arg("opt"));
-    run(Command::new("python3")
-        .arg(crate::workspace().join("tests/fixtures/add_layer.py"))
-        .arg(&dst)
-        .arg("latest")
-        .arg(&tar)
-        .arg("gzip"));
+    append_layer(&dst, &l, "opt", &tmp.path().join("l5.tar"));
     let out = tmp.path().join(name);
     crate::build(&format!("oci:{}:latest", dst.display()), &out, extra);
     (tmp, out)
+}
+
+/// Copies the layout `src` to `dst`: blobs linked, `oci-layout` and `index.json` copied.
+fn copy_layout(src: &Path, dst: &Path) {
+    link_blobs(src, dst);
+    for f in ["oci-layout", "index.json"] {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+}
+
+/// Appends `entry` of `dir` (tarred by GNU tar as root-owned, into `tar`) to the layout's
+/// `latest` image as a gzip layer.
+fn append_layer(layout: &Path, dir: &Path, entry: &str, tar: &Path) {
+    run(Command::new("tar")
+        .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
+        .arg(dir)
+        .arg("-cf")
+        .arg(tar)
+        .arg(entry));
+    run(Command::new("python3")
+        .arg(crate::workspace().join("tests/fixtures/add_layer.py"))
+        .arg(layout)
+        .arg("latest")
+        .arg(tar)
+        .arg("gzip"));
 }
 
 /// A copy of the layout `src` (tag `latest`, blobs linked) with one gzip layer appended per
@@ -268,24 +274,9 @@ fn plus_layer(src: &Path, name: &str, extra: &[&str]) -> (tempfile::TempDir, Pat
 pub fn with_layers(src: &Path, layers: &[&Path]) -> (tempfile::TempDir, PathBuf) {
     let tmp = crate::world_tempdir();
     let dst = tmp.path().join("layout");
-    link_blobs(src, &dst);
-    for f in ["oci-layout", "index.json"] {
-        std::fs::copy(src.join(f), dst.join(f)).unwrap();
-    }
+    copy_layout(src, &dst);
     for (i, l) in layers.iter().enumerate() {
-        let tar = tmp.path().join(format!("layer{i}.tar"));
-        run(Command::new("tar")
-            .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
-            .arg(l)
-            .arg("-cf")
-            .arg(&tar)
-            .arg("."));
-        run(Command::new("python3")
-            .arg(crate::workspace().join("tests/fixtures/add_layer.py"))
-            .arg(&dst)
-            .arg("latest")
-            .arg(&tar)
-            .arg("gzip"));
+        append_layer(&dst, l, ".", &tmp.path().join(format!("layer{i}.tar")));
     }
     (tmp, dst)
 }

@@ -33,7 +33,7 @@ impl View {
         for _ in 0..8 {
             match self.nodes.get(&p) {
                 Some(Node::File { data, .. }) => return Some(data),
-                Some(Node::Symlink { target, .. }) => p = resolve_link(&p, target)?,
+                Some(Node::Symlink { target, .. }) => p = resolve_link(&p, target),
                 None => p = self.through_parent_link(&p)?,
             }
         }
@@ -45,7 +45,7 @@ impl View {
         let mut end = p.len();
         while let Some(i) = p[..end].rfind('/') {
             if let Some(Node::Symlink { target, .. }) = self.nodes.get(&p[..i]) {
-                let dir = resolve_link(&p[..i], target)?;
+                let dir = resolve_link(&p[..i], target);
                 return normalize(&format!("{dir}/{}", &p[i + 1..]));
             }
             end = i;
@@ -122,7 +122,7 @@ pub fn normalize(p: &str) -> Option<String> {
 
 /// Where a symlink at `at` pointing to `target` leads, inside the root (absolute targets are
 /// taken from the image's root, as the container sees them; `..` stops at the root).
-fn resolve_link(at: &str, target: &str) -> Option<String> {
+fn resolve_link(at: &str, target: &str) -> String {
     let joined = if target.starts_with('/') {
         target.to_string()
     } else {
@@ -131,17 +131,7 @@ fn resolve_link(at: &str, target: &str) -> Option<String> {
             None => target.to_string(),
         }
     };
-    let mut out: Vec<&str> = Vec::new();
-    for c in joined.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    Some(out.join("/"))
+    crate::source::tarindex::normalize(&joined)
 }
 
 /// Which paths the scan keeps: package databases, Debian copyright files and the package doc

@@ -16,17 +16,15 @@ pub mod rpm;
 pub mod spdx;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use sha2::{Digest as _, Sha256};
 
 use crate::cli::RegistryArgs;
-use crate::model::{Digest, Image};
+use crate::model::{Digest, HashingReader, Image};
 use crate::registry::pull::Quiet;
-use crate::source::registry::RegistryOptions;
 use crate::source::{self, SourceOptions};
 
 pub use ids::{image_purl, package_key, purl, uuid_from};
@@ -201,25 +199,13 @@ pub fn related(changed: &str, path: &str) -> bool {
             .is_some_and(|r| r.starts_with('/'))
 }
 
-/// A reader that hashes what passes through, to check a layer's digest once it is read.
-struct Hashing<R> {
-    inner: R,
-    hash: Sha256,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 /// Reads the image's layers and lists its packages.
 pub fn scan(image: &Image) -> Result<Inventory, Error> {
     let mut view = View::default();
     // (kind, name, arch) → (version, layer since which it has been installed at it).
-    let mut since: HashMap<(Kind, String, Option<String>), (String, usize)> = HashMap::new();
+    // What each database lists after the layers read so far, every package with the layer
+    // since which it has been installed at its version.
+    let mut listed: BTreeMap<Kind, Vec<Package>> = BTreeMap::new();
     for (i, desc) in image.layers.iter().enumerate() {
         let digest = desc.digest.to_string();
         let layer_err = |e: io::Error| Error::Layer {
@@ -230,10 +216,8 @@ pub fn scan(image: &Image) -> Result<Inventory, Error> {
             digest: digest.clone(),
             source: io::Error::other(e.to_string()),
         })?;
-        let mut raw = Hashing {
-            inner: blob,
-            hash: Sha256::new(),
-        };
+        // Hashed as read, to check the layer's digest once it is read through.
+        let mut raw = HashingReader::new(blob);
         let changed = {
             let mut tar = layers::decompress(BufReader::with_capacity(1 << 16, &mut raw))
                 .map_err(layer_err)?;
@@ -243,7 +227,7 @@ pub fn scan(image: &Image) -> Result<Inventory, Error> {
             changed
         };
         io::copy(&mut raw, &mut io::sink()).map_err(layer_err)?;
-        let got = Digest(raw.hash.finalize().into());
+        let (got, _) = raw.finish();
         if got != desc.digest {
             return Err(Error::Digest {
                 digest,
@@ -254,23 +238,20 @@ pub fn scan(image: &Image) -> Result<Inventory, Error> {
             if !changed.iter().any(|c| kind.touches(c)) {
                 continue;
             }
-            let now = kind.packages(&view)?;
-            let mut before: HashMap<_, _> = HashMap::new();
-            since.retain(|k, v| {
-                if k.0 == kind {
-                    before.insert(k.clone(), v.clone());
-                }
-                k.0 != kind
-            });
-            for p in now {
-                let key = (kind, p.name, p.arch);
+            let before = listed.remove(&kind).unwrap_or_default();
+            let installed: HashMap<_, _> = before
+                .iter()
+                .map(|q| ((&q.name, &q.arch), (&q.version, q.layer)))
+                .collect();
+            let mut now = kind.packages(&view)?;
+            for p in &mut now {
                 // A package still at the same version keeps the layer that installed it.
-                let layer = match before.get(&key) {
-                    Some((v, l)) if *v == p.version => *l,
+                p.layer = match installed.get(&(&p.name, &p.arch)) {
+                    Some((v, l)) if **v == p.version => *l,
                     _ => i,
                 };
-                since.insert(key, (p.version, layer));
             }
+            listed.insert(kind, now);
         }
     }
     let os = view
@@ -278,17 +259,10 @@ pub fn scan(image: &Image) -> Result<Inventory, Error> {
         .or_else(|| view.file("usr/lib/os-release"))
         .map(|d| OsRelease::parse(&String::from_utf8_lossy(d)))
         .unwrap_or_default();
-    let mut packages = Vec::new();
-    for kind in Kind::ALL {
-        for mut p in kind.packages(&view)? {
-            if let Some((_, layer)) = since.get(&(kind, p.name.clone(), p.arch.clone())) {
-                p.layer = *layer;
-            }
-            if kind == Kind::Deb {
-                (p.licenses, p.license_texts) = dpkg::licenses(&view, &p.name);
-            }
-            packages.push(p);
-        }
+    // The last layer that touched a database left its list final: read no database again.
+    let mut packages: Vec<Package> = listed.into_values().flatten().collect();
+    for p in packages.iter_mut().filter(|p| p.kind == Kind::Deb) {
+        (p.licenses, p.license_texts) = dpkg::licenses(&view, &p.name);
     }
     packages.sort_by(|a, b| (a.kind, &a.name, &a.arch).cmp(&(b.kind, &b.name, &b.arch)));
     Ok(Inventory {
@@ -319,24 +293,13 @@ pub fn command(a: SbomArgs) -> Result<()> {
         .map(crate::platform::Platform::parse)
         .transpose()
         .context("--platform")?;
-    // A file built by oci2bin is an OCI archive too.
-    let reference = if std::path::Path::new(&a.source).is_file() {
-        format!("oci-archive:{}", a.source)
-    } else {
-        a.source.clone()
-    };
+    let reference = crate::cli::file_or_source(&a.source);
     let warn = |m: &str| eprintln!("oci2bin: warning: {m}");
     let opts = SourceOptions {
         platform,
         source_date_epoch: None,
         warn: &warn,
-        registry: RegistryOptions {
-            tls: a.registry.tls(),
-            credentials: a.registry.cred_options()?,
-            short_names: a.registry.short_names(),
-            timeouts: a.registry.timeouts(),
-            ..Default::default()
-        },
+        registry: a.registry.pull_options()?,
         progress: &Quiet,
     };
     let opened =
