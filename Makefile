@@ -8,11 +8,14 @@ PREFIX ?= /usr/local
 # Debian packages the build, the tests and the benchmarks use (see ../shared/TESTING.md).
 APT_PACKAGES := musl-tools busybox-static skopeo umoci mmdebstrap podman runc uidmap zstd \
   docker-registry apache2-utils openssl slirp4netns passt hyperfine bubblewrap charliecloud \
-  python3 util-linux tar redis-tools openssh-client rpm
+  python3 util-linux tar redis-tools openssh-client rpm qemu-system-x86
 # The loader: static musl when the target can be added, else static glibc (crt-static). Computed
 # when make reads this file, so it reflects the toolchain as it was then: see ENTRY_POINTS below.
 LOADER_TRIPLE := $(shell rustup target list --installed 2>/dev/null | grep -qx $(MUSL) && echo $(MUSL) || echo x86_64-unknown-linux-gnu)
 LOADER := $(TARGET_DIR)/$(LOADER_TRIPLE)/loader/loader
+# The VM runtime (`--vm`): a second static binary from the loader crate, carried by files built
+# with --vm; no size limit of its own (the small loader's is what every file pays).
+VM_RUNTIME := $(TARGET_DIR)/$(LOADER_TRIPLE)/loader/loader-vm
 # Size flags for the musl loader beyond .cargo/config.toml: rust-lld (from the toolchain) with
 # identical-code folding, and no unwind tables (loader/link/no-unwind.ld).
 GCC_LD := $(shell rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/gcc-ld
@@ -24,6 +27,7 @@ LOADER_LINK := --config "target.$(MUSL).rustflags=['-C','link-arg=-fuse-ld=lld',
 # needs the rust-src component (`deps` adds it); without it the plain build is used.
 LOADER_STD := -Zbuild-std=std,panic_abort -Zbuild-std-features=
 export OCI2BIN_EMBED_LOADER := $(LOADER)
+export OCI2BIN_EMBED_VM_RUNTIME := $(VM_RUNTIME)
 
 .PHONY: all deps loader packager test test-unit test-e2e bench demo install clean kernel kernel-smoke lint fuzz
 
@@ -54,6 +58,8 @@ bench: all
 
 install: all
 	install -D -m 0755 $(OCI2BIN) $(DESTDIR)$(PREFIX)/bin/oci2bin
+	ln -sf oci2bin $(DESTDIR)$(PREFIX)/bin/oci2vm
+	if [ -f $(TARGET_DIR)/kernel/vmlinux ]; then install -D -m 0644 $(TARGET_DIR)/kernel/vmlinux $(DESTDIR)$(PREFIX)/share/oci2bin/vmlinux; fi
 endif
 
 # Idempotent: installs only what is missing; needs root (or sudo) only when something is.
@@ -75,13 +81,13 @@ deps:
 loader:
 ifeq ($(LOADER_TRIPLE),$(MUSL))
 	@if rustup component list --installed 2>/dev/null | grep -q '^rust-src' && \
-	  RUSTC_BOOTSTRAP=1 $(CARGO) build -p loader --bin loader --profile loader --target $(MUSL) $(LOADER_LINK) $(LOADER_STD); then :; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) build -p loader --bin loader --bin loader-vm --profile loader --target $(MUSL) $(LOADER_LINK) $(LOADER_STD); then :; \
 	else \
 	  echo "warning: loader built on the prebuilt std (no rust-src, or build-std failed): ~200 KB bigger" >&2; \
-	  $(CARGO) build -p loader --bin loader --profile loader --target $(MUSL) $(LOADER_LINK); \
+	  $(CARGO) build -p loader --bin loader --bin loader-vm --profile loader --target $(MUSL) $(LOADER_LINK); \
 	fi
 else
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build -p loader --bin loader --profile loader --target $(LOADER_TRIPLE)
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build -p loader --bin loader --bin loader-vm --profile loader --target $(LOADER_TRIPLE)
 endif
 	@$(check_loader)
 
@@ -94,11 +100,13 @@ phdrs=$$(readelf -lW "$$f"); \
 case "$$phdrs" in *INTERP*) echo "error: loader is not static (it has PT_INTERP): $$f" >&2; exit 1;; esac; \
 size=$$(stat -c %s "$$f"); \
 [ "$$size" -le 655360 ] || { echo "error: loader exceeds 640 KiB ($$size bytes): $$f" >&2; exit 1; }; \
-echo "loader: $$f ($$size bytes, static)"
+echo "loader: $$f ($$size bytes, static)"; \
+v='$(VM_RUNTIME)'; case "$$(readelf -lW "$$v")" in *INTERP*) echo "error: VM runtime is not static: $$v" >&2; exit 1;; esac; \
+echo "vm runtime: $$v ($$(stat -c %s "$$v") bytes, static)"
 endef
 
 packager: loader
-	OCI2BIN_EMBED_LOADER=$(LOADER) $(CARGO) build --release -p oci2bin
+	OCI2BIN_EMBED_LOADER=$(LOADER) OCI2BIN_EMBED_VM_RUNTIME=$(VM_RUNTIME) $(CARGO) build --release -p oci2bin
 	@echo "packager: $(OCI2BIN)"
 
 test-unit:

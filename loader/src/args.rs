@@ -65,6 +65,9 @@ enum Id {
     Name,
     Rm,
     Restart,
+    Vm,
+    Vmm,
+    VmAccel,
 }
 
 struct Opt {
@@ -483,6 +486,27 @@ const OPTIONS: &[Opt] = &[
         help: "remove the state when it ends (unnamed foreground runs keep none)",
     },
     Opt {
+        long: "vm",
+        short: None,
+        value: None,
+        id: Id::Vm,
+        help: "run in a microVM (its own kernel) instead of namespaces; the file must carry VM parts",
+    },
+    Opt {
+        long: "vmm",
+        short: None,
+        value: Some("NAME"),
+        id: Id::Vmm,
+        help: "with --vm: the monitor, qemu (qemu-system-x86_64 -M microvm)",
+    },
+    Opt {
+        long: "vm-accel",
+        short: None,
+        value: Some("MODE"),
+        id: Id::VmAccel,
+        help: "with --vm: kvm, tcg (emulation) or auto (kvm when /dev/kvm opens)",
+    },
+    Opt {
         long: "restart",
         short: None,
         value: Some("POLICY"),
@@ -562,6 +586,30 @@ pub struct Flags {
     pub name: Option<String>,
     pub rm: bool,
     pub restart: crate::containers::Restart,
+    /// `--vm`: run in a microVM ([`crate::plan::vm`]).
+    pub vm: bool,
+    /// `--vmm`: the virtual machine monitor.
+    pub vmm: Vmm,
+    /// `--vm-accel`: how the guest's CPU is run.
+    pub vm_accel: VmAccel,
+}
+
+/// `--vmm`: which monitor runs the guest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Vmm {
+    /// `qemu-system-x86_64 -M microvm` from the host.
+    #[default]
+    Qemu,
+}
+
+/// `--vm-accel`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VmAccel {
+    /// KVM when /dev/kvm can be opened read-write, else emulation with a warning.
+    #[default]
+    Auto,
+    Kvm,
+    Tcg,
 }
 
 /// The container's network.
@@ -1144,6 +1192,23 @@ fn apply(
         (Id::Version, _) => return Ok(on.then_some(Parsed::Version)),
         (Id::Detach, _) => flags.detach = on,
         (Id::Rm, _) => flags.rm = on,
+        (Id::Vm, _) => flags.vm = on,
+        (Id::Vmm, Some(v)) => {
+            const WANT: &str = "qemu (libkrun is not built into this loader)";
+            flags.vmm = match text(option, v, WANT)?.as_str() {
+                "qemu" => Vmm::Qemu,
+                other => return Err(bad(other, WANT)),
+            }
+        }
+        (Id::VmAccel, Some(v)) => {
+            const WANT: &str = "kvm, tcg or auto";
+            flags.vm_accel = match text(option, v, WANT)?.as_str() {
+                "auto" => VmAccel::Auto,
+                "kvm" => VmAccel::Kvm,
+                "tcg" => VmAccel::Tcg,
+                other => return Err(bad(other, WANT)),
+            }
+        }
         (Id::Name, Some(v)) => {
             const WANT: &str =
                 "a name of letters, digits, '_', '.' and '-', starting with a letter or digit";

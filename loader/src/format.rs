@@ -22,6 +22,8 @@
 //!               |   oci-layout, blobs/sha256/<config>, blobs/sha256/<layer>…,               |
 //!               |   blobs/sha256/<manifest>, index.json, manifest.json, repositories        |
 //!               | layers are stored exactly as they came (never recompressed)               |
+//!               | VM mode (1.2, optional): oci2bin/vm/vmlinux (gzip), oci2bin/vm/runtime,   |
+//!               |   entries image readers ignore; the record's VM parts point at them       |
 //!               +--------------------------------------------------------------------------+
 //!               | tar end-of-archive: two zero blocks          (end = tar.offset + tar.len) |
 //!               +--------------------------------------------------------------------------+
@@ -72,7 +74,7 @@ use std::fmt;
 pub mod signature;
 
 pub const FORMAT_MAJOR: u16 = 1;
-pub const FORMAT_MINOR: u16 = 1;
+pub const FORMAT_MINOR: u16 = 2;
 pub const TRAILER_LEN: usize = 128;
 pub const TRAILER_MAGIC: &[u8; 8] = b"OCI2BIN\0";
 pub const TRAILER_END_MAGIC: &[u8; 8] = b"OCI2BIN!";
@@ -381,7 +383,44 @@ pub struct Runtime {
     /// 1.1; the trailer then sets [`FLAG_SIGNATURE_REQUIRED`]). Signed with the rest of the
     /// record, so changing them needs signing again.
     pub trusted_keys: Vec<Vec<u8>>,
+    /// What VM mode needs (`--vm`, since 1.2): the guest kernel and the VM runtime, stored as
+    /// tar entries under `oci2bin/vm/` that image readers ignore. Empty in a namespace-only file.
+    pub vm_parts: Vec<VmPart>,
 }
+
+/// One file VM mode takes from the archive: where its bytes lie and what they hash to.
+/// Item layout: `kind` u8, `offset` u64, `size` u64, `sha256` 32 bytes, `compression` u8.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmPart {
+    pub kind: VmPartKind,
+    pub offset: u64,
+    pub size: u64,
+    /// sha256 of the bytes as stored.
+    pub sha256: [u8; 32],
+    /// How the bytes are stored (the kernel is gzipped; the runtime is a plain ELF).
+    pub compression: Compression,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmPartKind {
+    /// The guest kernel: an uncompressed ELF `vmlinux` (PVH entry), once decompressed.
+    Kernel = 1,
+    /// The VM runtime: a static ELF, the loader built with VM support, run for `--vm`.
+    Runtime = 2,
+}
+
+impl VmPartKind {
+    /// Its name in the archive (`oci2bin/vm/NAME`) and in the cache.
+    pub fn name(self) -> &'static str {
+        match self {
+            VmPartKind::Kernel => "vmlinux",
+            VmPartKind::Runtime => "runtime",
+        }
+    }
+}
+
+/// The directory of the VM parts inside the archive.
+pub const VM_DIR: &str = "oci2bin/vm";
 
 /// The default seccomp filter as the packager compiled it, and what it assumed, so the loader
 /// installs it as it is in the common case and recompiles `profile` only when the run's
@@ -417,10 +456,12 @@ mod tag {
     pub const DEFAULT_ARG: u8 = 12;
     pub const SECCOMP: u8 = 13;
     pub const TRUSTED_KEY: u8 = 14;
+    pub const VM_PART: u8 = 15;
 }
 
 const RECORD_MAGIC: &[u8; 4] = b"O2BR";
 const LAYER_LEN: usize = 8 + 8 + 32 + 1;
+const VM_PART_LEN: usize = 1 + LAYER_LEN;
 
 impl Runtime {
     pub fn encode(&self) -> Vec<u8> {
@@ -473,6 +514,15 @@ impl Runtime {
         }
         for k in &self.trusted_keys {
             put(tag::TRUSTED_KEY, k);
+        }
+        for p in &self.vm_parts {
+            let mut v = Vec::with_capacity(VM_PART_LEN);
+            v.push(p.kind as u8);
+            v.extend_from_slice(&p.offset.to_le_bytes());
+            v.extend_from_slice(&p.size.to_le_bytes());
+            v.extend_from_slice(&p.sha256);
+            v.push(p.compression as u8);
+            put(tag::VM_PART, &v);
         }
         out
     }
@@ -527,6 +577,24 @@ impl Runtime {
                         return Err(FormatError::BadRecord("trusted key is not a SEC1 point"));
                     }
                     r.trusted_keys.push(v.to_vec())
+                }
+                tag::VM_PART => {
+                    if v.len() != VM_PART_LEN {
+                        return Err(FormatError::BadRecord("vm part item of the wrong length"));
+                    }
+                    let kind = match v[0] {
+                        1 => VmPartKind::Kernel,
+                        2 => VmPartKind::Runtime,
+                        // A part a newer packager adds that this loader cannot use.
+                        _ => continue,
+                    };
+                    r.vm_parts.push(VmPart {
+                        kind,
+                        offset: rd64(v, 1),
+                        size: rd64(v, 9),
+                        sha256: v[17..49].try_into().unwrap(),
+                        compression: Compression::from_u8(v[49])?,
+                    })
                 }
                 _ => {}
             }
@@ -756,7 +824,29 @@ mod tests {
                 profile: b"{}".to_vec(),
             }),
             trusted_keys: vec![[&[4u8][..], &[9; 64]].concat()],
+            vm_parts: vec![VmPart {
+                kind: VmPartKind::Kernel,
+                offset: 4096,
+                size: 99,
+                sha256: [3; 32],
+                compression: Compression::Gzip,
+            }],
         }
+    }
+
+    #[test]
+    fn runtime_record_skips_vm_parts_of_unknown_kinds_and_refuses_bad_ones() {
+        let r = sample_runtime();
+        let mut b = r.encode();
+        let mut other = vec![9u8];
+        other.extend_from_slice(&[0; VM_PART_LEN - 1]);
+        b.push(tag::VM_PART);
+        b.extend_from_slice(&(other.len() as u32).to_le_bytes());
+        b.extend_from_slice(&other);
+        assert_eq!(Runtime::decode(&b).unwrap(), r);
+        let mut short = r.encode();
+        short.extend_from_slice(&[tag::VM_PART, 1, 0, 0, 0, 1]);
+        assert!(Runtime::decode(&short).is_err());
     }
 
     #[test]

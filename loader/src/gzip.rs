@@ -46,7 +46,8 @@ impl<R: BufRead> GzipMembers<R> {
         }
     }
 
-    fn src(&mut self) -> &mut R {
+    /// The source: after the last member, positioned at its end.
+    pub fn src(&mut self) -> &mut R {
         self.dec.get_mut()
     }
 

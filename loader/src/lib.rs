@@ -45,6 +45,8 @@ pub mod tar;
 pub mod users;
 #[cfg(feature = "runtime")]
 pub mod verify;
+#[cfg(feature = "runtime")]
+pub mod vm;
 
 #[cfg(feature = "trust")]
 pub mod trust;

@@ -32,6 +32,33 @@ fn main() {
     }
 }
 
+/// `--vm`: the VM runtime this file carries, copied into the cache once, runs in our place
+/// with the file open as a descriptor (its /proc/self/exe is the runtime). Returns only on
+/// failure.
+fn start_vm(me: &selfexe::SelfExe, program: &str, args: Vec<OsString>) -> Box<dyn Error> {
+    use loader::format::VmPartKind;
+    use std::os::fd::{AsFd, AsRawFd};
+    let runtime = match loader::vm::parts::get(&me.file, &me.runtime.vm_parts, VmPartKind::Runtime) {
+        Ok(r) => r,
+        Err(e) => return e.into(),
+    };
+    if let Err(e) = sys::ns::keep_on_exec(me.file.as_fd()) {
+        return format!("keep the file open for the VM runtime: {e}").into();
+    }
+    let cstr = |b: &[u8]| CString::new(b).unwrap_or_default();
+    let argv: Vec<CString> = std::iter::once(cstr(program.as_bytes()))
+        .chain(args.iter().map(|a| cstr(a.as_bytes())))
+        .collect();
+    let fd_var = format!("{}={}", loader::vm::FILE_FD_ENV, me.file.as_raw_fd());
+    let env: Vec<CString> = std::env::vars_os()
+        .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
+        .chain(std::iter::once(fd_var.into_bytes()))
+        .map(|e| cstr(&e))
+        .collect();
+    let e = sys::ns::execve(&cstr(runtime.as_os_str().as_bytes()), &argv, &env);
+    format!("start the VM runtime {}: {e}", runtime.display()).into()
+}
+
 fn version() -> String {
     format!(
         "oci2bin loader {} (format {FORMAT_MAJOR}.{FORMAT_MINOR})",
@@ -56,11 +83,12 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
     let program = argv
         .first()
         .map_or("oci2bin".into(), |a| a.to_string_lossy().into_owned());
+    let user_args: Vec<OsString> = argv.into_iter().skip(1).collect();
     let all = rt
         .default_args
         .iter()
         .map(OsString::from)
-        .chain(argv.into_iter().skip(1));
+        .chain(user_args.iter().cloned());
     let mut flags = match args::parse(all)? {
         args::Parsed::Help => {
             print!("{}", args::help_text(&program, &rt.name));
@@ -76,6 +104,9 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
     verify::check_required(&me)?;
     if let Some(key) = &flags.verify_key {
         verify::check(&me, key)?;
+    }
+    if flags.vm {
+        return Err(start_vm(&me, &program, user_args).into());
     }
     lifecycle::check(&flags)?;
     // Before the cache's work: a container to join that is not running stops the start at once.

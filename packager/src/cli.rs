@@ -396,6 +396,8 @@ pub struct BuildArgs {
     pub require_signature: Vec<PathBuf>,
     #[command(flatten)]
     pub cosign: crate::cosign::CosignArgs,
+    #[command(flatten)]
+    pub vm: crate::vm::VmArgs,
     /// Print nothing on success
     #[arg(short, long)]
     pub quiet: bool,
@@ -828,6 +830,8 @@ fn build(a: BuildArgs) -> Result<()> {
         .transpose()
         .context("--tag")?;
     let loader = loader_bin::resolve(a.loader.as_deref())?;
+    // Before anything is read: a missing kernel fails the build at once.
+    let vm = crate::vm::resolve(&a.vm)?;
     let registry = a.registry.pull_options()?;
     // Temporary files (the output, blobs being downloaded) go when ^C ends the build.
     cleanup::install();
@@ -879,6 +883,7 @@ fn build(a: BuildArgs) -> Result<()> {
             loader: &loader,
             source_date_epoch: epoch,
             trusted_keys,
+            vm: vm.as_ref(),
         },
         &output,
     )

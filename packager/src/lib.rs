@@ -26,6 +26,7 @@ pub mod sbom;
 pub mod sink;
 pub mod source;
 pub mod trust;
+pub mod vm;
 pub mod volumes;
 
 pub use error::{Error, Result};

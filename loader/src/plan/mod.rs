@@ -22,6 +22,7 @@ mod terminal;
 #[cfg(test)]
 mod tests;
 mod userns;
+pub mod vm;
 
 pub use process::{command, environment};
 pub use root::{Upper, DEVICES};
@@ -370,6 +371,8 @@ pub enum PlanError {
     Resources(String),
     /// `oci2bin exec` cannot be done as asked.
     Exec(String),
+    /// A flag VM mode cannot honour.
+    Vm(String),
 }
 
 impl fmt::Display for PlanError {
@@ -388,7 +391,7 @@ impl fmt::Display for PlanError {
             PlanError::Mount(why) | PlanError::Resources(why) => f.write_str(why),
             PlanError::Security(why) => f.write_str(why),
             PlanError::NotATty => f.write_str("the input device is not a TTY"),
-            PlanError::Exec(why) => f.write_str(why),
+            PlanError::Exec(why) | PlanError::Vm(why) => f.write_str(why),
             PlanError::NoRange { mode, why } => {
                 write!(f, "--userns {mode} needs a subordinate id range: {why}")
             }

@@ -31,6 +31,7 @@ pub const MS_REC: u64 = libc::MS_REC;
 pub const MS_PRIVATE: u64 = libc::MS_PRIVATE;
 pub const MS_REMOUNT: u64 = libc::MS_REMOUNT;
 pub const MS_STRICTATIME: u64 = libc::MS_STRICTATIME;
+pub const MS_MOVE: u64 = libc::MS_MOVE;
 pub const MNT_DETACH: i32 = libc::MNT_DETACH;
 
 /// `si_code` of a signal the kernel raised itself, e.g. a terminal's ^C to its foreground group.
@@ -820,4 +821,28 @@ pub fn signalfd(set: &SigSet) -> io::Result<OwnedFd> {
     check(fd)?;
     // SAFETY: signalfd succeeded: the descriptor is new and ours.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `chroot(path)`.
+pub fn chroot(path: &Path) -> io::Result<()> {
+    let p = cpath(path)?;
+    // SAFETY: p is a valid C string the kernel only reads.
+    check(unsafe { libc::chroot(p.as_ptr()) }).map(drop)
+}
+
+/// Flushes every file system, then restarts the machine: the end of a VM guest's init (the
+/// monitor runs with -no-reboot, so a restart ends it).
+pub fn sync_and_restart() -> ! {
+    // SAFETY: sync and reboot take no pointers; reboot does not return on success.
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::RB_AUTOBOOT);
+    }
+    exit_now(125)
+}
+
+/// Lets `fd` survive an exec (clears `FD_CLOEXEC`).
+pub fn keep_on_exec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: F_SETFD takes an integer flag; fd is open (borrowed).
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) }).map(drop)
 }

@@ -21,7 +21,7 @@ use std::path::Path;
 
 use loader::format::{
     self, build_head, head_layout, pad_to_block, tar_header, Compression, LayerRef, Runtime, Span,
-    Trailer, BLOCK, FORMAT_MAJOR, FORMAT_MINOR,
+    Trailer, VmPart, VmPartKind, BLOCK, FORMAT_MAJOR, FORMAT_MINOR, VM_DIR,
 };
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
@@ -40,6 +40,8 @@ pub struct WriteOptions<'a> {
     pub source_date_epoch: Option<u64>,
     /// `--require-signature`: public keys (SEC1 points), one of which must sign the file.
     pub trusted_keys: Vec<Vec<u8>>,
+    /// `--vm`/`--vm-default`: VM mode's parts to carry.
+    pub vm: Option<&'a crate::vm::Bundle>,
 }
 
 /// What was written.
@@ -200,6 +202,24 @@ pub fn write_to<W: Write>(image: &Image, opts: &WriteOptions, out: W) -> Result<
         mtime,
     )?;
 
+    // VM mode's parts last: image readers skip entries they do not know.
+    let mut vm_parts = Vec::new();
+    if let Some(vm) = opts.vm {
+        for (kind, name, data, compression) in [
+            (VmPartKind::Kernel, "vmlinux.gz", &vm.kernel_gz[..], Compression::Gzip),
+            (VmPartKind::Runtime, "runtime", &vm.runtime[..], Compression::None),
+        ] {
+            let at = w.entry(&format!("{VM_DIR}/{name}"), data, mtime)?;
+            vm_parts.push(VmPart {
+                kind,
+                offset: at,
+                size: data.len() as u64,
+                sha256: Sha256::digest(data).into(),
+                compression,
+            });
+        }
+    }
+
     w.put(&[0u8; 2 * BLOCK])?;
     let tar_end = w.pos;
 
@@ -226,9 +246,13 @@ pub fn write_to<W: Write>(image: &Image, opts: &WriteOptions, out: W) -> Result<
         workdir: rc.workdir.clone(),
         user: rc.user.clone(),
         stop_signal: rc.stop_signal.clone(),
-        default_args: Vec::new(),
+        default_args: match opts.vm {
+            Some(vm) if vm.default => vec!["--vm".into()],
+            _ => Vec::new(),
+        },
         seccomp: Some(default_seccomp()),
         trusted_keys: opts.trusted_keys.clone(),
+        vm_parts,
     };
     let meta = Metadata {
         format_version: format!("{FORMAT_MAJOR}.{FORMAT_MINOR}"),
@@ -474,6 +498,7 @@ pub(crate) mod tests {
             loader: &loader,
             source_date_epoch: Some(1),
             trusted_keys: Vec::new(),
+            vm: None,
         };
         let (direct, cached) = (t.path().join("direct"), t.path().join("cached"));
         write_file(&image, &opts, &direct).unwrap();
@@ -499,6 +524,7 @@ pub(crate) mod tests {
                 loader: &loader,
                 source_date_epoch: epoch,
                 trusted_keys: Vec::new(),
+                vm: None,
             },
             &mut out,
         )
@@ -606,7 +632,7 @@ pub(crate) mod tests {
             assert_eq!(m.digest, d.digest.to_string());
         }
         assert_eq!(meta.manifest_digest, image.manifest.digest.to_string());
-        assert_eq!(meta.format_version, "1.1");
+        assert_eq!(meta.format_version, "1.2");
         assert_eq!(meta.loader.size, fake_loader().len() as u64);
         assert_eq!(&file[meta.loader.offset as usize..][..4], b"\x7fELF");
         assert_eq!(
@@ -638,6 +664,7 @@ pub(crate) mod tests {
                 loader: &loader,
                 source_date_epoch: Some(0),
                 trusted_keys: Vec::new(),
+                vm: None,
             },
             &mut out,
         )
@@ -670,6 +697,7 @@ pub(crate) mod tests {
                 loader: &loader,
                 source_date_epoch: None,
                 trusted_keys: Vec::new(),
+                vm: None,
             },
             &out,
         )
@@ -701,6 +729,7 @@ pub(crate) mod tests {
                 loader: &loader,
                 source_date_epoch: None,
                 trusted_keys: Vec::new(),
+                vm: None,
             },
             io::sink(),
         )
@@ -722,6 +751,7 @@ pub(crate) mod tests {
                 loader: &loader,
                 source_date_epoch: Some(5),
                 trusted_keys: Vec::new(),
+                vm: None,
             },
             &out,
         )

@@ -276,6 +276,7 @@ mod tests {
                 loader: &loader,
                 source_date_epoch: Some(0),
                 trusted_keys: Vec::new(),
+                vm: None,
             },
             &mut out,
         )
@@ -342,6 +343,7 @@ mod tests {
                 loader: &loader,
                 source_date_epoch: None,
                 trusted_keys: Vec::new(),
+                vm: None,
             },
             std::io::sink(),
         )

@@ -1,0 +1,391 @@
+//! The host side of a VM run: the container's tree (as a namespace run builds it, see
+//! [`crate::plan::vm`]), the monitor, and the streams between them. Stdout and stderr stay
+//! apart and stdin ends when the caller's does (each is a virtio-serial port); signals the
+//! caller gets are forwarded to the command; the command's exit code is ours.
+
+use super::parts::{self, write_once};
+use super::qemu::{self, Machine, CONSOLE_LOG, CONTROL, STDERR, STDIN, STDOUT};
+use super::wire::{self, Message};
+use super::cpio;
+use crate::args::{self, Flags, VmAccel};
+use crate::format::VmPartKind;
+use crate::plan::{self, IdMode};
+use crate::selfexe::SelfExe;
+use crate::sys::{ns, tty};
+use crate::{cache, exec, host, storage, verify};
+use std::error::Error;
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+/// How long a guest may take from the monitor's start to its init reading the config.
+fn boot_timeout(kvm: bool) -> Duration {
+    Duration::from_secs(if kvm { 20 } else { 120 })
+}
+
+/// Runs the file `me` in a VM with the caller's arguments; returns the command's exit code.
+pub fn run(me: &SelfExe, user_args: Vec<OsString>) -> Res<i32> {
+    let rt = &me.runtime;
+    let all = rt.default_args.iter().map(OsString::from).chain(user_args);
+    let mut flags = match args::parse(all)? {
+        args::Parsed::Run(f) => f,
+        // The file's own loader answers these before it starts the runtime.
+        _ => return Ok(0),
+    };
+    verify::check_required(me)?;
+    plan::vm::check(&flags)?;
+    let env_files = args::read_env_files(&flags)?;
+    let qemu = find_qemu()?;
+    let kvm = accel(flags.vm_accel)?;
+    let kernel = parts::get_gz(&me.file, &rt.vm_parts, VmPartKind::Kernel)?;
+    let initrd = initrd()?;
+    let mut prepared = match cache::prepare(&me.file, rt, None) {
+        Err(cache::CacheError::Interrupted(sig)) => crate::sys::sig::die_of(sig),
+        r => r?,
+    };
+    let storage = storage::setup(&mut flags, prepared.cleanup.as_deref(), &mut prepared.hold)?;
+    let mut facts = host::gather(
+        prepared.rootfs.clone(),
+        prepared.scratch.clone(),
+        env_files,
+        IdMode::Single,
+        (ns::euid(), ns::egid()),
+        flags.hostname.clone(),
+        &flags.mounts,
+    )
+    .map_err(|e| format!("gather host facts: {e}"))?;
+    facts.upper = storage.upper.clone();
+    let mut vp = plan::vm::plan(rt, &flags, &facts)?;
+    if vp.guest.tty {
+        if let Some(ws) = tty::window_size(0) {
+            vp.guest.winsize = (ws.ws_row, ws.ws_col);
+        }
+    }
+    exec::run(&vp.host)?;
+    let code = boot(&flags, &vp, &qemu, &kernel, &initrd, kvm, &facts.scratch);
+    storage.finish();
+    drop(prepared);
+    code
+}
+
+/// `qemu-system-x86_64` from `$OCI2BIN_QEMU` or the PATH.
+fn find_qemu() -> Res<PathBuf> {
+    if let Some(q) = std::env::var_os("OCI2BIN_QEMU") {
+        return Ok(q.into());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join("qemu-system-x86_64"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            "--vmm qemu needs qemu-system-x86_64, which is not on the PATH: install it \
+             (apt-get install qemu-system-x86) or set OCI2BIN_QEMU"
+                .into()
+        })
+}
+
+/// Whether the guest runs under KVM: `--vm-accel kvm` must have it; `auto` falls back to
+/// emulation with a warning that says how to get it.
+fn accel(want: VmAccel) -> Res<bool> {
+    if want == VmAccel::Tcg {
+        return Ok(false);
+    }
+    let kvm = Path::new("/dev/kvm");
+    let why = match fs::OpenOptions::new().read(true).write(true).open(kvm) {
+        Ok(_) => return Ok(true),
+        Err(e) => match fs::metadata(kvm) {
+            Err(_) => "there is no /dev/kvm (no KVM on this host, or a VM without nested \
+                       virtualisation)"
+                .to_string(),
+            Ok(m) => format!(
+                "cannot open /dev/kvm ({e}; it is mode {:o}, owner {} group {}): add yourself to \
+                 group {} (e.g. usermod -aG kvm $USER) or ask for access",
+                m.permissions().mode() & 0o777,
+                m.uid(),
+                m.gid(),
+                group_name(m.gid())
+            ),
+        },
+    };
+    match want {
+        VmAccel::Kvm => Err(format!("--vm-accel kvm: {why}").into()),
+        _ => {
+            eprintln!(
+                "oci2bin: warning: {why}; emulating the guest (slow; --vm-accel tcg says so quietly)"
+            );
+            Ok(false)
+        }
+    }
+}
+
+fn group_name(gid: u32) -> String {
+    fs::read_to_string("/etc/group")
+        .ok()
+        .and_then(|g| {
+            g.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == gid.to_string()).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| gid.to_string())
+}
+
+/// The initramfs: the mount points and this runtime as `/init`, made once per runtime build
+/// next to it in the cache.
+fn initrd() -> Res<PathBuf> {
+    let me = fs::read_link("/proc/self/exe")?;
+    let path = me.with_file_name("initrd.cpio");
+    if !path.is_file() {
+        let bytes = fs::read(&me)?;
+        let archive = cpio::archive(&[
+            cpio::Entry::Dir("dev"),
+            cpio::Entry::Console("dev/console"),
+            cpio::Entry::Dir("proc"),
+            cpio::Entry::Dir("sys"),
+            cpio::Entry::Dir("newroot"),
+            cpio::Entry::File("init", &bytes, 0o755),
+        ]);
+        write_once(&path, &archive).map_err(|e| format!("write {}: {e}", path.display()))?;
+    }
+    Ok(path)
+}
+
+/// Starts the monitor in the run directory and serves it until it ends.
+fn boot(
+    flags: &Flags,
+    vp: &plan::vm::VmPlan,
+    qemu_bin: &Path,
+    kernel: &Path,
+    initrd: &Path,
+    kvm: bool,
+    run_dir: &Path,
+) -> Res<i32> {
+    std::env::set_current_dir(run_dir)?;
+    let tty = vp.guest.tty;
+    let names: &[(&str, &str)] = if tty {
+        &[CONTROL]
+    } else {
+        &[CONTROL, STDIN, STDOUT, STDERR]
+    };
+    let listeners = names
+        .iter()
+        .map(|(_, sock)| UnixListener::bind(sock).map_err(|e| format!("listen on {sock}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let machine = Machine {
+        kernel,
+        initrd,
+        root: &vp.root,
+        memory_mib: vp.memory_mib,
+        cpus: vp.cpus,
+        kvm,
+        tty,
+    };
+    // Signals are ours to forward: blocked before the monitor exists (it starts unblocked).
+    let signals = ns::SigSet::empty().with(&[
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGCHLD,
+    ]);
+    ns::block_signals(&signals)?;
+    let sigfd = ns::signalfd(&signals)?;
+    let mut cmd = Command::new(qemu_bin);
+    cmd.args(qemu::args(&machine));
+    if !tty {
+        // Out of the terminal's process group: ^C is the command's, forwarded by us.
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).process_group(0);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("start {}: {e}", qemu_bin.display()))?;
+    let started = Instant::now();
+    let mut streams = Vec::new();
+    for l in &listeners {
+        match accept(l, &mut child, started + boot_timeout(kvm)) {
+            Ok(s) => streams.push(s),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(explain(e, kvm, tty).into());
+            }
+        }
+    }
+    drop(listeners);
+    let mut ctl = streams.remove(0);
+    wire::write_frame(&mut ctl, &wire::encode(&vp.guest))?;
+    if !tty {
+        // stdin on a thread of its own: the guest may never read it, and the loop below must
+        // not wait for it. Its end is the guest's end of input.
+        let input = streams.remove(0);
+        std::thread::spawn(move || {
+            let mut input = input;
+            let _ = io::copy(&mut io::stdin().lock(), &mut input);
+            let _ = input.shutdown(std::net::Shutdown::Write);
+        });
+    }
+    let stop = flags.stop_timeout.unwrap_or(Some(10)).map(u64::from);
+    let code = serve(&mut child, &mut ctl, &mut streams, sigfd.as_raw_fd(), stop, kvm)?;
+    match code {
+        Some(c) => Ok(c),
+        None => Err(explain(
+            "the VM stopped without the command's exit code".into(),
+            kvm,
+            tty,
+        )
+        .into()),
+    }
+}
+
+/// Accepts the monitor's connection on `l`, unless it ends first or the deadline passes.
+fn accept(l: &UnixListener, child: &mut Child, deadline: Instant) -> Result<UnixStream, String> {
+    loop {
+        let mut fds = [tty::poll_fd(l.as_raw_fd(), libc::POLLIN)];
+        tty::poll(&mut fds, 100).map_err(|e| e.to_string())?;
+        if fds[0].revents != 0 {
+            return l.accept().map(|(s, _)| s).map_err(|e| e.to_string());
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            return Err(format!("qemu ended before the guest started ({st})"));
+        }
+        if Instant::now() > deadline {
+            return Err("qemu did not connect its ports".into());
+        }
+    }
+}
+
+/// Forwards output and signals until the monitor ends; the command's exit code, if the guest
+/// sent one.
+fn serve(
+    child: &mut Child,
+    ctl: &mut UnixStream,
+    outputs: &mut [UnixStream],
+    sigfd: i32,
+    stop: Option<u64>,
+    kvm: bool,
+) -> Res<Option<i32>> {
+    let mut code = None;
+    let mut ctl_buf = Vec::new();
+    let mut open = vec![true; outputs.len()];
+    let mut ctl_open = true;
+    let started = Instant::now();
+    let mut ready = false;
+    let mut kill_at: Option<Instant> = None;
+    loop {
+        let mut fds = vec![tty::poll_fd(sigfd, libc::POLLIN)];
+        let ctl_at = ctl_open.then(|| {
+            fds.push(tty::poll_fd(ctl.as_raw_fd(), libc::POLLIN));
+            fds.len() - 1
+        });
+        let mut out_at = Vec::new();
+        for (i, s) in outputs.iter().enumerate() {
+            if open[i] {
+                fds.push(tty::poll_fd(s.as_raw_fd(), libc::POLLIN));
+                out_at.push((i, fds.len() - 1));
+            }
+        }
+        let _ = tty::poll(&mut fds, 200);
+        if ctl_at.is_some_and(|at| fds[at].revents != 0) {
+            let mut chunk = [0u8; 256];
+            match ctl.read(&mut chunk) {
+                Ok(0) | Err(_) => ctl_open = false,
+                Ok(n) => ctl_buf.extend_from_slice(&chunk[..n]),
+            }
+            for f in wire::take_frames(&mut ctl_buf) {
+                match Message::decode(&f) {
+                    Some(Message::Ready) => ready = true,
+                    Some(Message::Exit(c)) => code = Some(c),
+                    _ => {}
+                }
+            }
+        }
+        for &(i, at) in &out_at {
+            if fds[at].revents == 0 {
+                continue;
+            }
+            let mut chunk = [0u8; 65536];
+            match outputs[i].read(&mut chunk) {
+                Ok(0) | Err(_) => open[i] = false,
+                Ok(n) => {
+                    // stdout is outputs[0], stderr outputs[1].
+                    let fd = if i == 0 { 1 } else { 2 };
+                    let _ = tty::write_all(fd, &chunk[..n]);
+                }
+            }
+        }
+        if fds[0].revents != 0 {
+            while let Ok(Some(sig)) = tty::read_signal(sigfd) {
+                if sig.signo == libc::SIGCHLD {
+                    continue;
+                }
+                let _ = wire::write_frame(ctl, &Message::Signal(sig.signo as u8).encode());
+                if kill_at.is_none() {
+                    kill_at = stop.map(|s| Instant::now() + Duration::from_secs(s));
+                }
+            }
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            // Its streams are closed now: take what is left in them.
+            for (i, s) in outputs.iter_mut().enumerate() {
+                let mut rest = Vec::new();
+                let _ = s.read_to_end(&mut rest);
+                let _ = tty::write_all(if i == 0 { 1 } else { 2 }, &rest);
+            }
+            if code.is_none() {
+                let _ = ctl.read_to_end(&mut ctl_buf);
+                for f in wire::take_frames(&mut ctl_buf) {
+                    if let Some(Message::Exit(c)) = Message::decode(&f) {
+                        code = Some(c);
+                    }
+                }
+            }
+            return Ok(code);
+        }
+        if code.is_some() && kill_at.is_none() {
+            // The guest restarts itself now; a monitor that hangs on is stopped.
+            kill_at = Some(Instant::now() + Duration::from_secs(10));
+        }
+        let late = !ready && started.elapsed() > boot_timeout(kvm);
+        if late || kill_at.is_some_and(|t| Instant::now() > t) {
+            let _ = child.kill();
+            let _ = child.wait();
+            if late {
+                return Err(explain("the guest did not start in time".into(), kvm, false).into());
+            }
+            return Ok(code.or(Some(137)));
+        }
+    }
+}
+
+/// A failure of the guest, with what the kernel printed and, under KVM, the likely cause.
+fn explain(what: String, kvm: bool, tty: bool) -> String {
+    let mut msg = what;
+    if !tty {
+        if let Ok(log) = fs::read_to_string(CONSOLE_LOG) {
+            let tail: Vec<&str> = log.lines().rev().take(8).collect();
+            if !tail.is_empty() {
+                msg.push_str("; the guest's console ended with:");
+                for l in tail.iter().rev() {
+                    msg.push_str("\n  ");
+                    msg.push_str(l.trim_end_matches('\r'));
+                }
+            }
+        }
+    }
+    if kvm {
+        msg.push_str(
+            "\n(under KVM: a host that is itself a VM without nested virtualisation kills \
+             guests early; --vm-accel tcg runs the guest in emulation)",
+        );
+    }
+    msg
+}
