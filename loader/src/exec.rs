@@ -14,7 +14,7 @@
 mod net;
 mod seed;
 
-mod tty;
+pub(crate) mod tty;
 
 use crate::cgroup;
 use crate::copy;

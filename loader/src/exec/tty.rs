@@ -106,13 +106,13 @@ impl Channel {
 }
 
 /// The caller's terminal in raw mode; dropping it restores the settings it had.
-struct RawMode {
+pub(crate) struct RawMode {
     fd: RawFd,
     saved: t::Termios,
 }
 
 impl RawMode {
-    fn enter(fd: RawFd) -> Option<RawMode> {
+    pub(crate) fn enter(fd: RawFd) -> Option<RawMode> {
         let saved = t::get_termios(fd).ok()?;
         t::set_termios(fd, &t::raw(saved)).ok()?;
         Some(RawMode { fd, saved })

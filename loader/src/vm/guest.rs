@@ -14,6 +14,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 const NEW_ROOT: &str = "/newroot";
@@ -157,8 +158,22 @@ fn supervise(cfg: &GuestConfig, stdio: Option<[File; 3]>, ctl: &mut File) -> Res
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
             for f in wire::take_frames(&mut buf) {
-                if let Some(Message::Signal(n)) = Message::decode(&f) {
-                    let _ = ns::kill(pid, n as i32);
+                match Message::decode(&f) {
+                    Some(Message::Signal(n)) => {
+                        let _ = ns::kill(pid, n as i32);
+                    }
+                    // The terminal's size: its foreground process group gets SIGWINCH.
+                    Some(Message::Resize(rows, cols)) => {
+                        let t = OpenOptions::new()
+                            .read(true)
+                            .custom_flags(libc::O_NOCTTY)
+                            .open("/dev/hvc0");
+                        if let Ok(t) = t {
+                            let ws = winsize(rows, cols);
+                            let _ = tty::set_window_size(t.as_raw_fd(), &ws);
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
@@ -190,16 +205,12 @@ fn child(cfg: &GuestConfig, stdio: Option<[File; 3]>) -> exec::ExecError {
             }
         }
         None => {
-            let console: OwnedFd = match OpenOptions::new().read(true).write(true).open("/dev/ttyS0") {
+            let console: OwnedFd = match OpenOptions::new().read(true).write(true).open("/dev/hvc0") {
                 Ok(f) => f.into(),
                 Err(e) => return ours("open the console", e),
             };
             let _ = tty::set_controlling(console.as_fd());
-            let mut ws = tty::window_size(console.as_raw_fd()).unwrap_or_else(|| {
-                // SAFETY-free: a zeroed winsize is a valid value.
-                tty::WinSize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 }
-            });
-            (ws.ws_row, ws.ws_col) = cfg.winsize;
+            let ws = winsize(cfg.winsize.0, cfg.winsize.1);
             let _ = tty::set_window_size(console.as_raw_fd(), &ws);
             for i in 0..3 {
                 if let Err(e) = ns::dup_to(console.as_fd(), i) {
@@ -225,4 +236,13 @@ fn child(cfg: &GuestConfig, stdio: Option<[File; 3]>) -> exec::ExecError {
         .find_map(|e| e.as_bytes().strip_prefix(b"PATH="))
         .unwrap_or(crate::plan::DEFAULT_PATH.as_bytes());
     exec::exec_command(&argv, &env, path)
+}
+
+fn winsize(rows: u16, cols: u16) -> tty::WinSize {
+    tty::WinSize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
 }

@@ -4,7 +4,7 @@
 //! caller gets are forwarded to the command; the command's exit code is ours.
 
 use super::parts::{self, write_once};
-use super::qemu::{self, Machine, CONSOLE_LOG, CONTROL, STDERR, STDIN, STDOUT};
+use super::qemu::{self, Machine, CONSOLE_LOG, CONTROL, STDERR, STDIN, STDOUT, TERMINAL};
 use super::wire::{self, Message};
 use super::cpio;
 use crate::args::{self, Flags, VmAccel};
@@ -26,6 +26,18 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 type Res<T> = Result<T, Box<dyn Error>>;
+
+/// How a boot failed: before the guest's init started (worth a retry without KVM), or after.
+enum Failed {
+    NotStarted(String),
+    Other(Box<dyn Error>),
+}
+
+impl<E: Into<Box<dyn Error>>> From<E> for Failed {
+    fn from(e: E) -> Failed {
+        Failed::Other(e.into())
+    }
+}
 
 /// How long a guest may take from the monitor's start to its init reading the config.
 fn boot_timeout(kvm: bool) -> Duration {
@@ -71,7 +83,24 @@ pub fn run(me: &SelfExe, user_args: Vec<OsString>) -> Res<i32> {
         }
     }
     exec::run(&vp.host)?;
-    let code = boot(&flags, &vp, &qemu, &kernel, &initrd, kvm, &facts.scratch);
+    let boot = |kvm| boot(&flags, &vp, &qemu, &kernel, &initrd, kvm, &facts.scratch);
+    let code = match boot(kvm) {
+        // KVM that kills the guest before its init runs (a VM without nested virtualisation):
+        // `auto` means the caller wants a run, so emulation it is.
+        Err(Failed::NotStarted(why)) if kvm && flags.vm_accel == VmAccel::Auto => {
+            eprintln!(
+                "oci2bin: warning: the guest did not start under KVM ({}); emulating it \
+                 (slow; --vm-accel tcg skips the attempt)",
+                why.lines().next().unwrap_or_default()
+            );
+            boot(false)
+        }
+        r => r,
+    }
+    .map_err(|e| match e {
+        Failed::NotStarted(why) => why.into(),
+        Failed::Other(e) => e,
+    });
     storage.finish();
     drop(prepared);
     code
@@ -106,14 +135,18 @@ fn accel(want: VmAccel) -> Res<bool> {
             Err(_) => "there is no /dev/kvm (no KVM on this host, or a VM without nested \
                        virtualisation)"
                 .to_string(),
-            Ok(m) => format!(
-                "cannot open /dev/kvm ({e}; it is mode {:o}, owner {} group {}): add yourself to \
-                 group {} (e.g. usermod -aG kvm $USER) or ask for access",
-                m.permissions().mode() & 0o777,
-                m.uid(),
-                m.gid(),
-                group_name(m.gid())
-            ),
+            Ok(m) => {
+                let mode = m.permissions().mode() & 0o777;
+                let fix = if mode & 0o060 == 0o060 {
+                    let g = group_name(m.gid());
+                    format!("join group {g} (usermod -aG {g} $USER, then log in again)")
+                } else {
+                    "only its owner may open it: make it group read-write for a group such as \
+                     kvm (a udev rule, or chgrp kvm /dev/kvm; chmod 660 /dev/kvm) and join it"
+                        .to_string()
+                };
+                format!("cannot open /dev/kvm ({e}; mode {mode:o}, owner {}): {fix}", m.uid())
+            }
         },
     };
     match want {
@@ -168,17 +201,23 @@ fn boot(
     initrd: &Path,
     kvm: bool,
     run_dir: &Path,
-) -> Res<i32> {
+) -> Result<i32, Failed> {
     std::env::set_current_dir(run_dir)?;
+    for sock in [CONTROL.1, STDIN.1, STDOUT.1, STDERR.1, TERMINAL] {
+        // Left by a boot that did not start.
+        let _ = fs::remove_file(sock);
+    }
     let tty = vp.guest.tty;
-    let names: &[(&str, &str)] = if tty {
-        &[CONTROL]
+    // In the order qemu connects them: the terminal (a device before the ports), then the
+    // ports.
+    let names: &[&str] = if tty {
+        &[TERMINAL, CONTROL.1]
     } else {
-        &[CONTROL, STDIN, STDOUT, STDERR]
+        &[CONTROL.1, STDIN.1, STDOUT.1, STDERR.1]
     };
     let listeners = names
         .iter()
-        .map(|(_, sock)| UnixListener::bind(sock).map_err(|e| format!("listen on {sock}: {e}")))
+        .map(|sock| UnixListener::bind(sock).map_err(|e| format!("listen on {sock}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
     let machine = Machine {
         kernel,
@@ -196,15 +235,15 @@ fn boot(
         libc::SIGHUP,
         libc::SIGQUIT,
         libc::SIGCHLD,
+        libc::SIGWINCH,
     ]);
     ns::block_signals(&signals)?;
     let sigfd = ns::signalfd(&signals)?;
     let mut cmd = Command::new(qemu_bin);
     cmd.args(qemu::args(&machine));
-    if !tty {
-        // Out of the terminal's process group: ^C is the command's, forwarded by us.
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).process_group(0);
-    }
+    // Out of the terminal's process group: ^C is the command's, forwarded by us (or, with -t,
+    // a byte for the guest's terminal).
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).process_group(0);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("start {}: {e}", qemu_bin.display()))?;
@@ -216,28 +255,47 @@ fn boot(
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(explain(e, kvm, tty).into());
+                return Err(Failed::NotStarted(explain(e, kvm, tty)));
             }
         }
     }
     drop(listeners);
+    let term = tty.then(|| streams.remove(0));
     let mut ctl = streams.remove(0);
     wire::write_frame(&mut ctl, &wire::encode(&vp.guest))?;
-    if !tty {
-        // stdin on a thread of its own: the guest may never read it, and the loop below must
-        // not wait for it. Its end is the guest's end of input.
-        let input = streams.remove(0);
-        std::thread::spawn(move || {
-            let mut input = input;
-            let _ = io::copy(&mut io::stdin().lock(), &mut input);
+    // The caller's terminal passes every byte (^C included) to the guest's, until the end.
+    let _raw = term.as_ref().and_then(|_| exec::tty::RawMode::enter(0));
+    // With -t the terminal's one socket carries both ways: the end of our input must not end
+    // it (qemu takes a socket's end of input as a hang-up).
+    let (input, ends) = match term {
+        Some(t) => {
+            streams.push(t.try_clone()?);
+            (t, false)
+        }
+        None => (streams.remove(0), true),
+    };
+    // stdin on a thread of its own: the guest may never read it, and the loop below must not
+    // wait for it.
+    std::thread::spawn(move || {
+        let mut input = input;
+        let _ = io::copy(&mut io::stdin().lock(), &mut input);
+        if ends {
             let _ = input.shutdown(std::net::Shutdown::Write);
-        });
-    }
+        }
+        // Not closed: a closed socket is a hang-up, on which qemu drops what the guest has not
+        // read yet; a shut-down one is an end of input after it.
+        std::mem::forget(input);
+    });
     let stop = flags.stop_timeout.unwrap_or(Some(10)).map(u64::from);
-    let code = serve(&mut child, &mut ctl, &mut streams, sigfd.as_raw_fd(), stop, kvm)?;
-    match code {
-        Some(c) => Ok(c),
-        None => Err(explain(
+    let (code, ready) = serve(&mut child, &mut ctl, &mut streams, sigfd.as_raw_fd(), stop, kvm)?;
+    match (code, ready) {
+        (Some(c), _) => Ok(c),
+        (None, false) => Err(Failed::NotStarted(explain(
+            "the guest did not start".into(),
+            kvm,
+            tty,
+        ))),
+        (None, true) => Err(explain(
             "the VM stopped without the command's exit code".into(),
             kvm,
             tty,
@@ -272,7 +330,7 @@ fn serve(
     sigfd: i32,
     stop: Option<u64>,
     kvm: bool,
-) -> Res<Option<i32>> {
+) -> Res<(Option<i32>, bool)> {
     let mut code = None;
     let mut ctl_buf = Vec::new();
     let mut open = vec![true; outputs.len()];
@@ -327,6 +385,13 @@ fn serve(
                 if sig.signo == libc::SIGCHLD {
                     continue;
                 }
+                if sig.signo == libc::SIGWINCH {
+                    if let Some(ws) = tty::window_size(0) {
+                        let m = Message::Resize(ws.ws_row, ws.ws_col);
+                        let _ = wire::write_frame(ctl, &m.encode());
+                    }
+                    continue;
+                }
                 let _ = wire::write_frame(ctl, &Message::Signal(sig.signo as u8).encode());
                 if kill_at.is_none() {
                     kill_at = stop.map(|s| Instant::now() + Duration::from_secs(s));
@@ -348,7 +413,7 @@ fn serve(
                     }
                 }
             }
-            return Ok(code);
+            return Ok((code, ready));
         }
         if code.is_some() && kill_at.is_none() {
             // The guest restarts itself now; a monitor that hangs on is stopped.
@@ -359,9 +424,9 @@ fn serve(
             let _ = child.kill();
             let _ = child.wait();
             if late {
-                return Err(explain("the guest did not start in time".into(), kvm, false).into());
+                return Ok((None, false));
             }
-            return Ok(code.or(Some(137)));
+            return Ok((code.or(Some(137)), true));
         }
     }
 }

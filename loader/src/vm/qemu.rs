@@ -11,6 +11,8 @@ pub const CONTROL: (&str, &str) = ("oci2bin.ctl", "ctl.sock");
 pub const STDIN: (&str, &str) = ("oci2bin.stdin", "in.sock");
 pub const STDOUT: (&str, &str) = ("oci2bin.stdout", "out.sock");
 pub const STDERR: (&str, &str) = ("oci2bin.stderr", "err.sock");
+/// `-t`: the command's terminal, the guest's `hvc0` (a virtio console port).
+pub const TERMINAL: &str = "term.sock";
 /// The 9p tag of the container's tree.
 pub const ROOT_TAG: &str = "oci2bin.root";
 /// The guest kernel's log (and, without `-t`, everything the serial console prints).
@@ -25,7 +27,7 @@ pub struct Machine<'a> {
     pub memory_mib: u64,
     pub cpus: u32,
     pub kvm: bool,
-    /// `-t`: the serial console is the caller's terminal (stdio), not a log file.
+    /// `-t`: the caller's terminal is the guest's `hvc0`.
     pub tty: bool,
 }
 
@@ -61,16 +63,13 @@ pub fn args(m: &Machine) -> Vec<OsString> {
         // The runtime is /init; the kernel stays quiet unless it dies.
         "console=ttyS0 quiet loglevel=1 panic=-1 reboot=t rdinit=/init".into(),
     ];
-    if m.tty {
-        // signal=off: ^C is a byte for the guest's terminal, not the end of qemu.
-        a.extend(["-chardev".into(), "stdio,id=console,signal=off".into()]);
-    } else {
-        a.extend([
-            "-chardev".into(),
-            format!("file,id=console,path={CONSOLE_LOG}"),
-        ]);
-    }
-    a.extend(["-serial".into(), "chardev:console".into()]);
+    // The serial console is the kernel's log, in a file the host shows when the guest fails.
+    a.extend([
+        "-chardev".into(),
+        format!("file,id=console,path={CONSOLE_LOG}"),
+        "-serial".into(),
+        "chardev:console".into(),
+    ]);
     a.extend([
         "-fsdev".into(),
         format!(
@@ -82,6 +81,17 @@ pub fn args(m: &Machine) -> Vec<OsString> {
         "-device".into(),
         "virtio-serial-device,max_ports=8".into(),
     ]);
+    if m.tty {
+        // The command's terminal is the guest's hvc0 (virtio: input waits in its buffers until
+        // the command reads it, where a UART drops what comes early), fed by the host from the
+        // caller's terminal in raw mode: qemu's own stdio would keep output processing on.
+        a.extend([
+            "-chardev".into(),
+            format!("socket,id=term,path={TERMINAL}"),
+            "-device".into(),
+            "virtconsole,chardev=term".into(),
+        ]);
+    }
     let ports: &[(&str, &str)] = if m.tty {
         &[CONTROL]
     } else {
@@ -135,7 +145,9 @@ mod tests {
     #[test]
     fn a_tty_run_puts_the_console_on_stdio_without_signals() {
         let a = machine(true);
-        assert!(a.iter().any(|x| x == "stdio,id=console,signal=off"));
+        assert!(a.iter().any(|x| x == "socket,id=term,path=term.sock"));
+        assert!(a.iter().any(|x| x == "virtconsole,chardev=term"));
         assert_eq!(a.iter().filter(|x| x.starts_with("virtserialport")).count(), 1);
+        assert!(a.iter().any(|x| x == "file,id=console,path=console.log"));
     }
 }

@@ -6,6 +6,7 @@
 //! config     host → guest, first: items `tag u8, len u32 LE, value` (unknown tags skipped)
 //! ready      guest → host: 'R' (the init has its config: the guest started)
 //! signal     host → guest: 'S', signal number u8 (forwarded to the command)
+//! resize     host → guest: 'W', rows u16 LE, columns u16 LE (the caller's terminal, with -t)
 //! exit       guest → host: 'X', i32 LE (the command's code, 128+N when a signal killed it)
 //! ```
 
@@ -127,6 +128,7 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Vec<u8>> {
 pub enum Message {
     Ready,
     Signal(u8),
+    Resize(u16, u16),
     Exit(i32),
 }
 
@@ -135,6 +137,7 @@ impl Message {
         match self {
             Message::Ready => vec![b'R'],
             Message::Signal(n) => vec![b'S', n],
+            Message::Resize(r, c) => [&[b'W'][..], &r.to_le_bytes(), &c.to_le_bytes()].concat(),
             Message::Exit(code) => [&[b'X'][..], &code.to_le_bytes()].concat(),
         }
     }
@@ -143,6 +146,10 @@ impl Message {
         match b {
             [b'R'] => Some(Message::Ready),
             [b'S', n] => Some(Message::Signal(*n)),
+            [b'W', r0, r1, c0, c1] => Some(Message::Resize(
+                u16::from_le_bytes([*r0, *r1]),
+                u16::from_le_bytes([*c0, *c1]),
+            )),
             [b'X', c @ ..] if c.len() == 4 => {
                 Some(Message::Exit(i32::from_le_bytes(c.try_into().unwrap())))
             }
@@ -214,6 +221,7 @@ mod tests {
     fn frames_split_from_a_stream_in_any_chunks() {
         let mut stream = Vec::new();
         write_frame(&mut stream, &Message::Signal(2).encode()).unwrap();
+        write_frame(&mut stream, &Message::Resize(40, 132).encode()).unwrap();
         write_frame(&mut stream, &Message::Exit(-1).encode()).unwrap();
         let mut buf = Vec::new();
         let mut got = Vec::new();
@@ -222,7 +230,10 @@ mod tests {
             got.extend(take_frames(&mut buf));
         }
         let msgs: Vec<_> = got.iter().map(|f| Message::decode(f).unwrap()).collect();
-        assert_eq!(msgs, [Message::Signal(2), Message::Exit(-1)]);
+        assert_eq!(
+            msgs,
+            [Message::Signal(2), Message::Resize(40, 132), Message::Exit(-1)]
+        );
         assert!(buf.is_empty());
         assert_eq!(Message::decode(b"Q"), None);
         let mut huge = &(MAX_FRAME + 1).to_le_bytes()[..];
