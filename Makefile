@@ -113,7 +113,7 @@ test-unit:
 	$(CARGO) test --profile testing -p loader -p oci2bin
 
 # End-to-end: real fixtures, real consumers; the runtime suite runs as an unprivileged user.
-test-e2e:
+test-e2e: kernel
 	@tests/setup-test-user.sh
 	OCI2BIN=$(OCI2BIN) $(CARGO) test --profile testing -p e2e -- --test-threads=2
 

@@ -490,7 +490,8 @@ const OPTIONS: &[Opt] = &[
         short: None,
         value: None,
         id: Id::Vm,
-        help: "run in a microVM (its own kernel) instead of namespaces; the file must carry VM parts",
+        help:
+            "run in a microVM (its own kernel) instead of namespaces; the file must carry VM parts",
     },
     Opt {
         long: "vmm",

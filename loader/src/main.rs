@@ -38,7 +38,8 @@ fn main() {
 fn start_vm(me: &selfexe::SelfExe, program: &str, args: Vec<OsString>) -> Box<dyn Error> {
     use loader::format::VmPartKind;
     use std::os::fd::{AsFd, AsRawFd};
-    let runtime = match loader::vm::parts::get(&me.file, &me.runtime.vm_parts, VmPartKind::Runtime) {
+    let runtime = match loader::vm::parts::get(&me.file, &me.runtime.vm_parts, VmPartKind::Runtime)
+    {
         Ok(r) => r,
         Err(e) => return e.into(),
     };
@@ -106,7 +107,7 @@ fn run(argv: Vec<OsString>) -> Result<i32, Box<dyn Error>> {
         verify::check(&me, key)?;
     }
     if flags.vm {
-        return Err(start_vm(&me, &program, user_args).into());
+        return Err(start_vm(&me, &program, user_args));
     }
     lifecycle::check(&flags)?;
     // Before the cache's work: a container to join that is not running stops the start at once.

@@ -64,7 +64,8 @@ pub fn resolve(a: &VmArgs) -> Result<Option<Bundle>> {
     };
     let kernel = std::fs::read(&kernel_path)
         .with_context(|| format!("cannot read the guest kernel {}", kernel_path.display()))?;
-    check_kernel(&kernel).with_context(|| format!("{} is not a usable guest kernel", kernel_path.display()))?;
+    check_kernel(&kernel)
+        .with_context(|| format!("{} is not a usable guest kernel", kernel_path.display()))?;
     let runtime = match &a.vm_runtime {
         Some(p) => Cow::Owned(
             std::fs::read(p).with_context(|| format!("cannot read the VM runtime {}", p.display()))?,
@@ -117,7 +118,10 @@ mod tests {
 
     #[test]
     fn a_kernel_must_be_an_x86_64_elf() {
-        assert!(check_kernel(b"MZ not elf at all, just some bytes to be long enough for it....... ").is_err());
+        assert!(check_kernel(
+            b"MZ not elf at all, just some bytes to be long enough for it....... "
+        )
+        .is_err());
         let mut elf = vec![0u8; 64];
         elf[..4].copy_from_slice(b"\x7fELF");
         elf[18] = 183; // aarch64

@@ -66,11 +66,18 @@ fn busybox_boots_its_own_kernel_prints_and_returns_exit_codes() {
     let r = shared();
     let o = r.run(
         f,
-        &vm_args(&["sh", "-c", "cat /proc/version; echo to-stderr >&2; echo $FIXTURE"]),
+        &vm_args(&[
+            "sh",
+            "-c",
+            "cat /proc/version; echo to-stderr >&2; echo $FIXTURE",
+        ]),
     );
     assert!(o.status.success(), "{}", in_guest(&o));
     let out = text(&o.stdout);
-    assert!(out.contains("(oci2bin@oci2bin)"), "not our guest kernel:\n{out}");
+    assert!(
+        out.contains("(oci2bin@oci2bin)"),
+        "not our guest kernel:\n{out}"
+    );
     assert!(out.ends_with("busybox\n"), "the image's env: {out}");
     // stdout and stderr stay apart.
     assert!(!out.contains("to-stderr"));
@@ -117,9 +124,18 @@ fn stdin_passes_byte_for_byte_and_its_end_reaches_the_command() {
     let r = shared();
     let data: String = (0..200_000).map(|i| format!("{i}\n")).collect();
     let o = r.run_with_stdin(f, &vm_args(&["wc", "-c"]), &[], &data);
-    assert_eq!(text(&o.stdout).trim(), data.len().to_string(), "{}", in_guest(&o));
+    assert_eq!(
+        text(&o.stdout).trim(),
+        data.len().to_string(),
+        "{}",
+        in_guest(&o)
+    );
     let o = r.run_with_stdin(f, &vm_args(&["cat"]), &[], "");
-    assert!(o.status.success() && o.stdout.is_empty(), "{}", in_guest(&o));
+    assert!(
+        o.status.success() && o.stdout.is_empty(),
+        "{}",
+        in_guest(&o)
+    );
 }
 
 #[test]
@@ -145,7 +161,10 @@ fn volumes_round_trip_and_read_only_ones_refuse_writes() {
         ]),
     );
     assert_eq!(out, "host\nrefused\n");
-    assert_eq!(std::fs::read_to_string(vol.join("from-guest")).unwrap(), "guest\n");
+    assert_eq!(
+        std::fs::read_to_string(vol.join("from-guest")).unwrap(),
+        "guest\n"
+    );
     assert!(!vol.join("no").exists());
 }
 
@@ -155,7 +174,10 @@ fn overlay_persist_keeps_writes_across_runs_and_plain_runs_forget_them() {
     let r = shared();
     let keep = r.home().join("keep");
     let k = keep.to_str().unwrap();
-    r.ok(f, &vm_args(&["--overlay-persist", k, "sh", "-c", "echo kept > /etc/kept"]));
+    r.ok(
+        f,
+        &vm_args(&["--overlay-persist", k, "sh", "-c", "echo kept > /etc/kept"]),
+    );
     assert_eq!(
         r.ok(f, &vm_args(&["--overlay-persist", k, "cat", "/etc/kept"])),
         "kept\n"
@@ -164,7 +186,10 @@ fn overlay_persist_keeps_writes_across_runs_and_plain_runs_forget_them() {
     assert_eq!(o.status.code(), Some(1), "{}", in_guest(&o));
     // The same directory serves a namespace run: one format of writable layer.
     if e2e::runner::userns() {
-        assert_eq!(r.ok(f, &["--overlay-persist", k, "cat", "/etc/kept"]), "kept\n");
+        assert_eq!(
+            r.ok(f, &["--overlay-persist", k, "cat", "/etc/kept"]),
+            "kept\n"
+        );
     }
 }
 
@@ -254,7 +279,10 @@ fn kvm_runs_the_guest_where_it_can() {
     // is the host's limit, said clearly, and `auto` falls back to emulation.
     let err = text(&o.stderr);
     assert!(err.contains("nested virtualisation"), "{err}");
-    eprintln!("SKIP: KVM cannot run a guest on this machine: {}", err.lines().next().unwrap_or(""));
+    eprintln!(
+        "SKIP: KVM cannot run a guest on this machine: {}",
+        err.lines().next().unwrap_or("")
+    );
     let auto = Command::new(f)
         .args(["--vm", "echo", "fell-back"])
         .env("HOME", shared().home())
@@ -286,7 +314,14 @@ fn oci2vm_outputs_start_in_vm_mode_and_readers_still_see_an_image() {
         let host = r.ok(&out, &["--vm=false", "cat", "/proc/version"]);
         assert!(!host.contains("(oci2bin@oci2bin)"), "--vm=false: {host}");
     }
-    let list = text(&Command::new("tar").arg("tf").arg(&out).output().unwrap().stdout);
+    let list = text(
+        &Command::new("tar")
+            .arg("tf")
+            .arg(&out)
+            .output()
+            .unwrap()
+            .stdout,
+    );
     assert!(list.contains("oci2bin/vm/vmlinux.gz") && list.contains("oci2bin/vm/runtime"));
     let s = Command::new("skopeo")
         .args(["inspect", "--raw"])
@@ -296,7 +331,10 @@ fn oci2vm_outputs_start_in_vm_mode_and_readers_still_see_an_image() {
     assert!(s.status.success(), "skopeo: {}", text(&s.stderr));
     if e2e::docker::required() {
         let tag = e2e::docker::load(&out);
-        assert_eq!(e2e::docker::run_sh(&tag, &[], "echo from-docker"), "from-docker\n");
+        assert_eq!(
+            e2e::docker::run_sh(&tag, &[], "echo from-docker"),
+            "from-docker\n"
+        );
         e2e::docker::remove(&tag);
     }
 }
@@ -321,7 +359,10 @@ fn files_without_vm_parts_or_with_tampered_ones_are_refused() {
     assert_one_line_error(&o, "does not match its sha256");
     let left: Vec<_> = walk(&r.cache().join("vm"))
         .into_iter()
-        .filter(|p| p.file_name().is_some_and(|n| n == "vmlinux" || n.to_string_lossy().starts_with('.')))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n == "vmlinux" || n.to_string_lossy().starts_with('.'))
+        })
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     // The runtime too: the small loader refuses to start it.
@@ -372,7 +413,11 @@ fn building_for_vm_mode_without_a_kernel_says_how_to_get_one() {
         .output()
         .unwrap();
     assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("/nonexistent/vmlinux"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("/nonexistent/vmlinux"),
+        "{}",
+        text(&o.stderr)
+    );
     assert!(!dir.path().join("x").exists());
     // Not a kernel at all.
     let o = Command::new(e2e::oci2bin())
@@ -381,7 +426,11 @@ fn building_for_vm_mode_without_a_kernel_says_how_to_get_one() {
         .arg(dir.path().join("y"))
         .output()
         .unwrap();
-    assert!(text(&o.stderr).contains("not a usable guest kernel"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("not a usable guest kernel"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 fn loader_parts(file: &Path) -> Vec<loader::format::VmPart> {
@@ -394,7 +443,11 @@ fn loader_parts(file: &Path) -> Vec<loader::format::VmPart> {
 
 fn flip(file: &Path, at: u64) {
     use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(file).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .unwrap();
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, at).unwrap();
     f.write_all_at(&[b[0] ^ 0xff], at).unwrap();
@@ -413,4 +466,53 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn redis_answers_ping_through_passt_and_a_published_port() {
+    let Some(k) = kernel() else { return };
+    if !require(have("passt"), "passt (apt-get install passt)")
+        || !require(have("redis-cli"), "redis-cli (redis-tools)")
+    {
+        return;
+    }
+    let (_d, f) = fixtures::package(
+        fixtures::redis(),
+        "redis-vm",
+        &["--vm", "--vm-kernel", k.to_str().unwrap()],
+    );
+    let r = Runner::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let publish = format!("{port}:6379");
+    let mut c = r
+        .command(&f, &vm_args(&["--net", "passt", "-p", &publish]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let answer = loop {
+        let o = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "PING"])
+            .output()
+            .unwrap();
+        let out = text(&o.stdout);
+        if out.trim() == "PONG" || std::time::Instant::now() > deadline {
+            break out;
+        }
+        if let Ok(Some(st)) = c.try_wait() {
+            panic!("the VM ended ({st}) before redis answered");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    // SAFETY: kill on the pid of a child we spawned.
+    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+    let out = c.wait_with_output().unwrap();
+    assert_eq!(answer.trim(), "PONG", "{}", text(&out.stderr));
+    // redis-server exits on SIGTERM, forwarded into the guest: the run ends as it did.
+    assert!(out.status.code().is_some(), "{:?}", out.status);
 }

@@ -55,7 +55,7 @@ pub fn mode(v: &str) -> Result<NetMode, Option<String>> {
         "slirp" | "slirp4netns" => NetMode::Slirp {
             host_loopback: false,
         },
-        "pasta" => NetMode::Pasta,
+        "pasta" | "passt" => NetMode::Pasta,
         _ => {
             if let Some(pid) = v.strip_prefix("container:") {
                 return container(pid).map(NetMode::Container);

@@ -1859,3 +1859,99 @@ fn a_detached_tty_pumps_nothing_in_and_needs_no_terminal() {
         assert!(steps.contains(&Step::TtyChannel { input: false }));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// VM mode (`--vm`): the host builds the tree and stops there; the guest runs the command.
+
+fn vm_plan(args: &[&str], f: &HostFacts) -> Result<vm::VmPlan, PlanError> {
+    vm::plan(&image(), &flags(&[&["--vm"], args].concat()), f)
+}
+
+#[test]
+fn vm_plan_builds_the_tree_in_a_user_namespace_of_its_own_and_never_pivots() {
+    let p = vm_plan(&[], &facts()).unwrap();
+    assert_eq!(p.host[0], Step::Unshare(ns::NEW_USER | ns::NEW_NS));
+    assert_eq!(
+        p.host[1],
+        Step::MapIds {
+            uid: 0,
+            host_uid: 1000,
+            gid: 0,
+            host_gid: 1000
+        }
+    );
+    assert!(p
+        .host
+        .iter()
+        .any(|s| matches!(s, Step::Overlay { target, .. }
+        if target == Path::new("/run/o2b/root"))));
+    assert!(!p.host.iter().any(|s| matches!(
+        s,
+        Step::PivotRoot { .. } | Step::Exec { .. } | Step::Fork(_)
+    )));
+    assert_eq!(p.root, Path::new("/run/o2b/root"));
+    let g = &p.guest;
+    assert_eq!(
+        g.argv,
+        ["/docker-entrypoint.sh", "nginx", "-g", "daemon off;"]
+    );
+    assert_eq!(g.workdir, Path::new("/srv"));
+    assert!(g.env.iter().any(|e| e == "PATH=/opt/bin:/bin"));
+    assert_eq!((g.uid, g.gid, g.hostname.as_str()), (0, 0, "0123456789ab"));
+    assert_eq!((p.memory_mib, p.cpus), (vm::DEFAULT_MEMORY_MIB, 1));
+}
+
+#[test]
+fn vm_plan_sizes_the_machine_from_memory_and_cpus() {
+    let p = vm_plan(&["--memory", "1g", "--cpus", "1.5"], &facts()).unwrap();
+    assert_eq!((p.memory_mib, p.cpus), (1024, 2));
+    assert!(matches!(
+        vm_plan(&["--memory", "32m"], &facts()),
+        Err(PlanError::Vm(m)) if m.contains("at least 64m")
+    ));
+}
+
+#[test]
+fn vm_plan_runs_the_image_user_and_binds_volumes_into_the_exported_tree() {
+    let f = HostFacts {
+        mount_sources: vec![Ok(true)],
+        ..facts()
+    };
+    let p = vm_plan(&["-u", "app", "-v", "/host/data:/data:ro"], &f).unwrap();
+    assert_eq!((p.guest.uid, p.guest.gid), (100, 101));
+    assert!(p
+        .host
+        .iter()
+        .any(|s| matches!(s, Step::Mount { root, target, flags, .. }
+        if root == Path::new("/run/o2b/root") && target == Path::new("/data")
+            && flags & ns::MS_RDONLY != 0)));
+    let persist = HostFacts {
+        upper: Upper::Persist("/keep".into()),
+        ..facts()
+    };
+    let p = vm_plan(&[], &persist).unwrap();
+    assert!(p
+        .host
+        .iter()
+        .any(|s| matches!(s, Step::Overlay { upper, .. }
+        if upper == Path::new("/keep/upper"))));
+}
+
+#[test]
+fn vm_plan_refuses_what_a_vm_cannot_honour_by_name() {
+    for (args, needle) in [
+        (&["-d"][..], "-d/--name"),
+        (&["--net", "slirp"][..], "--net"),
+        (&["--net", "host"][..], "--net"),
+        (&["-p", "8080:80"][..], "-p"),
+        (&["--cap-add", "NET_ADMIN"][..], "--cap-add"),
+        (&["--userns", "map"][..], "--userns"),
+        (&["--device", "/dev/fuse"][..], "--device"),
+    ] {
+        match vm_plan(args, &facts()) {
+            Err(PlanError::Vm(m)) => assert!(m.contains(needle), "{args:?}: {m}"),
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+    assert!(vm_plan(&["--net", "none"], &facts()).is_ok());
+}

@@ -32,7 +32,31 @@ pub struct GuestConfig {
     pub winsize: (u16, u16),
     /// `--read-only`: the root is mounted read-only in the guest.
     pub read_only: bool,
+    /// `--net passt`: the guest's virtio-net interface, configured by its init.
+    pub net: Option<GuestNet>,
 }
+
+/// The guest's side of `--net passt`: slirp's addresses, which passt is told to use too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestNet {
+    pub addr: [u8; 4],
+    pub prefix: u8,
+    pub gateway: [u8; 4],
+    pub dns: [u8; 4],
+    pub mtu: u32,
+}
+
+/// 10.0.2.15/24, gateway (the host) 10.0.2.2, DNS 10.0.2.3, passt's MTU.
+pub const GUEST_NET: GuestNet = GuestNet {
+    addr: [10, 0, 2, 15],
+    prefix: 24,
+    gateway: [10, 0, 2, 2],
+    dns: [10, 0, 2, 3],
+    mtu: 65520,
+};
+
+/// passt's socket, in the run directory (the monitor's working directory).
+pub const PASST_SOCKET: &str = "passt.sock";
 
 /// The VM run: host steps (namespaces, overlay, user mounts), the tree to export, the guest's
 /// command, and the machine's size.
@@ -46,6 +70,8 @@ pub struct VmPlan {
     pub memory_mib: u64,
     /// Virtual CPUs (`--cpus`, rounded up; default 1).
     pub cpus: u32,
+    /// `--net passt` (or `-p`): passt's arguments; it serves the guest's virtio-net.
+    pub passt: Option<Vec<String>>,
 }
 
 pub const DEFAULT_MEMORY_MIB: u64 = 512;
@@ -63,12 +89,19 @@ pub fn check(flags: &Flags) -> Result<(), PlanError> {
     if flags.detach || flags.name.is_some() {
         return refuse("-d/--name", "VM runs are foreground runs");
     }
+    // -p without --net means passt, as it means slirp without --vm.
     match flags.net {
-        NetMode::None | NetMode::Host if !flags.net_given || flags.net == NetMode::None => {}
-        _ => return refuse("--net", "the guest has no network (--net none)"),
+        _ if !flags.net_given => {}
+        NetMode::None | NetMode::Pasta => {}
+        _ => {
+            return refuse(
+                &format!("--net {}", flags.net.name()),
+                "the guest's network is none or passt",
+            )
+        }
     }
-    if !flags.publish.is_empty() {
-        return refuse("-p", "the guest has no network");
+    if !flags.publish.is_empty() && flags.net == NetMode::None && flags.net_given {
+        return refuse("-p", "--net none has no network to publish from");
     }
     if flags.ipc_container.is_some() {
         return refuse("--ipc", "a guest shares nothing with host processes");
@@ -106,7 +139,8 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<VmPlan, Pl
     let argv = process::command(rt, flags)?;
     let user_spec = flags.user.as_deref().unwrap_or(&rt.user);
     let user = users::resolve(user_spec, facts.passwd.as_deref(), facts.group.as_deref())?;
-    let groups = users::supplementary_groups(facts.passwd.as_deref(), facts.group.as_deref(), user.uid);
+    let groups =
+        users::supplementary_groups(facts.passwd.as_deref(), facts.group.as_deref(), user.uid);
     let mut warn = Vec::new();
     let env = process::environment(rt, flags, facts, &user.home, &mut warn)?;
     let workdir = process::workdir(rt, flags)?;
@@ -178,6 +212,11 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<VmPlan, Pl
         None => 1,
         Some(n) => n.div_ceil(1_000_000_000).clamp(1, 64) as u32,
     };
+    let net = match flags.net_given {
+        true => flags.net == NetMode::Pasta,
+        false => !flags.publish.is_empty(),
+    };
+    let passt = net.then(|| passt_args(flags));
     Ok(VmPlan {
         host,
         root,
@@ -192,8 +231,46 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<VmPlan, Pl
             tty: flags.tty,
             winsize: (0, 0),
             read_only: flags.read_only,
+            net: net.then_some(GUEST_NET),
         },
         memory_mib,
         cpus,
+        passt,
     })
+}
+
+/// passt in the foreground, for one guest, with the guest's addresses and the published ports.
+fn passt_args(flags: &Flags) -> Vec<String> {
+    let ip = |a: [u8; 4]| format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3]);
+    let mut a: Vec<String> = [
+        "--foreground",
+        "--quiet",
+        "--one-off",
+        "--ipv4-only",
+        "--socket",
+        PASST_SOCKET,
+    ]
+    .map(String::from)
+    .to_vec();
+    a.extend([
+        "--address".into(),
+        ip(GUEST_NET.addr),
+        "--netmask".into(),
+        GUEST_NET.prefix.to_string(),
+        "--gateway".into(),
+        ip(GUEST_NET.gateway),
+        "--dns-forward".into(),
+        ip(GUEST_NET.dns),
+        "--mtu".into(),
+        GUEST_NET.mtu.to_string(),
+    ]);
+    for p in &flags.publish {
+        let spec = match &p.ip {
+            Some(addr) => format!("{addr}/{}:{}", p.host, p.ctr),
+            None => format!("{}:{}", p.host, p.ctr),
+        };
+        a.push(if p.udp { "--udp-ports" } else { "--tcp-ports" }.into());
+        a.push(spec);
+    }
+    a
 }

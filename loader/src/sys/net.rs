@@ -63,3 +63,74 @@ pub fn bind_any(v6: bool, udp: bool) -> io::Result<(OwnedFd, u16)> {
     }
     Ok((fd, u16::from_be(sa.sin6_port)))
 }
+
+/// Configures the IPv4 interface `name` (a VM guest's virtio-net): MTU, address with its prefix,
+/// up, and a default route through `gateway`. Plain ioctls: no netlink code for four settings.
+pub fn configure_ipv4(
+    name: &str,
+    mtu: u32,
+    addr: [u8; 4],
+    prefix: u8,
+    gateway: [u8; 4],
+) -> io::Result<()> {
+    // SAFETY: socket() takes integers only; the descriptor is owned (and closed) below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by socket() and nothing else owns it.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let ioctl = |req: libc::c_ulong, arg: *const libc::c_void| {
+        // SAFETY: every caller passes a live, initialised ifreq or rtentry matching `req`,
+        // which the kernel reads (or fills) during the call only.
+        let r = unsafe { libc::ioctl(sock.as_raw_fd(), req as _, arg) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    let ifreq = || {
+        // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (d, s) in req.ifr_name.iter_mut().zip(name.bytes().take(15)) {
+            *d = s as libc::c_char;
+        }
+        req
+    };
+    let sin = |a: [u8; 4]| {
+        // SAFETY: sockaddr_in is plain old data; all zeroes is a valid value.
+        let mut s: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+        s.sin_family = libc::AF_INET as libc::sa_family_t;
+        s.sin_addr.s_addr = u32::from_ne_bytes(a);
+        // SAFETY: sockaddr_in and sockaddr have the same size (16 bytes) and sockaddr is plain
+        // old data: the bytes are a valid sockaddr.
+        unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(s) }
+    };
+    let mut req = ifreq();
+    req.ifr_ifru.ifru_mtu = mtu as libc::c_int;
+    ioctl(libc::SIOCSIFMTU, (&req as *const libc::ifreq).cast())?;
+    let mut req = ifreq();
+    req.ifr_ifru.ifru_addr = sin(addr);
+    ioctl(libc::SIOCSIFADDR, (&req as *const libc::ifreq).cast())?;
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix.min(32))
+    };
+    let mut req = ifreq();
+    req.ifr_ifru.ifru_netmask = sin(mask.to_be_bytes());
+    ioctl(libc::SIOCSIFNETMASK, (&req as *const libc::ifreq).cast())?;
+    let mut req = ifreq();
+    ioctl(libc::SIOCGIFFLAGS, (&mut req as *mut libc::ifreq).cast())?;
+    // SAFETY: the kernel filled ifru_flags (the union's flags member) just above.
+    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+    ioctl(libc::SIOCSIFFLAGS, (&req as *const libc::ifreq).cast())?;
+    // SAFETY: rtentry is plain old data; all zeroes is a valid value.
+    let mut rt: libc::rtentry = unsafe { std::mem::zeroed() };
+    rt.rt_dst = sin([0; 4]);
+    rt.rt_genmask = sin([0; 4]);
+    rt.rt_gateway = sin(gateway);
+    rt.rt_flags = libc::RTF_UP | libc::RTF_GATEWAY;
+    ioctl(libc::SIOCADDRT, (&rt as *const libc::rtentry).cast())
+}

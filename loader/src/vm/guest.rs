@@ -37,10 +37,22 @@ fn fail(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> String {
     move |e| format!("{what}: {e}")
 }
 
-fn mount(src: &str, target: &str, fstype: &str, flags: u64, data: Option<&str>) -> Result<(), String> {
+fn mount(
+    src: &str,
+    target: &str,
+    fstype: &str,
+    flags: u64,
+    data: Option<&str>,
+) -> Result<(), String> {
     let _ = fs::create_dir_all(target);
-    ns::mount(Some(Path::new(src)), Path::new(target), Some(fstype), flags, data)
-        .map_err(fail(format_args!("mount {fstype} on {target}")))
+    ns::mount(
+        Some(Path::new(src)),
+        Path::new(target),
+        Some(fstype),
+        flags,
+        data,
+    )
+    .map_err(fail(format_args!("mount {fstype} on {target}")))
 }
 
 /// The virtio-serial ports by name: (name, /dev node).
@@ -51,7 +63,10 @@ fn ports() -> Vec<(String, PathBuf)> {
     dir.flatten()
         .filter_map(|e| {
             let name = fs::read_to_string(e.path().join("name")).ok()?;
-            Some((name.trim().to_string(), Path::new("/dev").join(e.file_name())))
+            Some((
+                name.trim().to_string(),
+                Path::new("/dev").join(e.file_name()),
+            ))
         })
         .collect()
 }
@@ -109,24 +124,77 @@ fn run() -> Result<(), String> {
         Some("trans=virtio,version=9p2000.L,msize=524288,cache=mmap,access=client"),
     )?;
     let under = |p: &str| format!("{NEW_ROOT}{p}");
-    mount("proc", &under("/proc"), "proc", ns::MS_NOSUID | ns::MS_NODEV | ns::MS_NOEXEC, None)?;
-    mount("sysfs", &under("/sys"), "sysfs", ns::MS_RDONLY | ns::MS_NOSUID | ns::MS_NODEV | ns::MS_NOEXEC, None)?;
+    mount(
+        "proc",
+        &under("/proc"),
+        "proc",
+        ns::MS_NOSUID | ns::MS_NODEV | ns::MS_NOEXEC,
+        None,
+    )?;
+    mount(
+        "sysfs",
+        &under("/sys"),
+        "sysfs",
+        ns::MS_RDONLY | ns::MS_NOSUID | ns::MS_NODEV | ns::MS_NOEXEC,
+        None,
+    )?;
     mount("devtmpfs", &under("/dev"), "devtmpfs", ns::MS_NOSUID, None)?;
-    mount("devpts", &under("/dev/pts"), "devpts", ns::MS_NOSUID | ns::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=620"))?;
-    mount("tmpfs", &under("/dev/shm"), "tmpfs", ns::MS_NOSUID | ns::MS_NODEV | ns::MS_NOEXEC, Some("mode=1777"))?;
+    mount(
+        "devpts",
+        &under("/dev/pts"),
+        "devpts",
+        ns::MS_NOSUID | ns::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=620"),
+    )?;
+    mount(
+        "tmpfs",
+        &under("/dev/shm"),
+        "tmpfs",
+        ns::MS_NOSUID | ns::MS_NODEV | ns::MS_NOEXEC,
+        Some("mode=1777"),
+    )?;
+    let _ = ns::loopback_up();
+    if let Some(n) = &cfg.net {
+        network(n)?;
+        let ip = n.dns;
+        let resolv = format!("nameserver {}.{}.{}.{}\n", ip[0], ip[1], ip[2], ip[3]);
+        // Into the run's writable layer, as a namespace run's per-run files are.
+        let _ = fs::write(under("/etc/resolv.conf"), resolv);
+    }
     if !cfg.hostname.is_empty() {
         ns::sethostname(&cfg.hostname).map_err(fail("sethostname"))?;
     }
     // switch_root: the tree moves over the initramfs, which stays (it is only a few files).
     std::env::set_current_dir(NEW_ROOT).map_err(fail("chdir"))?;
-    ns::mount(Some(Path::new(".")), Path::new("/"), None, ns::MS_MOVE, None)
-        .map_err(fail("move the root"))?;
+    ns::mount(
+        Some(Path::new(".")),
+        Path::new("/"),
+        None,
+        ns::MS_MOVE,
+        None,
+    )
+    .map_err(fail("move the root"))?;
     ns::chroot(Path::new(".")).map_err(fail("chroot"))?;
     std::env::set_current_dir("/").map_err(fail("chdir /"))?;
 
     let code = supervise(&cfg, stdio, &mut ctl)?;
-    wire::write_frame(&mut ctl, &Message::Exit(code).encode()).map_err(fail("report the exit code"))?;
+    wire::write_frame(&mut ctl, &Message::Exit(code).encode())
+        .map_err(fail("report the exit code"))?;
     Ok(())
+}
+
+/// Configures the guest's Ethernet interface (the virtio-net passt serves).
+fn network(n: &crate::plan::vm::GuestNet) -> Result<(), String> {
+    let name = fs::read_dir("/sys/class/net")
+        .map_err(fail("list the network interfaces"))?
+        .flatten()
+        // An Ethernet device (type 1): not lo, not the sit0 tunnel IPv6 brings.
+        .filter(|e| fs::read_to_string(e.path().join("type")).is_ok_and(|t| t.trim() == "1"))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .ok_or("no Ethernet interface in the guest")?;
+    crate::sys::net::configure_ipv4(&name, n.mtu, n.addr, n.prefix, n.gateway)
+        .map_err(fail(format_args!("configure {name}")))
 }
 
 /// Forks the command and waits for it, forwarding the host's signals; returns its exit code.
@@ -205,7 +273,8 @@ fn child(cfg: &GuestConfig, stdio: Option<[File; 3]>) -> exec::ExecError {
             }
         }
         None => {
-            let console: OwnedFd = match OpenOptions::new().read(true).write(true).open("/dev/hvc0") {
+            let console: OwnedFd = match OpenOptions::new().read(true).write(true).open("/dev/hvc0")
+            {
                 Ok(f) => f.into(),
                 Err(e) => return ours("open the console", e),
             };
@@ -220,7 +289,9 @@ fn child(cfg: &GuestConfig, stdio: Option<[File; 3]>) -> exec::ExecError {
         }
     }
     ns::close_fds_from(3);
-    if let Err(e) = fs::create_dir_all(&cfg.workdir).and_then(|()| std::env::set_current_dir(&cfg.workdir)) {
+    if let Err(e) =
+        fs::create_dir_all(&cfg.workdir).and_then(|()| std::env::set_current_dir(&cfg.workdir))
+    {
         return ours(&format!("chdir {}", cfg.workdir.display()), e);
     }
     if let Err(e) = ns::set_ids(cfg.uid, cfg.gid, &cfg.groups) {

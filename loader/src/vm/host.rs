@@ -3,10 +3,10 @@
 //! apart and stdin ends when the caller's does (each is a virtio-serial port); signals the
 //! caller gets are forwarded to the command; the command's exit code is ours.
 
+use super::cpio;
 use super::parts::{self, write_once};
 use super::qemu::{self, Machine, CONSOLE_LOG, CONTROL, STDERR, STDIN, STDOUT, TERMINAL};
 use super::wire::{self, Message};
-use super::cpio;
 use crate::args::{self, Flags, VmAccel};
 use crate::format::VmPartKind;
 use crate::plan::{self, IdMode};
@@ -56,6 +56,7 @@ pub fn run(me: &SelfExe, user_args: Vec<OsString>) -> Res<i32> {
     verify::check_required(me)?;
     plan::vm::check(&flags)?;
     let env_files = args::read_env_files(&flags)?;
+    host::free_ports(&mut flags)?;
     let qemu = find_qemu()?;
     let kvm = accel(flags.vm_accel)?;
     let kernel = parts::get_gz(&me.file, &rt.vm_parts, VmPartKind::Kernel)?;
@@ -145,7 +146,10 @@ fn accel(want: VmAccel) -> Res<bool> {
                      kvm (a udev rule, or chgrp kvm /dev/kvm; chmod 660 /dev/kvm) and join it"
                         .to_string()
                 };
-                format!("cannot open /dev/kvm ({e}; mode {mode:o}, owner {}): {fix}", m.uid())
+                format!(
+                    "cannot open /dev/kvm ({e}; mode {mode:o}, owner {}): {fix}",
+                    m.uid()
+                )
             }
         },
     };
@@ -203,7 +207,14 @@ fn boot(
     run_dir: &Path,
 ) -> Result<i32, Failed> {
     std::env::set_current_dir(run_dir)?;
-    for sock in [CONTROL.1, STDIN.1, STDOUT.1, STDERR.1, TERMINAL] {
+    for sock in [
+        CONTROL.1,
+        STDIN.1,
+        STDOUT.1,
+        STDERR.1,
+        TERMINAL,
+        plan::vm::PASST_SOCKET,
+    ] {
         // Left by a boot that did not start.
         let _ = fs::remove_file(sock);
     }
@@ -219,6 +230,11 @@ fn boot(
         .iter()
         .map(|sock| UnixListener::bind(sock).map_err(|e| format!("listen on {sock}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
+    // passt first: qemu connects to its socket as it starts.
+    let _passt = match &vp.passt {
+        Some(args) => Some(start_passt(args)?),
+        None => None,
+    };
     let machine = Machine {
         kernel,
         initrd,
@@ -227,6 +243,7 @@ fn boot(
         cpus: vp.cpus,
         kvm,
         tty,
+        net: vp.passt.is_some(),
     };
     // Signals are ours to forward: blocked before the monitor exists (it starts unblocked).
     let signals = ns::SigSet::empty().with(&[
@@ -243,7 +260,9 @@ fn boot(
     cmd.args(qemu::args(&machine));
     // Out of the terminal's process group: ^C is the command's, forwarded by us (or, with -t,
     // a byte for the guest's terminal).
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).process_group(0);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .process_group(0);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("start {}: {e}", qemu_bin.display()))?;
@@ -287,7 +306,14 @@ fn boot(
         std::mem::forget(input);
     });
     let stop = flags.stop_timeout.unwrap_or(Some(10)).map(u64::from);
-    let (code, ready) = serve(&mut child, &mut ctl, &mut streams, sigfd.as_raw_fd(), stop, kvm)?;
+    let (code, ready) = serve(
+        &mut child,
+        &mut ctl,
+        &mut streams,
+        sigfd.as_raw_fd(),
+        stop,
+        kvm,
+    )?;
     match (code, ready) {
         (Some(c), _) => Ok(c),
         (None, false) => Err(Failed::NotStarted(explain(
@@ -302,6 +328,49 @@ fn boot(
         )
         .into()),
     }
+}
+
+/// passt, killed when dropped (it also quits on its own once qemu is gone: --one-off).
+struct Passt(Child);
+
+impl Drop for Passt {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_passt(args: &[String]) -> Res<Passt> {
+    let bin = std::env::var_os("OCI2BIN_PASST").unwrap_or_else(|| "passt".into());
+    // Its chatter (it also tries syslog) goes to a log in the run directory.
+    let log = fs::File::create("passt.log")?;
+    let child = Command::new(&bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "--net passt needs passt ({}: {e}): install it (apt-get install passt)",
+                Path::new(&bin).display()
+            )
+        })?;
+    let mut p = Passt(child);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !Path::new(plan::vm::PASST_SOCKET).exists() {
+        if let Ok(Some(st)) = p.0.try_wait() {
+            return Err(format!("passt ended before it listened ({st})").into());
+        }
+        if Instant::now() > deadline {
+            return Err("passt did not create its socket within 5 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Listening follows the bind at once; give it that moment.
+    std::thread::sleep(Duration::from_millis(5));
+    Ok(p)
 }
 
 /// Accepts the monitor's connection on `l`, unless it ends first or the deadline passes.

@@ -29,6 +29,8 @@ pub struct Machine<'a> {
     pub kvm: bool,
     /// `-t`: the caller's terminal is the guest's `hvc0`.
     pub tty: bool,
+    /// `--net passt`: a virtio-net device on passt's socket.
+    pub net: bool,
 }
 
 /// Escapes a value for qemu's `key=value,...` options (a comma is doubled).
@@ -92,6 +94,17 @@ pub fn args(m: &Machine) -> Vec<OsString> {
             "virtconsole,chardev=term".into(),
         ]);
     }
+    if m.net {
+        a.extend([
+            "-netdev".into(),
+            format!(
+                "stream,id=net0,server=off,addr.type=unix,addr.path={}",
+                crate::plan::vm::PASST_SOCKET
+            ),
+            "-device".into(),
+            "virtio-net-device,netdev=net0".into(),
+        ]);
+    }
     let ports: &[(&str, &str)] = if m.tty {
         &[CONTROL]
     } else {
@@ -121,6 +134,7 @@ mod tests {
             cpus: 2,
             kvm: false,
             tty,
+            net: tty,
         })
         .into_iter()
         .map(|s| s.into_string().unwrap())
@@ -137,9 +151,15 @@ mod tests {
         assert_eq!(after("-smp"), "2");
         assert_eq!(after("-kernel"), "/c/vm/k,,1/vmlinux", "commas are escaped");
         assert!(after("-append").contains("rdinit=/init"));
-        assert!(a.iter().any(|x| x.contains("path=/run/x/root,security_model=none")));
-        assert_eq!(a.iter().filter(|x| x.starts_with("virtserialport")).count(), 4);
+        assert!(a
+            .iter()
+            .any(|x| x.contains("path=/run/x/root,security_model=none")));
+        assert_eq!(
+            a.iter().filter(|x| x.starts_with("virtserialport")).count(),
+            4
+        );
         assert!(a.iter().any(|x| x == "file,id=console,path=console.log"));
+        assert!(!a.iter().any(|x| x.starts_with("virtio-net")));
     }
 
     #[test]
@@ -147,7 +167,11 @@ mod tests {
         let a = machine(true);
         assert!(a.iter().any(|x| x == "socket,id=term,path=term.sock"));
         assert!(a.iter().any(|x| x == "virtconsole,chardev=term"));
-        assert_eq!(a.iter().filter(|x| x.starts_with("virtserialport")).count(), 1);
+        assert!(a.iter().any(|x| x.ends_with("addr.path=passt.sock")));
+        assert_eq!(
+            a.iter().filter(|x| x.starts_with("virtserialport")).count(),
+            1
+        );
         assert!(a.iter().any(|x| x == "file,id=console,path=console.log"));
     }
 }

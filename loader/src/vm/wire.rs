@@ -10,7 +10,7 @@
 //! exit       guest → host: 'X', i32 LE (the command's code, 128+N when a signal killed it)
 //! ```
 
-use crate::plan::vm::GuestConfig;
+use crate::plan::vm::{GuestConfig, GuestNet};
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -28,6 +28,7 @@ mod tag {
     pub const HOSTNAME: u8 = 6;
     pub const TTY: u8 = 7;
     pub const READ_ONLY: u8 = 8;
+    pub const NET: u8 = 9;
 }
 
 pub fn encode(c: &GuestConfig) -> Vec<u8> {
@@ -44,16 +45,33 @@ pub fn encode(c: &GuestConfig) -> Vec<u8> {
         put(tag::ENV, e.as_bytes());
     }
     put(tag::WORKDIR, c.workdir.as_os_str().as_bytes());
-    put(tag::IDS, &[c.uid.to_le_bytes(), c.gid.to_le_bytes()].concat());
+    put(
+        tag::IDS,
+        &[c.uid.to_le_bytes(), c.gid.to_le_bytes()].concat(),
+    );
     for g in &c.groups {
         put(tag::GROUP, &g.to_le_bytes());
     }
     put(tag::HOSTNAME, c.hostname.as_bytes());
     if c.tty {
-        put(tag::TTY, &[c.winsize.0.to_le_bytes(), c.winsize.1.to_le_bytes()].concat());
+        put(
+            tag::TTY,
+            &[c.winsize.0.to_le_bytes(), c.winsize.1.to_le_bytes()].concat(),
+        );
     }
     if c.read_only {
         put(tag::READ_ONLY, &[]);
+    }
+    if let Some(n) = &c.net {
+        let v = [
+            &n.addr[..],
+            &[n.prefix],
+            &n.gateway,
+            &n.dns,
+            &n.mtu.to_le_bytes(),
+        ]
+        .concat();
+        put(tag::NET, &v);
     }
     out
 }
@@ -73,7 +91,9 @@ pub fn decode(b: &[u8]) -> io::Result<GuestConfig> {
         let t = b[at];
         let len = u32_at(b, at + 1) as usize;
         at += 5;
-        let v = b.get(at..at + len).ok_or_else(|| bad("config item past the end"))?;
+        let v = b
+            .get(at..at + len)
+            .ok_or_else(|| bad("config item past the end"))?;
         at += len;
         match (t, v.len()) {
             (tag::ARG, _) => c.argv.push(OsString::from_vec(v.to_vec())),
@@ -92,7 +112,17 @@ pub fn decode(b: &[u8]) -> io::Result<GuestConfig> {
                 );
             }
             (tag::READ_ONLY, 0) => c.read_only = true,
-            (tag::IDS | tag::GROUP | tag::TTY | tag::READ_ONLY, _) => {
+            (tag::NET, 17) => {
+                let four = |i: usize| -> [u8; 4] { v[i..i + 4].try_into().unwrap() };
+                c.net = Some(GuestNet {
+                    addr: four(0),
+                    prefix: v[4],
+                    gateway: four(5),
+                    dns: four(9),
+                    mtu: u32_at(v, 13),
+                })
+            }
+            (tag::IDS | tag::GROUP | tag::TTY | tag::READ_ONLY | tag::NET, _) => {
                 return Err(bad("config item of the wrong length"))
             }
             _ => {}
@@ -180,7 +210,11 @@ mod tests {
 
     fn sample() -> GuestConfig {
         GuestConfig {
-            argv: vec!["sh".into(), "-c".into(), OsString::from_vec(vec![0xff, b'x'])],
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                OsString::from_vec(vec![0xff, b'x']),
+            ],
             env: vec!["PATH=/bin".into(), "A=".into()],
             workdir: "/srv".into(),
             uid: 1000,
@@ -190,6 +224,7 @@ mod tests {
             tty: true,
             winsize: (40, 120),
             read_only: true,
+            net: Some(crate::plan::vm::GUEST_NET),
         }
     }
 
@@ -200,6 +235,7 @@ mod tests {
             tty: false,
             winsize: (0, 0),
             read_only: false,
+            net: None,
             ..sample()
         };
         assert_eq!(decode(&encode(&plain)).unwrap(), plain);
@@ -232,7 +268,11 @@ mod tests {
         let msgs: Vec<_> = got.iter().map(|f| Message::decode(f).unwrap()).collect();
         assert_eq!(
             msgs,
-            [Message::Signal(2), Message::Resize(40, 132), Message::Exit(-1)]
+            [
+                Message::Signal(2),
+                Message::Resize(40, 132),
+                Message::Exit(-1)
+            ]
         );
         assert!(buf.is_empty());
         assert_eq!(Message::decode(b"Q"), None);

@@ -206,8 +206,18 @@ pub fn write_to<W: Write>(image: &Image, opts: &WriteOptions, out: W) -> Result<
     let mut vm_parts = Vec::new();
     if let Some(vm) = opts.vm {
         for (kind, name, data, compression) in [
-            (VmPartKind::Kernel, "vmlinux.gz", &vm.kernel_gz[..], Compression::Gzip),
-            (VmPartKind::Runtime, "runtime", &vm.runtime[..], Compression::None),
+            (
+                VmPartKind::Kernel,
+                "vmlinux.gz",
+                &vm.kernel_gz[..],
+                Compression::Gzip,
+            ),
+            (
+                VmPartKind::Runtime,
+                "runtime",
+                &vm.runtime[..],
+                Compression::None,
+            ),
         ] {
             let at = w.entry(&format!("{VM_DIR}/{name}"), data, mtime)?;
             vm_parts.push(VmPart {
