@@ -23,7 +23,7 @@ INIT
 chmod +x "$work/root/init"
 (cd "$work/root" && find . | cpio -o -H newc 2>/dev/null | gzip -1 >"$work/initrd.gz")
 boot() {
-  timeout 120 qemu-system-x86_64 -M microvm,x-option-roms=off,rtc=off,acpi=off -accel "$1" \
+  timeout 120 qemu-system-x86_64 -M microvm,x-option-roms=off,acpi=off -accel "$1" \
     -cpu max -smp 2 -m 256 -nodefaults -no-user-config -nographic -no-reboot -serial stdio \
     -kernel "$vmlinux" -initrd "$work/initrd.gz" \
     -append "console=ttyS0 panic=-1 quiet rdinit=/init" 2>&1 || true

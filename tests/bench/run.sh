@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make bench`: loader size, polyglot overhead, cold and warm start of `FILE /bin/true` for the
+# `make bench`: loader size, polyglot overhead, cold and warm start of `FILE /bin/true` (and of
+# `FILE --vm /bin/true`) for the
 # busybox and the Debian fixtures, side by side with bwrap, ch-run and `unshare -r chroot` on the
 # same extracted rootfs, `podman run --rm` (vfs) and `docker run --rm`, all in one run.
 # Medians of repeated runs (hyperfine). Our file, bwrap, ch-run and unshare run as an unprivileged
@@ -218,3 +219,59 @@ if cold and warm:
 if cold and floor:
     print(f"  cp of the output vs our cold  : {floor / cold:6.2f}x the time (no warm pull can beat it)")
 PY
+
+# VM mode (issue 17): `FILE --vm /bin/true` on the busybox image, cold (an empty cache: the layers
+# extracted, the kernel and the VM runtime copied out of the file) and warm, beside the namespace
+# mode's warm start of the same file and beside the floor, `qemu-system-x86_64 -M microvm`
+# booting the same kernel to a static busybox init that powers off at once. All as the same
+# unprivileged user, in emulation (TCG) unless BENCH_VM_ACCEL=kvm: this machine kind's KVM cannot
+# run a guest (no nested virtualisation).
+vmlinux=$top/target/kernel/vmlinux
+runtime=${OCI2BIN_EMBED_VM_RUNTIME:-$top/target/x86_64-unknown-linux-musl/loader/loader-vm}
+if [ -f "$vmlinux" ] && command -v qemu-system-x86_64 >/dev/null && [ -f "$runtime" ]; then
+  accel=${BENCH_VM_ACCEL:-tcg}
+  echo
+  echo "-- VM mode (--vm, qemu microvm, accel $accel): VM runtime $(stat -c %s "$runtime") bytes, kernel $(stat -c %s "$vmlinux") bytes (vmlinux)"
+  vmf=$work/busybox-vm
+  "$OCI2BIN" -q --vm --vm-kernel "$vmlinux" "oci:$(layout_of busybox):latest" "$vmf"
+  echo "  file $(( $(stat -c %s "$vmf") / 1024 )) KiB (busybox image + gzipped kernel + runtime)"
+  vmhome=$work/vmhome
+  mkdir -p "$vmhome"
+  [ "$(id -u)" != 0 ] || chown "${u}:" "$vmhome"
+  vm_env="env -i PATH=/usr/bin:/bin HOME=$vmhome XDG_CACHE_HOME=$vmhome/.cache"
+  printf '  %-34s' "oci2bin --vm cold (empty cache)"
+  hf vm-cold "$COLD_RUNS" "rm -rf $vmhome/.cache" "${userq}$vm_env $vmf --vm --vm-accel $accel /bin/true"
+  run_user "$vmf" --vm --vm-accel "$accel" /bin/true
+  printf '  %-34s' "oci2bin --vm warm"
+  hf vm-warm "$((RUNS / 2))" "" "${userq}$vm_env $vmf --vm --vm-accel $accel /bin/true"
+  run_user "$vmf" --userns=single /bin/true
+  printf '  %-34s' "oci2bin warm (namespaces, same file)"
+  hf vm-ns "$RUNS" "" "${userq}$user_env $vmf --userns=single /bin/true"
+  floor=$work/vm-floor
+  mkdir -p "$floor/root/bin"
+  cp /bin/busybox "$floor/root/bin/busybox"
+  printf '#!/bin/busybox sh\n/bin/busybox reboot -f\n' >"$floor/root/init"
+  chmod 755 "$floor/root/init"
+  (cd "$floor/root" && find . | cpio -o -H newc 2>/dev/null >"$floor/initrd.cpio")
+  chmod -R a+rX "$floor"
+  cpu=max; [ "$accel" = kvm ] && cpu=host
+  printf '  %-34s' "qemu -M microvm, same kernel (floor)"
+  hf vm-floor "$((RUNS / 2))" "" "${userq}qemu-system-x86_64 -M microvm,x-option-roms=off,acpi=off -accel $accel -cpu $cpu -m 512M -smp 1 -nodefaults -no-user-config -display none -no-reboot -kernel $vmlinux -initrd $floor/initrd.cpio -append 'console=ttyS0 quiet loglevel=1 panic=-1 reboot=t rdinit=/init' -serial null"
+  python3 - "$work" <<'PY'
+import json, os, sys
+w = sys.argv[1]
+def med(n):
+    try:
+        return json.load(open(os.path.join(w, f"{n}.json")))["results"][0]["median"]
+    except Exception:
+        return None
+warm, floor, ns = med("vm-warm"), med("vm-floor"), med("vm-ns")
+if warm and floor:
+    print(f"  --vm warm minus the bare boot     : {(warm - floor) * 1000:8.1f} ms (ours: the tree, 9p, the init, the ports)")
+if warm and ns:
+    print(f"  --vm warm vs namespaces           : {warm / ns:8.1f}x the time")
+PY
+else
+  echo
+  echo "-- VM mode: skipped (needs target/kernel/vmlinux from make kernel, qemu-system-x86_64 and the VM runtime)"
+fi

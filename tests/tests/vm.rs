@@ -86,6 +86,13 @@ fn busybox_boots_its_own_kernel_prints_and_returns_exit_codes() {
         let o = r.run(f, &vm_args(&["sh", "-c", script]));
         assert_eq!(o.status.code(), Some(code), "{script}: {}", in_guest(&o));
     }
+    // The guest's clock is the host's (the microVM keeps its RTC).
+    let guest: i64 = r.ok(f, &vm_args(&["date", "+%s"])).trim().parse().unwrap();
+    let host = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((guest - host).abs() < 120, "guest {guest}, host {host}");
     let o = r.run(f, &vm_args(&["no-such-command"]));
     assert_eq!(o.status.code(), Some(127), "{}", in_guest(&o));
     assert!(text(&o.stderr).contains("no-such-command"));
