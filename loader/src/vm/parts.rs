@@ -48,19 +48,20 @@ pub fn dir() -> Result<PathBuf, PartError> {
 /// The path of `kind` from `parts` in the cache, copied out of `file` first if it is not there.
 /// Only parts stored as they are: the small loader uses this for the runtime (see [`get_gz`]).
 pub fn get(file: &File, parts: &[VmPart], kind: VmPartKind) -> Result<PathBuf, PartError> {
-    get_with(file, parts, kind, false)
+    get_with::<false>(file, parts, kind)
 }
 
 /// [`get`] for a part that may be gzipped (the kernel).
 pub fn get_gz(file: &File, parts: &[VmPart], kind: VmPartKind) -> Result<PathBuf, PartError> {
-    get_with(file, parts, kind, true)
+    get_with::<true>(file, parts, kind)
 }
 
-fn get_with(
+/// `GUNZIP` is a constant so that the small loader, which never decompresses a part, carries
+/// no code for it.
+fn get_with<const GUNZIP: bool>(
     file: &File,
     parts: &[VmPart],
     kind: VmPartKind,
-    gunzip: bool,
 ) -> Result<PathBuf, PartError> {
     let part = parts
         .iter()
@@ -73,7 +74,7 @@ fn get_with(
     }
     fs::create_dir_all(&at).map_err(|e| PartError::Io("create", at.clone(), e))?;
     let tmp = at.join(format!(".{}.{}", kind.name(), std::process::id()));
-    let written = copy_out(file, part, &tmp, gunzip).and_then(|ok| {
+    let written = copy_out::<GUNZIP>(file, part, &tmp).and_then(|ok| {
         if !ok {
             return Ok(Err(PartError::Digest(kind.name())));
         }
@@ -93,7 +94,7 @@ fn get_with(
 }
 
 /// Reads a part's stored bytes, hashing them, into `to` (decompressed); whether they matched.
-fn copy_out(file: &File, part: &VmPart, to: &Path, gunzip: bool) -> io::Result<bool> {
+fn copy_out<const GUNZIP: bool>(file: &File, part: &VmPart, to: &Path) -> io::Result<bool> {
     let mut out = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -108,7 +109,7 @@ fn copy_out(file: &File, part: &VmPart, to: &Path, gunzip: bool) -> io::Result<b
     };
     let mut hashing = match part.compression {
         Compression::None => Box::new(stored) as Box<dyn ReadHash>,
-        Compression::Gzip if gunzip => Box::new(Gunzip(crate::gzip::GzipMembers::new(
+        Compression::Gzip if GUNZIP => Box::new(Gunzip(crate::gzip::GzipMembers::new(
             BufReader::with_capacity(1 << 16, stored),
         ))),
         _ => {
