@@ -1943,7 +1943,7 @@ fn vm_plan_refuses_what_a_vm_cannot_honour_by_name() {
         (&["-d"][..], "-d/--name"),
         (&["--net", "slirp"][..], "--net"),
         (&["--net", "host"][..], "--net"),
-        (&["-p", "8080:80"][..], "-p"),
+        (&["--net", "none", "-p", "8080:80"][..], "-p"),
         (&["--cap-add", "NET_ADMIN"][..], "--cap-add"),
         (&["--userns", "map"][..], "--userns"),
         (&["--device", "/dev/fuse"][..], "--device"),
@@ -1953,5 +1953,22 @@ fn vm_plan_refuses_what_a_vm_cannot_honour_by_name() {
             other => panic!("{args:?}: {other:?}"),
         }
     }
-    assert!(vm_plan(&["--net", "none"], &facts()).is_ok());
+    let none = vm_plan(&["--net", "none"], &facts()).unwrap();
+    assert!(none.passt.is_none() && none.guest.net.is_none());
+}
+
+#[test]
+fn vm_plan_gives_the_guest_passt_for_net_passt_and_for_published_ports() {
+    for args in [&["--net", "passt"][..], &["-p", "127.0.0.1:8080:80"][..]] {
+        let p = vm_plan(args, &facts()).unwrap();
+        assert_eq!(p.guest.net, Some(vm::GUEST_NET), "{args:?}");
+        let passt = p.passt.unwrap();
+        let after = |k: &str| passt[passt.iter().position(|a| a == k).unwrap() + 1].clone();
+        assert_eq!(after("--address"), "10.0.2.15");
+        assert_eq!(after("--gateway"), "10.0.2.2");
+        assert!(passt.contains(&"--one-off".to_string()));
+        if args[0] == "-p" {
+            assert_eq!(after("--tcp-ports"), "127.0.0.1/8080:80");
+        }
+    }
 }
