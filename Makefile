@@ -16,6 +16,9 @@ LOADER := $(TARGET_DIR)/$(LOADER_TRIPLE)/loader/loader
 # The VM runtime (`--vm`): a second static binary from the loader crate, carried by files built
 # with --vm; no size limit of its own (the small loader's is what every file pays).
 VM_RUNTIME := $(TARGET_DIR)/$(LOADER_TRIPLE)/loader/loader-vm
+# libkrun (`--vmm libkrun`) linked into the VM runtime, in a cargo run of its own so the small
+# loader never carries it; `make VM_FEATURES=` builds the runtime with qemu only.
+VM_FEATURES ?= --features krun
 # Size flags for the musl loader beyond .cargo/config.toml: rust-lld (from the toolchain) with
 # identical-code folding, and no unwind tables (loader/link/no-unwind.ld).
 GCC_LD := $(shell rustc --print sysroot)/lib/rustlib/x86_64-unknown-linux-gnu/bin/gcc-ld
@@ -81,13 +84,16 @@ deps:
 loader:
 ifeq ($(LOADER_TRIPLE),$(MUSL))
 	@if rustup component list --installed 2>/dev/null | grep -q '^rust-src' && \
-	  RUSTC_BOOTSTRAP=1 $(CARGO) build -p loader --bin loader --bin loader-vm --profile loader --target $(MUSL) $(LOADER_LINK) $(LOADER_STD); then :; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) build -p loader --bin loader --profile loader --target $(MUSL) $(LOADER_LINK) $(LOADER_STD) && \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) build -p loader --bin loader-vm $(VM_FEATURES) --profile loader --target $(MUSL) $(LOADER_LINK) $(LOADER_STD); then :; \
 	else \
 	  echo "warning: loader built on the prebuilt std (no rust-src, or build-std failed): ~200 KB bigger" >&2; \
-	  $(CARGO) build -p loader --bin loader --bin loader-vm --profile loader --target $(MUSL) $(LOADER_LINK); \
+	  $(CARGO) build -p loader --bin loader --profile loader --target $(MUSL) $(LOADER_LINK) && \
+	  $(CARGO) build -p loader --bin loader-vm $(VM_FEATURES) --profile loader --target $(MUSL) $(LOADER_LINK); \
 	fi
 else
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build -p loader --bin loader --bin loader-vm --profile loader --target $(LOADER_TRIPLE)
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build -p loader --bin loader --profile loader --target $(LOADER_TRIPLE)
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build -p loader --bin loader-vm $(VM_FEATURES) --profile loader --target $(LOADER_TRIPLE)
 endif
 	@$(check_loader)
 

@@ -498,7 +498,7 @@ const OPTIONS: &[Opt] = &[
         short: None,
         value: Some("NAME"),
         id: Id::Vmm,
-        help: "with --vm: the monitor, qemu (qemu-system-x86_64 -M microvm)",
+        help: "with --vm: qemu (qemu-system-x86_64 -M microvm, the default) or libkrun (KVM)",
     },
     Opt {
         long: "vm-accel",
@@ -601,6 +601,8 @@ pub enum Vmm {
     /// `qemu-system-x86_64 -M microvm` from the host.
     #[default]
     Qemu,
+    /// libkrun, linked into the VM runtime (KVM only).
+    Libkrun,
 }
 
 /// `--vm-accel`.
@@ -1195,9 +1197,10 @@ fn apply(
         (Id::Rm, _) => flags.rm = on,
         (Id::Vm, _) => flags.vm = on,
         (Id::Vmm, Some(v)) => {
-            const WANT: &str = "qemu (libkrun is not built into this loader)";
+            const WANT: &str = "qemu or libkrun";
             flags.vmm = match text(option, v, WANT)?.as_str() {
                 "qemu" => Vmm::Qemu,
+                "libkrun" | "krun" => Vmm::Libkrun,
                 other => return Err(bad(other, WANT)),
             }
         }

@@ -22,7 +22,7 @@
 //!               |   oci-layout, blobs/sha256/<config>, blobs/sha256/<layer>…,               |
 //!               |   blobs/sha256/<manifest>, index.json, manifest.json, repositories        |
 //!               | layers are stored exactly as they came (never recompressed)               |
-//!               | VM mode (1.2, optional): oci2bin/vm/vmlinux (gzip), oci2bin/vm/runtime,   |
+//!               | VM mode (1.2, optional): oci2bin/vm/vmlinux.gz, oci2bin/vm/runtime.gz,    |
 //!               |   entries image readers ignore; the record's VM parts point at them       |
 //!               +--------------------------------------------------------------------------+
 //!               | tar end-of-archive: two zero blocks          (end = tar.offset + tar.len) |
@@ -397,7 +397,7 @@ pub struct VmPart {
     pub size: u64,
     /// sha256 of the bytes as stored.
     pub sha256: [u8; 32],
-    /// How the bytes are stored (the kernel is gzipped; the runtime is a plain ELF).
+    /// How the bytes are stored (both gzipped, as the packager writes them).
     pub compression: Compression,
 }
 

@@ -35,7 +35,8 @@ pub struct VmArgs {
 pub struct Bundle {
     /// The kernel, gzipped (deterministically: no name, mtime 0).
     pub kernel_gz: Vec<u8>,
-    pub runtime: Cow<'static, [u8]>,
+    /// The VM runtime, gzipped likewise.
+    pub runtime_gz: Vec<u8>,
     /// The file starts in VM mode.
     pub default: bool,
 }
@@ -78,16 +79,20 @@ pub fn resolve(a: &VmArgs) -> Result<Option<Bundle>> {
     if info.has_interp {
         bail!("the VM runtime needs an interpreter (PT_INTERP): it must be static");
     }
-    let mut gz = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), flate2::Compression::default());
-    gz.write_all(&kernel).context("compress the guest kernel")?;
-    let kernel_gz = gz.finish().context("compress the guest kernel")?;
     Ok(Some(Bundle {
-        kernel_gz,
-        runtime,
+        kernel_gz: gzip(&kernel).context("compress the guest kernel")?,
+        runtime_gz: gzip(&runtime).context("compress the VM runtime")?,
         default,
     }))
+}
+
+/// gzip with no name and mtime 0: the same input gives the same bytes.
+fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::best());
+    gz.write_all(data)?;
+    gz.finish()
 }
 
 /// An x86_64 ELF: what qemu's microvm (PVH) and libkrun boot.

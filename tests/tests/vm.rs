@@ -329,7 +329,7 @@ fn oci2vm_outputs_start_in_vm_mode_and_readers_still_see_an_image() {
             .unwrap()
             .stdout,
     );
-    assert!(list.contains("oci2bin/vm/vmlinux.gz") && list.contains("oci2bin/vm/runtime"));
+    assert!(list.contains("oci2bin/vm/vmlinux.gz") && list.contains("oci2bin/vm/runtime.gz"));
     let s = Command::new("skopeo")
         .args(["inspect", "--raw"])
         .arg(format!("docker-archive:{}", out.display()))
@@ -399,8 +399,13 @@ fn flags_vm_mode_cannot_honour_are_refused_by_name() {
     }
     let o = r.run(f, &["--vm", "--vm-accel", "warp", "true"]);
     assert_one_line_error(&o, "--vm-accel");
-    let o = r.run(f, &["--vm", "--vmm", "libkrun", "true"]);
-    assert_one_line_error(&o, "libkrun");
+    let o = r.run(f, &["--vm", "--vmm", "firecracker", "true"]);
+    assert_one_line_error(&o, "--vmm");
+    let o = r.run(
+        f,
+        &["--vm", "--vmm", "libkrun", "--vm-accel", "tcg", "true"],
+    );
+    assert_one_line_error(&o, "KVM only");
     // Without qemu the error says what to install.
     let o = r
         .command(f, &vm_args(&["true"]))
@@ -522,4 +527,52 @@ fn redis_answers_ping_through_passt_and_a_published_port() {
     assert_eq!(answer.trim(), "PONG", "{}", text(&out.stderr));
     // redis-server exits on SIGTERM, forwarded into the guest: the run ends as it did.
     assert!(out.status.code().is_some(), "{:?}", out.status);
+}
+
+#[test]
+fn libkrun_needs_kvm_and_runs_the_same_guest_where_kvm_works() {
+    let Some(f) = bb() else { return };
+    // The runner's user cannot open /dev/kvm here: a one-line error that says how to fix it.
+    let r = shared();
+    let o = r.run(f, &["--vm", "--vmm", "libkrun", "true"]);
+    let usable = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    if o.status.success() {
+        return;
+    }
+    if !usable || r.uid() != 0 {
+        assert_one_line_error(&o, "--vmm libkrun needs KVM");
+    }
+    if !usable {
+        eprintln!("SKIP: /dev/kvm cannot be opened here: libkrun cannot be run");
+        return;
+    }
+    // As ourselves (root where /dev/kvm is root's).
+    let o = Command::new(f)
+        .args(["--vm", "--vmm", "libkrun", "cat", "/proc/version"])
+        .env("HOME", shared().home())
+        .env_remove("XDG_CACHE_HOME")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    if o.status.success() {
+        assert!(
+            text(&o.stdout).contains("(oci2bin@oci2bin)"),
+            "{}",
+            text(&o.stdout)
+        );
+        return;
+    }
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("libkrun") || err.contains("nested virtualisation"),
+        "an unexplained failure: {err}"
+    );
+    eprintln!(
+        "SKIP: libkrun cannot run a guest on this machine (KVM, nested virtualisation): {}",
+        err.lines().next().unwrap_or("")
+    );
 }

@@ -54,6 +54,7 @@ mod whiteout;
 use remove::open_dir_path;
 pub use remove::remove_tree;
 use resolve::{lossy, Cached};
+pub use stream::copy_blob;
 use stream::{LayerBytes, Named, ZstdFrames};
 pub use whiteout::{make_opaque, make_whiteout};
 

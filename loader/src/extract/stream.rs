@@ -148,3 +148,26 @@ impl<R: BufRead> Read for ZstdFrames<R> {
         }
     }
 }
+
+/// Copies the blob `layer` describes out of `file` into `out`, decompressed as it is stored
+/// (gzip or plain; the same readers as extraction, so no second copy of them in the loader);
+/// whether all of it was there and its sha256 matched. Used for the VM parts.
+pub fn copy_blob(file: &File, layer: &LayerRef, out: &mut dyn io::Write) -> io::Result<bool> {
+    let mut src = LayerBytes::open(file, layer);
+    let copied = match layer.compression {
+        crate::format::Compression::Gzip => io::copy(
+            &mut Named {
+                what: "gzip",
+                inner: crate::gzip::GzipMembers::new(&mut src),
+            },
+            out,
+        ),
+        _ => io::copy(&mut src, out),
+    };
+    let (drained, ok) = LayerBytes::drain(src, layer);
+    // A wrong digest outranks what the decompressor met: it names the problem.
+    if !ok {
+        return Ok(false);
+    }
+    copied.and(drained).map(|_| true)
+}

@@ -2,6 +2,8 @@
 //! `std::io::Result`, and each `unsafe` block says why it is sound.
 
 pub mod fs;
+#[cfg(feature = "krun")]
+pub mod krun;
 pub mod net;
 pub mod ns;
 pub mod proc;

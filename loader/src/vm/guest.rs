@@ -116,13 +116,22 @@ fn run() -> Result<(), String> {
         let _ = ns::dup_to(err.as_fd(), 2);
     }
     let root_flags = if cfg.read_only { ns::MS_RDONLY } else { 0 };
-    mount(
-        ROOT_TAG,
-        NEW_ROOT,
-        "9p",
-        root_flags,
-        Some("trans=virtio,version=9p2000.L,msize=524288,cache=mmap,access=client"),
-    )?;
+    // 9p from qemu; virtio-fs from libkrun, which says so on the kernel command line.
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if cmdline
+        .split_whitespace()
+        .any(|w| w == "oci2bin.root=virtiofs")
+    {
+        mount(ROOT_TAG, NEW_ROOT, "virtiofs", root_flags, None)?;
+    } else {
+        mount(
+            ROOT_TAG,
+            NEW_ROOT,
+            "9p",
+            root_flags,
+            Some("trans=virtio,version=9p2000.L,msize=524288,cache=mmap,access=client"),
+        )?;
+    }
     let under = |p: &str| format!("{NEW_ROOT}{p}");
     mount(
         "proc",

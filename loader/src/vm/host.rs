@@ -7,7 +7,7 @@ use super::cpio;
 use super::parts::{self, write_once};
 use super::qemu::{self, Machine, CONSOLE_LOG, CONTROL, STDERR, STDIN, STDOUT, TERMINAL};
 use super::wire::{self, Message};
-use crate::args::{self, Flags, VmAccel};
+use crate::args::{self, Flags, VmAccel, Vmm};
 use crate::format::VmPartKind;
 use crate::plan::{self, IdMode};
 use crate::selfexe::SelfExe;
@@ -57,9 +57,26 @@ pub fn run(me: &SelfExe, user_args: Vec<OsString>) -> Res<i32> {
     plan::vm::check(&flags)?;
     let env_files = args::read_env_files(&flags)?;
     host::free_ports(&mut flags)?;
-    let qemu = find_qemu()?;
-    let kvm = accel(flags.vm_accel)?;
-    let kernel = parts::get_gz(&me.file, &rt.vm_parts, VmPartKind::Kernel)?;
+    let vmm = match flags.vmm {
+        Vmm::Qemu => Backend::Qemu(find_qemu()?),
+        Vmm::Libkrun => {
+            // libkrun is a KVM monitor: no emulation to fall back to.
+            if flags.vm_accel == VmAccel::Tcg {
+                return Err(
+                    "--vmm libkrun runs guests under KVM only: use --vmm qemu for emulation".into(),
+                );
+            }
+            if let Err(why) = kvm_access() {
+                return Err(format!("--vmm libkrun needs KVM: {why}").into());
+            }
+            Backend::Krun
+        }
+    };
+    let kvm = match vmm {
+        Backend::Krun => true,
+        Backend::Qemu(_) => accel(flags.vm_accel)?,
+    };
+    let kernel = parts::get(&me.file, &rt.vm_parts, VmPartKind::Kernel)?;
     let initrd = initrd()?;
     let mut prepared = match cache::prepare(&me.file, rt, None) {
         Err(cache::CacheError::Interrupted(sig)) => crate::sys::sig::die_of(sig),
@@ -84,11 +101,13 @@ pub fn run(me: &SelfExe, user_args: Vec<OsString>) -> Res<i32> {
         }
     }
     exec::run(&vp.host)?;
-    let boot = |kvm| boot(&flags, &vp, &qemu, &kernel, &initrd, kvm, &facts.scratch);
+    let boot = |kvm| boot(&flags, &vp, &vmm, &kernel, &initrd, kvm, &facts.scratch);
     let code = match boot(kvm) {
         // KVM that kills the guest before its init runs (a VM without nested virtualisation):
         // `auto` means the caller wants a run, so emulation it is.
-        Err(Failed::NotStarted(why)) if kvm && flags.vm_accel == VmAccel::Auto => {
+        Err(Failed::NotStarted(why))
+            if kvm && flags.vm_accel == VmAccel::Auto && matches!(vmm, Backend::Qemu(_)) =>
+        {
             eprintln!(
                 "oci2bin: warning: the guest did not start under KVM ({}); emulating it \
                  (slow; --vm-accel tcg skips the attempt)",
@@ -129,29 +148,8 @@ fn accel(want: VmAccel) -> Res<bool> {
     if want == VmAccel::Tcg {
         return Ok(false);
     }
-    let kvm = Path::new("/dev/kvm");
-    let why = match fs::OpenOptions::new().read(true).write(true).open(kvm) {
-        Ok(_) => return Ok(true),
-        Err(e) => match fs::metadata(kvm) {
-            Err(_) => "there is no /dev/kvm (no KVM on this host, or a VM without nested \
-                       virtualisation)"
-                .to_string(),
-            Ok(m) => {
-                let mode = m.permissions().mode() & 0o777;
-                let fix = if mode & 0o060 == 0o060 {
-                    let g = group_name(m.gid());
-                    format!("join group {g} (usermod -aG {g} $USER, then log in again)")
-                } else {
-                    "only its owner may open it: make it group read-write for a group such as \
-                     kvm (a udev rule, or chgrp kvm /dev/kvm; chmod 660 /dev/kvm) and join it"
-                        .to_string()
-                };
-                format!(
-                    "cannot open /dev/kvm ({e}; mode {mode:o}, owner {}): {fix}",
-                    m.uid()
-                )
-            }
-        },
+    let Err(why) = kvm_access() else {
+        return Ok(true);
     };
     match want {
         VmAccel::Kvm => Err(format!("--vm-accel kvm: {why}").into()),
@@ -162,6 +160,35 @@ fn accel(want: VmAccel) -> Res<bool> {
             Ok(false)
         }
     }
+}
+
+/// Whether /dev/kvm opens for reading and writing; if not, why, and how to fix it.
+fn kvm_access() -> Result<(), String> {
+    let kvm = Path::new("/dev/kvm");
+    let e = match fs::OpenOptions::new().read(true).write(true).open(kvm) {
+        Ok(_) => return Ok(()),
+        Err(e) => e,
+    };
+    Err(match fs::metadata(kvm) {
+        Err(_) => "there is no /dev/kvm (no KVM on this host, or a VM without nested \
+                   virtualisation)"
+            .to_string(),
+        Ok(m) => {
+            let mode = m.permissions().mode() & 0o777;
+            let fix = if mode & 0o060 == 0o060 {
+                let g = group_name(m.gid());
+                format!("join group {g} (usermod -aG {g} $USER, then log in again)")
+            } else {
+                "only its owner may open it: make it group read-write for a group such as \
+                 kvm (a udev rule, or chgrp kvm /dev/kvm; chmod 660 /dev/kvm) and join it"
+                    .to_string()
+            };
+            format!(
+                "cannot open /dev/kvm ({e}; mode {mode:o}, owner {}): {fix}",
+                m.uid()
+            )
+        }
+    })
 }
 
 fn group_name(gid: u32) -> String {
@@ -197,10 +224,55 @@ fn initrd() -> Res<PathBuf> {
 }
 
 /// Starts the monitor in the run directory and serves it until it ends.
+/// Which monitor runs the guest.
+enum Backend {
+    Qemu(PathBuf),
+    /// libkrun, linked into this program (the `krun` feature).
+    Krun,
+}
+
+/// The monitor process: qemu, or our fork that became libkrun's VMM.
+enum Monitor {
+    Process(Child),
+    #[cfg_attr(not(feature = "krun"), allow(dead_code))]
+    Forked(ns::pid_t),
+}
+
+impl Monitor {
+    /// Whether it has ended (reaped).
+    fn ended(&mut self) -> bool {
+        match self {
+            Monitor::Process(c) => !matches!(c.try_wait(), Ok(None)),
+            Monitor::Forked(pid) => !matches!(ns::reap(*pid), Ok(None)),
+        }
+    }
+
+    fn kill(&mut self) {
+        match self {
+            Monitor::Process(c) => {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            Monitor::Forked(pid) => {
+                let _ = ns::kill(*pid, libc::SIGKILL);
+                let _ = ns::wait_for(*pid);
+            }
+        }
+    }
+}
+
+/// Our ends of the guest's streams: the terminal (-t) or stdin, stdout and stderr; the control.
+struct Streams {
+    term: Option<UnixStream>,
+    ctl: UnixStream,
+    stdio: Vec<UnixStream>,
+}
+
+/// Starts the monitor in the run directory and serves it until it ends.
 fn boot(
     flags: &Flags,
     vp: &plan::vm::VmPlan,
-    qemu_bin: &Path,
+    vmm: &Backend,
     kernel: &Path,
     initrd: &Path,
     kvm: bool,
@@ -219,31 +291,10 @@ fn boot(
         let _ = fs::remove_file(sock);
     }
     let tty = vp.guest.tty;
-    // In the order qemu connects them: the terminal (a device before the ports), then the
-    // ports.
-    let names: &[&str] = if tty {
-        &[TERMINAL, CONTROL.1]
-    } else {
-        &[CONTROL.1, STDIN.1, STDOUT.1, STDERR.1]
-    };
-    let listeners = names
-        .iter()
-        .map(|sock| UnixListener::bind(sock).map_err(|e| format!("listen on {sock}: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    // passt first: qemu connects to its socket as it starts.
+    // passt first: the monitor connects to its socket as it starts.
     let _passt = match &vp.passt {
         Some(args) => Some(start_passt(args)?),
         None => None,
-    };
-    let machine = Machine {
-        kernel,
-        initrd,
-        root: &vp.root,
-        memory_mib: vp.memory_mib,
-        cpus: vp.cpus,
-        kvm,
-        tty,
-        net: vp.passt.is_some(),
     };
     // Signals are ours to forward: blocked before the monitor exists (it starts unblocked).
     let signals = ns::SigSet::empty().with(&[
@@ -256,31 +307,15 @@ fn boot(
     ]);
     ns::block_signals(&signals)?;
     let sigfd = ns::signalfd(&signals)?;
-    let mut cmd = Command::new(qemu_bin);
-    cmd.args(qemu::args(&machine));
-    // Out of the terminal's process group: ^C is the command's, forwarded by us (or, with -t,
-    // a byte for the guest's terminal).
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .process_group(0);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("start {}: {e}", qemu_bin.display()))?;
-    let started = Instant::now();
-    let mut streams = Vec::new();
-    for l in &listeners {
-        match accept(l, &mut child, started + boot_timeout(kvm)) {
-            Ok(s) => streams.push(s),
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(Failed::NotStarted(explain(e, kvm, tty)));
-            }
-        }
-    }
-    drop(listeners);
-    let term = tty.then(|| streams.remove(0));
-    let mut ctl = streams.remove(0);
+    let (mut monitor, streams) = match vmm {
+        Backend::Qemu(bin) => start_qemu(bin, vp, kernel, initrd, kvm)?,
+        Backend::Krun => start_krun(vp, kernel, initrd)?,
+    };
+    let Streams {
+        term,
+        mut ctl,
+        mut stdio,
+    } = streams;
     wire::write_frame(&mut ctl, &wire::encode(&vp.guest))?;
     // The caller's terminal passes every byte (^C included) to the guest's, until the end.
     let _raw = term.as_ref().and_then(|_| exec::tty::RawMode::enter(0));
@@ -288,28 +323,30 @@ fn boot(
     // it (qemu takes a socket's end of input as a hang-up).
     let (input, ends) = match term {
         Some(t) => {
-            streams.push(t.try_clone()?);
-            (t, false)
+            stdio.push(t.try_clone()?);
+            (Some(t), false)
         }
-        None => (streams.remove(0), true),
+        None if stdio.is_empty() => (None, false),
+        None => (Some(stdio.remove(0)), true),
     };
     // stdin on a thread of its own: the guest may never read it, and the loop below must not
     // wait for it.
-    std::thread::spawn(move || {
-        let mut input = input;
-        let _ = io::copy(&mut io::stdin().lock(), &mut input);
-        if ends {
-            let _ = input.shutdown(std::net::Shutdown::Write);
-        }
-        // Not closed: a closed socket is a hang-up, on which qemu drops what the guest has not
-        // read yet; a shut-down one is an end of input after it.
-        std::mem::forget(input);
-    });
+    if let Some(mut input) = input {
+        std::thread::spawn(move || {
+            let _ = io::copy(&mut io::stdin().lock(), &mut input);
+            if ends {
+                let _ = input.shutdown(std::net::Shutdown::Write);
+            }
+            // Not closed: a closed socket is a hang-up, on which qemu drops what the guest has
+            // not read yet; a shut-down one is an end of input after it.
+            std::mem::forget(input);
+        });
+    }
     let stop = flags.stop_timeout.unwrap_or(Some(10)).map(u64::from);
     let (code, ready) = serve(
-        &mut child,
+        &mut monitor,
         &mut ctl,
-        &mut streams,
+        &mut stdio,
         sigfd.as_raw_fd(),
         stop,
         kvm,
@@ -327,6 +364,126 @@ fn boot(
             tty,
         )
         .into()),
+    }
+}
+
+/// qemu, connecting to sockets we listen on in the run directory.
+fn start_qemu(
+    bin: &Path,
+    vp: &plan::vm::VmPlan,
+    kernel: &Path,
+    initrd: &Path,
+    kvm: bool,
+) -> Result<(Monitor, Streams), Failed> {
+    let tty = vp.guest.tty;
+    // The terminal (a device before the ports), then the ports.
+    let names: &[&str] = if tty {
+        &[TERMINAL, CONTROL.1]
+    } else {
+        &[CONTROL.1, STDIN.1, STDOUT.1, STDERR.1]
+    };
+    let listeners = names
+        .iter()
+        .map(|sock| UnixListener::bind(sock).map_err(|e| format!("listen on {sock}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let machine = Machine {
+        kernel,
+        initrd,
+        root: &vp.root,
+        memory_mib: vp.memory_mib,
+        cpus: vp.cpus,
+        kvm,
+        tty,
+        net: vp.passt.is_some(),
+    };
+    let mut cmd = Command::new(bin);
+    cmd.args(qemu::args(&machine));
+    // Out of the terminal's process group: ^C is the command's, forwarded by us (or, with -t,
+    // a byte for the guest's terminal).
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("start {}: {e}", bin.display()))?;
+    let started = Instant::now();
+    let mut streams = Vec::new();
+    for l in &listeners {
+        match accept(l, &mut child, started + boot_timeout(kvm)) {
+            Ok(s) => streams.push(s),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Failed::NotStarted(explain(e, kvm, tty)));
+            }
+        }
+    }
+    let term = tty.then(|| streams.remove(0));
+    let ctl = streams.remove(0);
+    Ok((
+        Monitor::Process(child),
+        Streams {
+            term,
+            ctl,
+            stdio: streams,
+        },
+    ))
+}
+
+#[cfg(not(feature = "krun"))]
+fn start_krun(_: &plan::vm::VmPlan, _: &Path, _: &Path) -> Result<(Monitor, Streams), Failed> {
+    Err(Failed::Other(
+        "this VM runtime was built without libkrun (the `krun` feature): use --vmm qemu".into(),
+    ))
+}
+
+/// libkrun in a fork of ours, its ports on socket pairs whose other ends we keep.
+#[cfg(feature = "krun")]
+fn start_krun(
+    vp: &plan::vm::VmPlan,
+    kernel: &Path,
+    initrd: &Path,
+) -> Result<(Monitor, Streams), Failed> {
+    use std::os::fd::OwnedFd;
+    let tty = vp.guest.tty;
+    let pair = || -> Result<(UnixStream, OwnedFd), Failed> {
+        let (a, b) = UnixStream::pair()?;
+        Ok((a, b.into()))
+    };
+    let ctl = pair()?;
+    let stdio = match tty {
+        true => Vec::new(),
+        false => vec![pair()?, pair()?, pair()?],
+    };
+    let log = fs::File::create(CONSOLE_LOG)?;
+    let config = super::krun::Config {
+        kernel,
+        initrd,
+        root: &vp.root,
+        memory_mib: vp.memory_mib,
+        cpus: vp.cpus,
+        tty,
+        net: vp.passt.is_some(),
+    };
+    match ns::fork()? {
+        ns::Forked::Child => {
+            let fds: Vec<i32> = std::iter::once(&ctl)
+                .chain(stdio.iter())
+                .map(|(_, theirs)| theirs.as_raw_fd())
+                .collect();
+            let e = super::krun::enter(&config, &fds, log.as_raw_fd());
+            let _ =
+                std::io::Write::write_all(&mut io::stderr(), format!("oci2bin: {e}\n").as_bytes());
+            ns::exit_now(exec::EXIT_OURS)
+        }
+        ns::Forked::Parent(pid) => Ok((
+            Monitor::Forked(pid),
+            Streams {
+                term: None,
+                ctl: ctl.0,
+                stdio: stdio.into_iter().map(|(ours, _)| ours).collect(),
+            },
+        )),
     }
 }
 
@@ -393,7 +550,7 @@ fn accept(l: &UnixListener, child: &mut Child, deadline: Instant) -> Result<Unix
 /// Forwards output and signals until the monitor ends; the command's exit code, if the guest
 /// sent one.
 fn serve(
-    child: &mut Child,
+    child: &mut Monitor,
     ctl: &mut UnixStream,
     outputs: &mut [UnixStream],
     sigfd: i32,
@@ -467,7 +624,7 @@ fn serve(
                 }
             }
         }
-        if let Ok(Some(_)) = child.try_wait() {
+        if child.ended() {
             // Its streams are closed now: take what is left in them.
             for (i, s) in outputs.iter_mut().enumerate() {
                 let mut rest = Vec::new();
@@ -490,8 +647,7 @@ fn serve(
         }
         let late = !ready && started.elapsed() > boot_timeout(kvm);
         if late || kill_at.is_some_and(|t| Instant::now() > t) {
-            let _ = child.kill();
-            let _ = child.wait();
+            child.kill();
             if late {
                 return Ok((None, false));
             }
@@ -518,7 +674,7 @@ fn explain(what: String, kvm: bool, tty: bool) -> String {
     if kvm {
         msg.push_str(
             "\n(under KVM: a host that is itself a VM without nested virtualisation kills \
-             guests early; --vm-accel tcg runs the guest in emulation)",
+             guests early; --vmm qemu --vm-accel tcg runs the guest in emulation)",
         );
     }
     msg

@@ -6,6 +6,7 @@
 pub mod cpio;
 pub mod guest;
 pub mod host;
+pub mod krun;
 pub mod parts;
 pub mod qemu;
 pub mod wire;

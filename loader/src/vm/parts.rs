@@ -3,11 +3,10 @@
 //! were stored so, written under a temporary name and renamed into place, so a crash or a
 //! tampered file never leaves a part a later run would trust.
 
-use crate::format::{Compression, VmPart, VmPartKind};
-use sha2::{Digest, Sha256};
+use crate::format::{LayerRef, VmPart, VmPartKind};
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug)]
@@ -45,24 +44,9 @@ pub fn dir() -> Result<PathBuf, PartError> {
         .ok_or(PartError::NoCache)
 }
 
-/// The path of `kind` from `parts` in the cache, copied out of `file` first if it is not there.
-/// Only parts stored as they are: the small loader uses this for the runtime (see [`get_gz`]).
+/// The path of `kind` from `parts` in the cache, copied out of `file` (and decompressed) first
+/// if it is not there.
 pub fn get(file: &File, parts: &[VmPart], kind: VmPartKind) -> Result<PathBuf, PartError> {
-    get_with::<false>(file, parts, kind)
-}
-
-/// [`get`] for a part that may be gzipped (the kernel).
-pub fn get_gz(file: &File, parts: &[VmPart], kind: VmPartKind) -> Result<PathBuf, PartError> {
-    get_with::<true>(file, parts, kind)
-}
-
-/// `GUNZIP` is a constant so that the small loader, which never decompresses a part, carries
-/// no code for it.
-fn get_with<const GUNZIP: bool>(
-    file: &File,
-    parts: &[VmPart],
-    kind: VmPartKind,
-) -> Result<PathBuf, PartError> {
     let part = parts
         .iter()
         .find(|p| p.kind == kind)
@@ -74,7 +58,7 @@ fn get_with<const GUNZIP: bool>(
     }
     fs::create_dir_all(&at).map_err(|e| PartError::Io("create", at.clone(), e))?;
     let tmp = at.join(format!(".{}.{}", kind.name(), std::process::id()));
-    let written = copy_out::<GUNZIP>(file, part, &tmp).and_then(|ok| {
+    let written = copy_out(file, part, &tmp).and_then(|ok| {
         if !ok {
             return Ok(Err(PartError::Digest(kind.name())));
         }
@@ -93,90 +77,23 @@ fn get_with<const GUNZIP: bool>(
     }
 }
 
-/// Reads a part's stored bytes, hashing them, into `to` (decompressed); whether they matched.
-fn copy_out<const GUNZIP: bool>(file: &File, part: &VmPart, to: &Path) -> io::Result<bool> {
+/// Copies a part's stored bytes into `to` (decompressed), hashing them; whether they matched.
+fn copy_out(file: &File, part: &VmPart, to: &Path) -> io::Result<bool> {
     let mut out = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o755)
         .open(to)?;
-    let stored = Hashing {
-        file,
-        at: part.offset,
-        left: part.size,
-        hash: Sha256::new(),
+    let blob = LayerRef {
+        offset: part.offset,
+        size: part.size,
+        sha256: part.sha256,
+        compression: part.compression,
     };
-    let mut hashing = match part.compression {
-        Compression::None => Box::new(stored) as Box<dyn ReadHash>,
-        Compression::Gzip if GUNZIP => Box::new(Gunzip(crate::gzip::GzipMembers::new(
-            BufReader::with_capacity(1 << 16, stored),
-        ))),
-        _ => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "a VM part compressed in a way this program does not read",
-            ))
-        }
-    };
-    io::copy(&mut hashing, &mut out)?;
-    let digest = hashing.finish()?;
+    let ok = crate::extract::copy_blob(file, &blob, &mut out)?;
     out.sync_all()?;
-    Ok(digest == part.sha256)
-}
-
-trait ReadHash: Read {
-    /// Reads what is left of the stored bytes and returns their sha256.
-    fn finish(self: Box<Self>) -> io::Result<[u8; 32]>;
-}
-
-struct Hashing<'a> {
-    file: &'a File,
-    at: u64,
-    left: u64,
-    hash: Sha256,
-}
-
-impl Read for Hashing<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = buf.len().min(self.left as usize);
-        if want == 0 {
-            return Ok(0);
-        }
-        let n = self.file.read_at(&mut buf[..want], self.at)?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        self.hash.update(&buf[..n]);
-        self.at += n as u64;
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
-impl ReadHash for Hashing<'_> {
-    fn finish(mut self: Box<Self>) -> io::Result<[u8; 32]> {
-        io::copy(&mut *self, &mut io::sink())?;
-        Ok(self.hash.finalize().into())
-    }
-}
-
-struct Gunzip<'a>(crate::gzip::GzipMembers<BufReader<Hashing<'a>>>);
-
-impl Read for Gunzip<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
-}
-
-impl ReadHash for Gunzip<'_> {
-    fn finish(mut self: Box<Self>) -> io::Result<[u8; 32]> {
-        // Bytes the decoder left unread still count.
-        let src = self.0.src();
-        io::copy(src, &mut io::sink())?;
-        let h = src.get_mut();
-        Ok(std::mem::take(&mut h.hash).finalize().into())
-    }
+    Ok(ok)
 }
 
 /// Writes `bytes` to `path` unless it exists, atomically (temporary name, rename).

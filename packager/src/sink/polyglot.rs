@@ -214,9 +214,9 @@ pub fn write_to<W: Write>(image: &Image, opts: &WriteOptions, out: W) -> Result<
             ),
             (
                 VmPartKind::Runtime,
-                "runtime",
-                &vm.runtime[..],
-                Compression::None,
+                "runtime.gz",
+                &vm.runtime_gz[..],
+                Compression::Gzip,
             ),
         ] {
             let at = w.entry(&format!("{VM_DIR}/{name}"), data, mtime)?;
