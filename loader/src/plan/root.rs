@@ -83,45 +83,7 @@ pub(super) fn filesystem(
     steps.push(Step::Unshare(ns::NEW_NS));
     steps.push(Step::MakeRootPrivate);
 
-    // The root: an overlay whose upper and work dirs are on disk (as Docker's writable layer),
-    // or on a private tmpfs that also holds the mount point.
-    let scratch = &facts.scratch;
-    let root = scratch.join("root");
-    let mut options = String::from("mode=755");
-    if let Some(size) = flags.tmpfs_upper.as_deref().filter(|s| !s.is_empty()) {
-        options = format!("{options},{size}");
-    }
-    steps.push(Step::Tmpfs {
-        target: scratch.clone(),
-        flags: 0,
-        options,
-    });
-    let ram = (scratch.join("upper"), scratch.join("work"));
-    let (upper, work, ram) = match &facts.upper {
-        Upper::Ram => {
-            for d in [&ram.0, &ram.1] {
-                steps.push(Step::Mkdir {
-                    path: d.clone(),
-                    mode: 0o755,
-                });
-            }
-            (ram.0, ram.1, None)
-        }
-        Upper::Disk(d) => (d.join("upper"), d.join("work"), Some(ram)),
-        Upper::Persist(d) => (d.join("upper"), d.join("work"), None),
-    };
-    steps.push(Step::Mkdir {
-        path: root.clone(),
-        mode: 0o755,
-    });
-    steps.push(Step::Overlay {
-        lower: facts.rootfs.clone(),
-        upper,
-        work,
-        target: root.clone(),
-        ram,
-        seed,
-    });
+    let root = overlay_root(facts, flags, seed, steps);
     for d in ["dev", "proc", "sys"] {
         steps.push(Step::RealDir { path: root.join(d) });
     }
@@ -199,4 +161,53 @@ pub(super) fn filesystem(
     steps.push(Step::Hostname(facts.hostname.clone()));
     steps.push(Step::PivotRoot { new_root: root });
     Ok(())
+}
+
+/// The root: an overlay of the cached tree whose upper and work dirs are on disk (as Docker's
+/// writable layer), or on a private tmpfs at the scratch dir that also holds the mount point.
+/// Returns the mount point. VM mode builds its exported tree the same way.
+pub(super) fn overlay_root(
+    facts: &HostFacts,
+    flags: &Flags,
+    seed: Vec<Seed>,
+    steps: &mut Vec<Step>,
+) -> PathBuf {
+    let scratch = &facts.scratch;
+    let root = scratch.join("root");
+    let mut options = String::from("mode=755");
+    if let Some(size) = flags.tmpfs_upper.as_deref().filter(|s| !s.is_empty()) {
+        options = format!("{options},{size}");
+    }
+    steps.push(Step::Tmpfs {
+        target: scratch.clone(),
+        flags: 0,
+        options,
+    });
+    let ram = (scratch.join("upper"), scratch.join("work"));
+    let (upper, work, ram) = match &facts.upper {
+        Upper::Ram => {
+            for d in [&ram.0, &ram.1] {
+                steps.push(Step::Mkdir {
+                    path: d.clone(),
+                    mode: 0o755,
+                });
+            }
+            (ram.0, ram.1, None)
+        }
+        Upper::Disk(d) => (d.join("upper"), d.join("work"), Some(ram)),
+        Upper::Persist(d) => (d.join("upper"), d.join("work"), None),
+    };
+    steps.push(Step::Mkdir {
+        path: root.clone(),
+        mode: 0o755,
+    });
+    steps.push(Step::Overlay {
+        lower: facts.rootfs.clone(),
+        upper,
+        work,
+        target: root.clone(),
+        ram,
+        seed,
+    });
+    root
 }

@@ -8,7 +8,7 @@
 //! kernel then isolates the command; the guest's init ([`GuestConfig`]) mounts the tree as its
 //! root and runs the command as the image's user.
 
-use super::{mounts, process, root::Upper, HostFacts, PlanError, Step};
+use super::{mounts, process, root, HostFacts, PlanError, Step};
 use crate::args::{Flags, NetMode};
 use crate::format::Runtime;
 use crate::sys::ns;
@@ -156,43 +156,7 @@ pub fn plan(rt: &Runtime, flags: &Flags, facts: &HostFacts) -> Result<VmPlan, Pl
         host_gid: facts.gid,
     });
     host.push(Step::MakeRootPrivate);
-    let scratch = &facts.scratch;
-    let root = scratch.join("root");
-    let mut options = String::from("mode=755");
-    if let Some(size) = flags.tmpfs_upper.as_deref().filter(|s| !s.is_empty()) {
-        options = format!("{options},{size}");
-    }
-    host.push(Step::Tmpfs {
-        target: scratch.clone(),
-        flags: 0,
-        options,
-    });
-    let ram = (scratch.join("upper"), scratch.join("work"));
-    let (upper, work, ram) = match &facts.upper {
-        Upper::Ram => {
-            for d in [&ram.0, &ram.1] {
-                host.push(Step::Mkdir {
-                    path: d.clone(),
-                    mode: 0o755,
-                });
-            }
-            (ram.0, ram.1, None)
-        }
-        Upper::Disk(d) => (d.join("upper"), d.join("work"), Some(ram)),
-        Upper::Persist(d) => (d.join("upper"), d.join("work"), None),
-    };
-    host.push(Step::Mkdir {
-        path: root.clone(),
-        mode: 0o755,
-    });
-    host.push(Step::Overlay {
-        lower: facts.rootfs.clone(),
-        upper,
-        work,
-        target: root.clone(),
-        ram,
-        seed: Vec::new(),
-    });
+    let root = root::overlay_root(facts, flags, Vec::new(), &mut host);
     // Where the guest mounts its own /proc, /sys and /dev (9p cannot carry those).
     for d in ["dev", "proc", "sys"] {
         host.push(Step::RealDir { path: root.join(d) });
