@@ -581,8 +581,17 @@ fn images_sharing_base_layers_share_them_in_the_cache_until_the_last_one_goes() 
     assert_eq!(r.files_under_cache("layers").len(), n);
     running.kill().unwrap();
     running.wait().unwrap();
-    // Then prune --all removes the entry, then its layers: the cache is empty.
-    let out = cache_ok(&r, &["cache", "prune", "--all"]);
+    // Then prune --all removes the entry, then its layers: the cache is empty. The container's
+    // own processes die of their parent's death a moment after it (PR_SET_PDEATHSIG) and hold
+    // the entry until then.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let out = loop {
+        let out = cache_ok(&r, &["cache", "prune", "--all"]);
+        if !out.contains("in use") || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(out.contains(&format!("removed {}", &bkey[..12])), "{out}");
     assert_eq!(out.matches("removed layer ").count(), n, "{out}");
     for sub in ["rootfs", "meta", "tmp", "layers"] {
