@@ -262,22 +262,12 @@ fn t_gives_the_command_a_terminal_of_the_callers_size() {
 #[test]
 fn kvm_runs_the_guest_where_it_can() {
     let Some(f) = bb() else { return };
-    let usable = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    if !usable {
+    if !kvm_usable() {
         eprintln!("SKIP: /dev/kvm cannot be opened here (VM runs use emulation)");
         return;
     }
     // As ourselves (root where /dev/kvm is root's): the runner's user has no access to it.
-    let o = Command::new(f)
-        .args(["--vm", "--vm-accel", "kvm", "cat", "/proc/version"])
-        .env("HOME", shared().home())
-        .env_remove("XDG_CACHE_HOME")
-        .output()
-        .unwrap();
+    let o = as_ourselves(f, &["--vm", "--vm-accel", "kvm", "cat", "/proc/version"]);
     if o.status.success() {
         assert!(text(&o.stdout).contains("(oci2bin@oci2bin)"));
         return;
@@ -290,12 +280,7 @@ fn kvm_runs_the_guest_where_it_can() {
         "SKIP: KVM cannot run a guest on this machine: {}",
         err.lines().next().unwrap_or("")
     );
-    let auto = Command::new(f)
-        .args(["--vm", "echo", "fell-back"])
-        .env("HOME", shared().home())
-        .env_remove("XDG_CACHE_HOME")
-        .output()
-        .unwrap();
+    let auto = as_ourselves(f, &["--vm", "echo", "fell-back"]);
     assert_eq!(text(&auto.stdout), "fell-back\n", "{}", text(&auto.stderr));
     assert!(text(&auto.stderr).contains("emulating"));
 }
@@ -445,6 +430,27 @@ fn building_for_vm_mode_without_a_kernel_says_how_to_get_one() {
     );
 }
 
+/// Whether this process can open /dev/kvm (the runner's user cannot here).
+fn kvm_usable() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+/// Runs `file ARGS…` as this process's own user (root in CI), with the shared runner's cache
+/// and no stdin.
+fn as_ourselves(file: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(file)
+        .args(args)
+        .env("HOME", shared().home())
+        .env_remove("XDG_CACHE_HOME")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 fn loader_parts(file: &Path) -> Vec<loader::format::VmPart> {
     use loader::format::{Runtime, Trailer, TRAILER_LEN};
     let bytes = std::fs::read(file).unwrap();
@@ -535,11 +541,7 @@ fn libkrun_needs_kvm_and_runs_the_same_guest_where_kvm_works() {
     // The runner's user cannot open /dev/kvm here: a one-line error that says how to fix it.
     let r = shared();
     let o = r.run(f, &["--vm", "--vmm", "libkrun", "true"]);
-    let usable = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
+    let usable = kvm_usable();
     if o.status.success() {
         return;
     }
@@ -551,13 +553,7 @@ fn libkrun_needs_kvm_and_runs_the_same_guest_where_kvm_works() {
         return;
     }
     // As ourselves (root where /dev/kvm is root's).
-    let o = Command::new(f)
-        .args(["--vm", "--vmm", "libkrun", "cat", "/proc/version"])
-        .env("HOME", shared().home())
-        .env_remove("XDG_CACHE_HOME")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let o = as_ourselves(f, &["--vm", "--vmm", "libkrun", "cat", "/proc/version"]);
     if o.status.success() {
         assert!(
             text(&o.stdout).contains("(oci2bin@oci2bin)"),
