@@ -71,13 +71,19 @@ fn ports() -> Vec<(String, PathBuf)> {
         .collect()
 }
 
-fn open_port(ports: &[(String, PathBuf)], name: &str, write: bool) -> Result<File, String> {
+/// Opens the port `name` for reading, writing, or both.
+fn open_port(
+    ports: &[(String, PathBuf)],
+    name: &str,
+    read: bool,
+    write: bool,
+) -> Result<File, String> {
     let (_, dev) = ports
         .iter()
         .find(|(n, _)| n == name)
         .ok_or_else(|| format!("no virtio port {name}"))?;
     OpenOptions::new()
-        .read(!write)
+        .read(read)
         .write(write)
         .open(dev)
         .map_err(fail(format_args!("open {}", dev.display())))
@@ -88,17 +94,7 @@ fn run() -> Result<(), String> {
     mount("proc", "/proc", "proc", 0, None)?;
     mount("sysfs", "/sys", "sysfs", 0, None)?;
     let ports = ports();
-    let mut ctl = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(
-            &ports
-                .iter()
-                .find(|(n, _)| n == CONTROL.0)
-                .ok_or("no control port")?
-                .1,
-        )
-        .map_err(fail("open the control port"))?;
+    let mut ctl = open_port(&ports, CONTROL.0, true, true)?;
     let cfg = wire::read_frame(&mut ctl)
         .and_then(|b| wire::decode(&b))
         .map_err(fail("read the run's config"))?;
@@ -106,9 +102,9 @@ fn run() -> Result<(), String> {
     let stdio = match cfg.tty {
         true => None,
         false => Some([
-            open_port(&ports, STDIN.0, false)?,
-            open_port(&ports, STDOUT.0, true)?,
-            open_port(&ports, STDERR.0, true)?,
+            open_port(&ports, STDIN.0, true, false)?,
+            open_port(&ports, STDOUT.0, false, true)?,
+            open_port(&ports, STDERR.0, false, true)?,
         ]),
     };
     // From here on our own errors reach the caller's stderr.
