@@ -5,8 +5,9 @@
 
 use super::cpio;
 use super::parts::{self, write_once};
-use super::qemu::{self, Machine, CONSOLE_LOG, CONTROL, STDERR, STDIN, STDOUT, TERMINAL};
+use super::qemu::{self, CONSOLE_LOG, CONTROL, STDERR, STDIN, STDOUT, TERMINAL};
 use super::wire::{self, Message};
+use super::Machine;
 use crate::args::{self, Flags, VmAccel, Vmm};
 use crate::format::VmPartKind;
 use crate::plan::{self, IdMode};
@@ -307,9 +308,19 @@ fn boot(
     ]);
     ns::block_signals(&signals)?;
     let sigfd = ns::signalfd(&signals)?;
+    let machine = Machine {
+        kernel,
+        initrd,
+        root: &vp.root,
+        memory_mib: vp.memory_mib,
+        cpus: vp.cpus,
+        kvm,
+        tty,
+        net: vp.passt.is_some(),
+    };
     let (mut monitor, streams) = match vmm {
-        Backend::Qemu(bin) => start_qemu(bin, vp, kernel, initrd, kvm)?,
-        Backend::Krun => start_krun(vp, kernel, initrd)?,
+        Backend::Qemu(bin) => start_qemu(bin, &machine)?,
+        Backend::Krun => start_krun(&machine)?,
     };
     let Streams {
         term,
@@ -368,14 +379,8 @@ fn boot(
 }
 
 /// qemu, connecting to sockets we listen on in the run directory.
-fn start_qemu(
-    bin: &Path,
-    vp: &plan::vm::VmPlan,
-    kernel: &Path,
-    initrd: &Path,
-    kvm: bool,
-) -> Result<(Monitor, Streams), Failed> {
-    let tty = vp.guest.tty;
+fn start_qemu(bin: &Path, machine: &Machine) -> Result<(Monitor, Streams), Failed> {
+    let (tty, kvm) = (machine.tty, machine.kvm);
     // The terminal (a device before the ports), then the ports.
     let names: &[&str] = if tty {
         &[TERMINAL, CONTROL.1]
@@ -386,18 +391,8 @@ fn start_qemu(
         .iter()
         .map(|sock| UnixListener::bind(sock).map_err(|e| format!("listen on {sock}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    let machine = Machine {
-        kernel,
-        initrd,
-        root: &vp.root,
-        memory_mib: vp.memory_mib,
-        cpus: vp.cpus,
-        kvm,
-        tty,
-        net: vp.passt.is_some(),
-    };
     let mut cmd = Command::new(bin);
-    cmd.args(qemu::args(&machine));
+    cmd.args(qemu::args(machine));
     // Out of the terminal's process group: ^C is the command's, forwarded by us (or, with -t,
     // a byte for the guest's terminal).
     cmd.stdin(Stdio::null())
@@ -431,7 +426,7 @@ fn start_qemu(
 }
 
 #[cfg(not(feature = "krun"))]
-fn start_krun(_: &plan::vm::VmPlan, _: &Path, _: &Path) -> Result<(Monitor, Streams), Failed> {
+fn start_krun(_: &Machine) -> Result<(Monitor, Streams), Failed> {
     Err(Failed::Other(
         "this VM runtime was built without libkrun (the `krun` feature): use --vmm qemu".into(),
     ))
@@ -439,13 +434,9 @@ fn start_krun(_: &plan::vm::VmPlan, _: &Path, _: &Path) -> Result<(Monitor, Stre
 
 /// libkrun in a fork of ours, its ports on socket pairs whose other ends we keep.
 #[cfg(feature = "krun")]
-fn start_krun(
-    vp: &plan::vm::VmPlan,
-    kernel: &Path,
-    initrd: &Path,
-) -> Result<(Monitor, Streams), Failed> {
+fn start_krun(machine: &Machine) -> Result<(Monitor, Streams), Failed> {
     use std::os::fd::OwnedFd;
-    let tty = vp.guest.tty;
+    let tty = machine.tty;
     let pair = || -> Result<(UnixStream, OwnedFd), Failed> {
         let (a, b) = UnixStream::pair()?;
         Ok((a, b.into()))
@@ -456,22 +447,13 @@ fn start_krun(
         false => vec![pair()?, pair()?, pair()?],
     };
     let log = fs::File::create(CONSOLE_LOG)?;
-    let config = super::krun::Config {
-        kernel,
-        initrd,
-        root: &vp.root,
-        memory_mib: vp.memory_mib,
-        cpus: vp.cpus,
-        tty,
-        net: vp.passt.is_some(),
-    };
     match ns::fork()? {
         ns::Forked::Child => {
             let fds: Vec<i32> = std::iter::once(&ctl)
                 .chain(stdio.iter())
                 .map(|(_, theirs)| theirs.as_raw_fd())
                 .collect();
-            let e = super::krun::enter(&config, &fds, log.as_raw_fd());
+            let e = super::krun::enter(machine, &fds, log.as_raw_fd());
             let _ =
                 std::io::Write::write_all(&mut io::stderr(), format!("oci2bin: {e}\n").as_bytes());
             ns::exit_now(exec::EXIT_OURS)

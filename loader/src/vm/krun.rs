@@ -4,10 +4,9 @@
 //! console on socket pairs. libkrun needs KVM: there is no emulation to fall back to.
 
 use super::qemu::{CONTROL, STDERR, STDIN, STDOUT};
-use std::path::Path;
 #[cfg(feature = "krun")]
 use {
-    super::qemu::ROOT_TAG, crate::sys::krun::Ctx, std::ffi::CString, std::io,
+    super::qemu::ROOT_TAG, super::Machine, crate::sys::krun::Ctx, std::ffi::CString, std::io,
     std::os::unix::ffi::OsStrExt,
 };
 
@@ -16,17 +15,6 @@ use {
 pub fn cmdline(tty: bool) -> String {
     let log = if tty { "loglevel=0" } else { "loglevel=1" };
     format!("console=hvc0 quiet {log} panic=-1 reboot=t rdinit=/init oci2bin.root=virtiofs")
-}
-
-/// What libkrun is told.
-pub struct Config<'a> {
-    pub kernel: &'a Path,
-    pub initrd: &'a Path,
-    pub root: &'a Path,
-    pub memory_mib: u64,
-    pub cpus: u32,
-    pub tty: bool,
-    pub net: bool,
 }
 
 /// Where one end of a port goes.
@@ -66,7 +54,7 @@ fn c(p: &[u8]) -> io::Result<CString> {
 /// port and (without -t) of stdin, stdout and stderr; `log`: where the kernel's console goes.
 /// Returns only if the machine could not start.
 #[cfg(feature = "krun")]
-pub fn enter(cfg: &Config, fds: &[i32], log: i32) -> io::Error {
+pub fn enter(cfg: &Machine, fds: &[i32], log: i32) -> io::Error {
     match configure(cfg, fds, log) {
         Ok(ctx) => ctx.enter(),
         Err(e) => e,
@@ -74,7 +62,7 @@ pub fn enter(cfg: &Config, fds: &[i32], log: i32) -> io::Error {
 }
 
 #[cfg(feature = "krun")]
-fn configure(cfg: &Config, fds: &[i32], log: i32) -> io::Result<Ctx> {
+fn configure(cfg: &Machine, fds: &[i32], log: i32) -> io::Result<Ctx> {
     let ctx = Ctx::new()?;
     ctx.machine(
         cfg.cpus.min(255) as u8,

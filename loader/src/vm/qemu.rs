@@ -2,6 +2,7 @@
 //! firmware) with the runtime as its initramfs, the container's tree over virtio-9p and the
 //! control and stdio streams as virtio-serial ports backed by unix sockets we listen on.
 
+use super::Machine;
 use std::ffi::OsString;
 use std::path::Path;
 
@@ -17,21 +18,6 @@ pub const TERMINAL: &str = "term.sock";
 pub const ROOT_TAG: &str = "oci2bin.root";
 /// The guest kernel's log (and, without `-t`, everything the serial console prints).
 pub const CONSOLE_LOG: &str = "console.log";
-
-/// What the machine is made of.
-#[derive(Debug, Clone)]
-pub struct Machine<'a> {
-    pub kernel: &'a Path,
-    pub initrd: &'a Path,
-    pub root: &'a Path,
-    pub memory_mib: u64,
-    pub cpus: u32,
-    pub kvm: bool,
-    /// `-t`: the caller's terminal is the guest's `hvc0`.
-    pub tty: bool,
-    /// `--net passt`: a virtio-net device on passt's socket.
-    pub net: bool,
-}
 
 /// Escapes a value for qemu's `key=value,...` options (a comma is doubled).
 fn opt(v: &Path) -> String {
